@@ -1,0 +1,298 @@
+"""The shot store: ``videos`` and ``shots`` in LanceDB (a local folder or object storage).
+
+Every write is a keyed ``merge_insert`` on the natural key, so writing the
+same rows again changes no counts. The active-learning loop reads every shot
+vector on every build; :meth:`ShotStore.vectors` keeps them as one float32
+matrix, cached until the table's version changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from annotator_core.errors import DimensionMismatch, NotFoundError, StoreUnavailable
+from annotator_core.records import SHOTS_TABLE, VIDEOS_TABLE, shots_schema, videos_schema
+
+# Columns a caller normally wants about a shot; the vector and thumbnail are asked for by name.
+SHOT_INFO_COLUMNS = ["shot_id", "video_id", "start_frame", "end_frame", "start_s", "end_s", "cluster_id", "encoder"]
+
+
+@dataclass(frozen=True)
+class VectorMatrix:
+    """Every shot's vector as one matrix, row i belonging to ``ids[i]``."""
+
+    ids: np.ndarray  # object array of shot ids
+    matrix: np.ndarray  # float32 [N, dim], L2-normalised rows
+    cluster_ids: np.ndarray  # int64 [N]; -1 where clustering has not run
+    version: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index_of(self) -> dict[str, int]:
+        return {sid: i for i, sid in enumerate(self.ids.tolist())}
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    shot_id: str
+    video_id: str
+    start_s: float
+    end_s: float
+    score: float  # cosine similarity, higher is closer
+
+
+class ShotStore:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        storage_options: Mapping[str, str] | None = None,
+        nprobes: int = 32,
+        refine_factor: int = 4,
+    ) -> None:
+        self.uri = uri
+        self.nprobes = nprobes
+        self.refine_factor = refine_factor
+        self.storage_options = dict(storage_options or {})
+        try:
+            self.db = lancedb.connect(
+                uri,
+                storage_options=self.storage_options or None,
+                # Every read sees the newest committed version (ingest may write meanwhile).
+                read_consistency_interval=timedelta(0),
+            )
+        except Exception as exc:  # lancedb raises plain ValueError/OSError for bad URIs and options
+            raise StoreUnavailable(
+                f"VA_LANCEDB_URI={uri!r} cannot be opened ({exc}); fix the URI or VA_STORAGE_OPTIONS."
+            ) from None
+        self._lock = threading.Lock()
+        self._cache: VectorMatrix | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ShotStore:
+        if not settings.lancedb_uri:
+            settings.ensure_data_dir()
+        return cls(
+            settings.resolved_lancedb_uri,
+            storage_options=settings.storage_options,
+            nprobes=settings.search_nprobes,
+            refine_factor=settings.search_refine_factor,
+        )
+
+    # -- tables ----------------------------------------------------------------
+
+    def table_names(self) -> list[str]:
+        return list(self.db.table_names())
+
+    def has_shots(self) -> bool:
+        return SHOTS_TABLE in self.table_names()
+
+    def ensure_tables(self, dim: int) -> None:
+        """Create ``videos`` and ``shots`` (vectors of ``dim``) if missing; refuse a different ``dim``."""
+        names = self.table_names()
+        if VIDEOS_TABLE not in names:
+            self.db.create_table(VIDEOS_TABLE, schema=videos_schema(), exist_ok=True)
+        if SHOTS_TABLE not in names:
+            self.db.create_table(SHOTS_TABLE, schema=shots_schema(dim), exist_ok=True)
+        elif self.dim() != dim:
+            raise DimensionMismatch(
+                f"the shots table at {self.uri} holds {self.dim()}-d vectors but the encoder makes {dim}-d ones; "
+                "ingest with the encoder the table was made with, or point VA_LANCEDB_URI at a new folder."
+            )
+
+    def _table(self, name: str) -> Any:
+        try:
+            return self.db.open_table(name)
+        except (ValueError, FileNotFoundError):
+            raise NotFoundError(
+                f"table {name!r} does not exist in {self.uri}; run `va ingest PATH` (or `va demo`) first."
+            ) from None
+
+    def dim(self) -> int:
+        field = self._table(SHOTS_TABLE).schema.field("vector")
+        return int(field.type.list_size)
+
+    def encoder(self) -> str | None:
+        """The encoder the shots were embedded with (None when there are no shots)."""
+        if not self.has_shots():
+            return None
+        rows = self._table(SHOTS_TABLE).search().select(["encoder"]).limit(1).to_list()
+        return rows[0]["encoder"] if rows else None
+
+    def version(self) -> int:
+        return int(self._table(SHOTS_TABLE).version) if self.has_shots() else 0
+
+    def counts(self) -> dict[str, int]:
+        names = self.table_names()
+        out = {}
+        for name in (VIDEOS_TABLE, SHOTS_TABLE):
+            out[name] = int(self._table(name).count_rows()) if name in names else 0
+        if VIDEOS_TABLE in names:
+            out["videos_failed"] = int(self._table(VIDEOS_TABLE).count_rows("status = 'failed'"))
+        return out
+
+    # -- writes ----------------------------------------------------------------
+
+    def upsert_videos(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> None:
+        self._upsert(VIDEOS_TABLE, "video_id", rows, videos_schema())
+
+    def upsert_shots(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> None:
+        if isinstance(rows, pa.Table):
+            if rows.num_rows == 0:
+                return
+            dim = rows.schema.field("vector").type.list_size
+        else:
+            if not rows:
+                return
+            dim = len(rows[0]["vector"])
+        self.ensure_tables(dim)
+        self._upsert(SHOTS_TABLE, "shot_id", rows, shots_schema(dim))
+
+    def _upsert(self, name: str, key: str, rows: Any, schema: pa.Schema) -> None:
+        data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
+        if data.num_rows == 0:
+            return
+        if name not in self.table_names():
+            self.db.create_table(name, schema=schema, exist_ok=True)
+        data = data.select(schema.names).cast(schema)
+        (
+            self._table(name)
+            .merge_insert(key)
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(data)
+        )
+
+    def set_cluster_ids(self, shot_ids: Sequence[str], cluster_ids: Sequence[int]) -> None:
+        """Write ``cluster_id`` for the given shots (keyed, so a re-run is harmless)."""
+        if len(shot_ids) != len(cluster_ids):
+            raise ValueError(f"{len(shot_ids)} shot ids but {len(cluster_ids)} cluster ids")
+        data = pa.table(
+            {"shot_id": pa.array(list(shot_ids), pa.string()), "cluster_id": pa.array(cluster_ids, pa.int64())}
+        )
+        self._table(SHOTS_TABLE).merge_insert("shot_id").when_matched_update_all().execute(data)
+
+    def delete_video_shots(self, video_id: str) -> None:
+        if self.has_shots():
+            self._table(SHOTS_TABLE).delete(f"video_id = {_sql_str(video_id)}")
+
+    # -- reads -----------------------------------------------------------------
+
+    def get_shots(
+        self, shot_ids: Sequence[str], *, columns: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Shots by id, in the order asked; ids that do not exist are left out."""
+        if not shot_ids:
+            return []
+        cols = list(columns or SHOT_INFO_COLUMNS)
+        if "shot_id" not in cols:
+            cols = ["shot_id", *cols]
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(shot_ids))
+        for start in range(0, len(unique), 1000):
+            chunk = unique[start : start + 1000]
+            where = "shot_id IN (" + ", ".join(_sql_str(s) for s in chunk) + ")"
+            for row in self._table(SHOTS_TABLE).search().where(where).select(cols).limit(len(chunk)).to_list():
+                found[row["shot_id"]] = row
+        return [found[s] for s in shot_ids if s in found]
+
+    def get_shot(self, shot_id: str, *, columns: Sequence[str] | None = None) -> dict[str, Any]:
+        rows = self.get_shots([shot_id], columns=columns)
+        if not rows:
+            raise NotFoundError(f"no shot {shot_id!r}; shot ids look like '<video_id>:<start_frame>'.")
+        return rows[0]
+
+    def shots_of_video(self, video_id: str) -> list[dict[str, Any]]:
+        rows = (
+            self._table(SHOTS_TABLE)
+            .search()
+            .where(f"video_id = {_sql_str(video_id)}")
+            .select(SHOT_INFO_COLUMNS)
+            .limit(1_000_000)
+            .to_list()
+        )
+        return sorted(rows, key=lambda r: r["start_frame"])
+
+    def get_video(self, video_id: str) -> dict[str, Any]:
+        rows = (
+            self._table(VIDEOS_TABLE).search().where(f"video_id = {_sql_str(video_id)}").limit(1).to_list()
+        )
+        if not rows:
+            raise NotFoundError(f"no video {video_id!r}; list videos with `va status`.")
+        return rows[0]
+
+    def videos(self, *, status: str | None = None) -> list[dict[str, Any]]:
+        if VIDEOS_TABLE not in self.table_names():
+            return []
+        q = self._table(VIDEOS_TABLE).search()
+        if status is not None:
+            q = q.where(f"status = {_sql_str(status)}")
+        return list(q.limit(10_000_000).to_list())
+
+    def done_video_ids(self) -> set[str]:
+        return {v["video_id"] for v in self.videos(status="done")}
+
+    def vectors(self) -> VectorMatrix:
+        """All shot vectors as one float32 matrix with their ids, cached by table version."""
+        table = self._table(SHOTS_TABLE)
+        version = int(table.version)
+        with self._lock:
+            if self._cache is not None and self._cache.version == version:
+                return self._cache
+            data = table.to_lance().to_table(columns=["shot_id", "vector", "cluster_id"])
+            dim = data.schema.field("vector").type.list_size
+            vec = data.column("vector").combine_chunks()
+            matrix = np.asarray(vec.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+            self._cache = VectorMatrix(
+                ids=np.asarray(data.column("shot_id").to_pylist(), dtype=object),
+                matrix=matrix,
+                cluster_ids=data.column("cluster_id").to_numpy().astype(np.int64),
+                version=version,
+            )
+            return self._cache
+
+    def search(self, vector: np.ndarray, *, k: int = 20, where: str | None = None) -> list[SearchHit]:
+        """Cosine nearest shots to ``vector``, optionally filtered by a SQL expression on shot columns."""
+        table = self._table(SHOTS_TABLE)
+        query = np.asarray(vector, dtype=np.float32).ravel()
+        dim = self.dim()
+        if query.shape[0] != dim:
+            raise DimensionMismatch(f"query vector has {query.shape[0]} values; the shots table expects {dim}.")
+        q = table.search(query).distance_type("cosine")
+        if where:
+            q = q.where(where, prefilter=True)
+        if table.list_indices():
+            q = q.nprobes(self.nprobes).refine_factor(self.refine_factor)
+        rows = q.select(["shot_id", "video_id", "start_s", "end_s"]).limit(k).to_list()
+        return [
+            SearchHit(r["shot_id"], r["video_id"], r["start_s"], r["end_s"], 1.0 - float(r["_distance"]))
+            for r in rows
+        ]
+
+    def sample(self, n: int, *, seed: int = 0) -> list[str]:
+        """``n`` shot ids drawn uniformly without replacement (reproducible by seed)."""
+        ids = self.vectors().ids
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(ids), size=min(n, len(ids)), replace=False)
+        return [str(ids[i]) for i in pick]
+
+    def thumbnail(self, shot_id: str) -> bytes:
+        return bytes(self.get_shot(shot_id, columns=["thumbnail"])["thumbnail"])
+
+
+def _sql_str(value: str) -> str:
+    """A SQL string literal for LanceDB filters (quotes doubled, so ids cannot break out)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN (" + ", ".join(_sql_str(v) for v in values) + ")"

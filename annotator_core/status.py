@@ -1,0 +1,27 @@
+"""What `va status` and the services' health pages report: settings in effect and store contents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from annotator_core.errors import VAError
+from annotator_core.settings import Settings
+
+
+def collect_status(settings: Settings) -> dict[str, Any]:
+    from annotator_core.annotation_store import AnnotationStore
+    from annotator_core.shot_store import ShotStore
+
+    report: dict[str, Any] = {"data_dir": str(settings.data_dir)}
+    shots = ShotStore.from_settings(settings)
+    report["lancedb"] = {"uri": shots.uri, "counts": shots.counts(), "version": shots.version()}
+    url = settings.resolved_database_url
+    shown = url.split("@")[-1] if "@" in url else url
+    try:
+        store = AnnotationStore.from_settings(settings)
+        report["database"] = {"url": shown, "ok": True, "revision": store.revision(), "counts": store.table_counts()}
+        store.close()
+    except VAError as exc:
+        report["database"] = {"url": shown, "ok": False, "error": str(exc)}
+    report["encoder"] = {"configured": settings.encoder, "in_table": shots.encoder()}
+    return report
