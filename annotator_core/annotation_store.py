@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import ArgumentError as SAArgumentError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from annotator_core.db import Annotation, AnnotationEvent, ClassifierVersion, Label, User, utcnow
@@ -370,6 +370,10 @@ class AnnotationStore:
                 s.flush()
                 return _annotation_row(label, row)
         except IntegrityError:
+            # A concurrent request created the row first; if it wrote the same value, this is a repeat.
+            current = self.get_annotation(label, shot_id, annotator)
+            if current is not None and current.value == value:
+                return current
             raise ConflictError(
                 f"annotation of {shot_id!r} for {label!r} by {annotator!r} was created by a concurrent "
                 "request; reload it and apply your change again."
@@ -570,9 +574,7 @@ def _token_hash(token: str) -> str:
 def _check_name(name: str, what: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > 100 or any(c in name for c in "/\\\n\r\t"):
-        raise ValidationFailed(
-            f"{what} {name!r} is not allowed; use 1-100 characters without slashes or line breaks."
-        )
+        raise ValidationFailed(f"{what} {name!r} is not allowed; use 1-100 characters without slashes or line breaks.")
     return name
 
 
@@ -609,10 +611,7 @@ def _configure_sqlite(engine: Engine) -> None:
 def _unreachable(url: str, exc: Exception) -> str:
     shown = url.split("@")[-1] if "@" in url else url
     reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-    return (
-        f"VA_DATABASE_URL ({shown}) is not reachable: {reason}; "
-        "start the database or fix VA_DATABASE_URL."
-    )
+    return f"VA_DATABASE_URL ({shown}) is not reachable: {reason}; start the database or fix VA_DATABASE_URL."
 
 
 def _user_info(u: User) -> UserInfo:

@@ -43,9 +43,7 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Object-store options for LanceDB as JSON (e.g. aws_endpoint, region, keys).",
     )
-    database_url: str = Field(
-        "", description="SQLAlchemy URL of the annotation store; empty means SQLite in DATA_DIR."
-    )
+    database_url: str = Field("", description="SQLAlchemy URL of the annotation store; empty means SQLite in DATA_DIR.")
 
     # --- encoder -----------------------------------------------------------
     encoder: str = Field(
@@ -72,18 +70,14 @@ class Settings(BaseSettings):
     shot_detector: Literal["adaptive", "content", "threshold"] = Field(
         "adaptive", description="PySceneDetect detector used for shot boundaries."
     )
-    detector_threshold: float = Field(
-        0.0, ge=0, description="Detector threshold; 0 uses the detector's own default."
-    )
+    detector_threshold: float = Field(0.0, ge=0, description="Detector threshold; 0 uses the detector's own default.")
     min_shot_frames: int = Field(8, ge=1, description="Shortest shot in frames (PySceneDetect min_scene_len).")
     detect_downscale: int = Field(
         0, ge=0, description="Downscale factor for shot detection; 0 picks one from the frame width."
     )
     frames_per_shot: int = Field(3, ge=1, le=64, description="Frames sampled evenly from each shot.")
     thumbnail_width: int = Field(320, ge=32, le=1920, description="Width of the JPEG thumbnail kept per shot.")
-    max_video_duration_s: float = Field(
-        4 * 3600.0, gt=0, description="Videos longer than this are refused at probe."
-    )
+    max_video_duration_s: float = Field(4 * 3600.0, gt=0, description="Videos longer than this are refused at probe.")
     max_video_pixels: int = Field(
         3840 * 2160, gt=0, description="Videos with more pixels per frame than this are refused."
     )
@@ -94,9 +88,7 @@ class Settings(BaseSettings):
         2, ge=0, description="Retries of a video whose decoder crashed before it is marked failed."
     )
     write_batch_size: int = Field(2048, ge=1, description="Shots per LanceDB write (each write is a fragment).")
-    index_threshold: int = Field(
-        100_000, ge=0, description="Shots at which an ANN index is built; exact search below."
-    )
+    index_threshold: int = Field(100_000, ge=0, description="Shots at which an ANN index is built; exact search below.")
     index_partitions: int = Field(0, ge=0, description="IVF partitions of the ANN index; 0 picks sqrt(N).")
     search_nprobes: int = Field(32, ge=1, description="IVF partitions probed per ANN query.")
     search_refine_factor: int = Field(4, ge=1, description="Refine factor of ANN queries (exact re-rank).")
@@ -106,9 +98,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the annotation service listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the annotation service.")
     workers: int = Field(1, ge=1, description="Worker processes of the annotation service.")
-    session_secret: str = Field(
-        "", description="Secret that signs browser sessions; empty creates one in DATA_DIR."
-    )
+    session_secret: str = Field("", description="Secret that signs browser sessions; empty creates one in DATA_DIR.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body the services accept.")
     max_batch: int = Field(1000, ge=1, description="Most items (shots, rows) one request may carry.")
     max_import_rows: int = Field(100_000, ge=1, description="Most rows one CSV import may carry.")
@@ -225,7 +215,5 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     section = data.get("va", data)
     unknown = sorted(set(section) - set(Settings.model_fields))
     if unknown:
-        raise ConfigError(
-            f"unknown setting {unknown[0]!r} in {path}; fix the key (see the README's Configuration)."
-        )
+        raise ConfigError(f"unknown setting {unknown[0]!r} in {path}; fix the key (see the README's Configuration).")
     return dict(section)

@@ -164,13 +164,7 @@ class ShotStore:
         if name not in self.table_names():
             self.db.create_table(name, schema=schema, exist_ok=True)
         data = data.select(schema.names).cast(schema)
-        (
-            self._table(name)
-            .merge_insert(key)
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute(data)
-        )
+        (self._table(name).merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(data))
 
     def set_cluster_ids(self, shot_ids: Sequence[str], cluster_ids: Sequence[int]) -> None:
         """Write ``cluster_id`` for the given shots (keyed, so a re-run is harmless)."""
@@ -187,9 +181,7 @@ class ShotStore:
 
     # -- reads -----------------------------------------------------------------
 
-    def get_shots(
-        self, shot_ids: Sequence[str], *, columns: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
+    def get_shots(self, shot_ids: Sequence[str], *, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Shots by id, in the order asked; ids that do not exist are left out."""
         if not shot_ids:
             return []
@@ -223,9 +215,7 @@ class ShotStore:
         return sorted(rows, key=lambda r: r["start_frame"])
 
     def get_video(self, video_id: str) -> dict[str, Any]:
-        rows = (
-            self._table(VIDEOS_TABLE).search().where(f"video_id = {_sql_str(video_id)}").limit(1).to_list()
-        )
+        rows = self._table(VIDEOS_TABLE).search().where(f"video_id = {_sql_str(video_id)}").limit(1).to_list()
         if not rows:
             raise NotFoundError(f"no video {video_id!r}; list videos with `va status`.")
         return rows[0]
@@ -274,8 +264,7 @@ class ShotStore:
             q = q.nprobes(self.nprobes).refine_factor(self.refine_factor)
         rows = q.select(["shot_id", "video_id", "start_s", "end_s"]).limit(k).to_list()
         return [
-            SearchHit(r["shot_id"], r["video_id"], r["start_s"], r["end_s"], 1.0 - float(r["_distance"]))
-            for r in rows
+            SearchHit(r["shot_id"], r["video_id"], r["start_s"], r["end_s"], 1.0 - float(r["_distance"])) for r in rows
         ]
 
     def sample(self, n: int, *, seed: int = 0) -> list[str]:

@@ -7,6 +7,7 @@ Subcommands live in their own modules and are imported only when run, so
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Any
 
@@ -18,7 +19,7 @@ from annotator_core.errors import VAError
 COMMANDS = {
     "status": "va_cli.status:status",
     "ingest": "va_cli.ingest:ingest",
-    "search": "va_cli.ingest:search",
+    "search": "va_cli.search:search",
     "users": "va_cli.users:users",
     "serve": "va_cli.serve:serve",
     "demo": "va_cli.serve:demo",

@@ -12,8 +12,9 @@ from va_cli.main import settings_from
 @click.command()
 @click.option("--settings", "show_settings", is_flag=True, help="List every setting with its help.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--markdown", is_flag=True, help="With --settings: print the README's settings table.")
 @click.pass_context
-def status(ctx: click.Context, show_settings: bool, as_json: bool) -> None:
+def status(ctx: click.Context, show_settings: bool, as_json: bool, markdown: bool) -> None:
     """Show the settings in effect, table counts, whether the database answers, and the encoder."""
     from annotator_core.status import collect_status
 
@@ -21,6 +22,12 @@ def status(ctx: click.Context, show_settings: bool, as_json: bool) -> None:
     if show_settings:
         from annotator_core.settings import setting_help
 
+        if markdown:
+            click.echo("| setting | default | what it does |\n| --- | --- | --- |")
+            for env, default, help_text in setting_help():
+                shown = default.replace("|", "\\|")
+                click.echo(f"| `{env}` | `{shown}` | {help_text} |")
+            return
         for env, default, help_text in setting_help():
             click.echo(f"{env:32} {default:36} {help_text}")
         return
