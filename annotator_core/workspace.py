@@ -1,0 +1,288 @@
+"""One label's active-learning workspace: what happens when an annotator clicks "build".
+
+:meth:`LabelWorkspace.build` reads the consensus annotations, trains the
+label's classifier, scores every shot in the corpus with one matrix product
+over the shot store's cached vector matrix, picks the four feeds, computes
+model quality and data diversity, rewards the recommender for the change in
+quality, and saves all of it as the label's next classifier version.
+
+The k-means clusters behind data diversity belong to ingest (``cluster_id`` on
+every shot); a build only counts them, so it stays one pass over the vectors.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from annotator_core.annotation_store import AnnotationStore, VersionInfo
+from annotator_core.classifier import Classifier, train
+from annotator_core.errors import NotEnoughAnnotations, NotFoundError, ValidationFailed
+from annotator_core.feeds import FEEDS, build_feeds
+from annotator_core.metrics import data_diversity, model_quality
+from annotator_core.recommend import Recommender, make_recommender
+from annotator_core.settings import Settings
+from annotator_core.shot_store import ShotStore, VectorMatrix
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class Readiness:
+    n_pos: int
+    n_neg: int
+    need_pos: int  # more positives needed before a build (0 when enough)
+    need_neg: int
+    ready: bool
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    shot_id: str
+    score: float  # P(positive) from the version's classifier
+    labeled: bool | None  # consensus value when the shot is labelled, else None
+
+
+@dataclass
+class BuildResult:
+    version: int
+    model_quality: float
+    data_diversity: float
+    n_pos: int
+    n_neg: int
+    recommendation: str  # a SOURCES name, or "" when none
+    feeds: dict[str, list[FeedItem]]
+    timings: dict[str, float]  # seconds per part
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["feeds"] = {name: [asdict(item) for item in items] for name, items in self.feeds.items()}
+        return out
+
+
+class LabelWorkspace:
+    def __init__(self, label: str, *, shots: ShotStore, annotations: AnnotationStore, settings: Settings) -> None:
+        self.label = label
+        self.shots = shots
+        self.annotations = annotations
+        self.settings = settings
+
+    # -- before a build ----------------------------------------------------------
+
+    def readiness(self) -> Readiness:
+        n_pos, n_neg = self.annotations.counts(self.label)
+        return _readiness(n_pos, n_neg, self.settings)
+
+    # -- the build -----------------------------------------------------------------
+
+    def build(self, *, created_by: str = "", progress: Progress | None = None) -> BuildResult:
+        """Train, score the corpus, pick feeds, score quality and diversity, recommend, save a version."""
+        report = progress or (lambda _stage, _fraction: None)
+        timings: dict[str, float] = {}
+        clock = _Clock(timings)
+        started = time.perf_counter()
+
+        with clock("annotations"):
+            snapshot_event_id = self.annotations.last_event_id(self.label)
+            consensus = self.annotations.consensus(self.label)
+        n_pos = sum(1 for v in consensus.values() if v)
+        readiness = _readiness(n_pos, len(consensus) - n_pos, self.settings)
+        if not readiness.ready:
+            raise _not_enough(self.label, readiness, self.settings)
+        report("annotations", 0.1)
+
+        with clock("vectors"):
+            vectors = self.shots.vectors()
+            rows_of = _row_index(vectors)
+            encoder = self.shots.encoder() or ""
+        labelled_ids = [sid for sid in consensus if sid in rows_of]
+        missing = len(consensus) - len(labelled_ids)
+        rows = np.fromiter((rows_of[sid] for sid in labelled_ids), dtype=np.int64, count=len(labelled_ids))
+        y = np.fromiter((consensus[sid] for sid in labelled_ids), dtype=bool, count=len(labelled_ids))
+        in_store = _readiness(int(y.sum()), int((~y).sum()), self.settings)
+        if not in_store.ready:
+            raise _not_enough(self.label, in_store, self.settings, missing=missing)
+        x = vectors.matrix[rows]
+        report("vectors", 0.2)
+
+        seed = int(snapshot_event_id)
+        with clock("train"):
+            clf = train(x, y, seed=seed, encoder=encoder, C=self.settings.classifier_c)
+        report("train", 0.35)
+        with clock("quality"):
+            quality = model_quality(x, y, folds=self.settings.cv_folds, seed=seed, C=self.settings.classifier_c)
+        report("quality", 0.5)
+        with clock("score"):
+            # Shot vectors are stored L2-normalised, so the norm pass is skipped: one matrix product.
+            scores = clf.predict_proba(vectors.matrix, normalised=True)
+        report("score", 0.75)
+        with clock("feeds"):
+            feeds = build_feeds(scores, labeled=rows, size=self.settings.feed_size, seed=seed)
+            feed_rows = {name: idx.tolist() for name, idx in feeds.as_dict().items()}
+        with clock("diversity"):
+            diversity, diversity_info = self._diversity(vectors, rows, y)
+        report("feeds", 0.85)
+
+        with clock("recommend"):
+            recommender, rewards, previous = self._reward(quality)
+            recommendation = recommender.recommend()
+
+        ids = vectors.ids
+        saved_feeds = {
+            name: [[str(ids[i]), round(float(scores[i]), 6)] for i in idx] for name, idx in feed_rows.items()
+        }
+        timings["total_before_save"] = time.perf_counter() - started
+        extra: dict[str, Any] = {
+            "feeds": saved_feeds,
+            "recommendation": recommendation,
+            "recommender": recommender.name,
+            "rewards": rewards,
+            "previous_version": previous.version if previous else None,
+            "missing_shots": missing,
+            "n_shots": len(vectors),
+            "classifier": clf.info,
+            "timings": dict(timings),
+            **diversity_info,
+        }
+        with clock("save"):
+            saved = self.annotations.save_version(
+                self.label,
+                model=clf.to_bytes(),
+                encoder=encoder,
+                dim=clf.dim,
+                n_pos=int(y.sum()),
+                n_neg=int((~y).sum()),
+                model_quality=quality,
+                data_diversity=diversity,
+                snapshot=[[sid, consensus[sid]] for sid in sorted(consensus)],
+                snapshot_event_id=snapshot_event_id,
+                shots_table_version=vectors.version,
+                created_by=created_by,
+                extra=extra,
+            )
+            state = recommender.to_dict()
+            state["last_version"] = saved.version
+            self.annotations.save_recommender_state(self.label, state)
+        timings["total"] = time.perf_counter() - started
+        report("saved", 1.0)
+        return BuildResult(
+            version=saved.version,
+            model_quality=quality,
+            data_diversity=diversity,
+            n_pos=saved.n_pos,
+            n_neg=saved.n_neg,
+            recommendation=recommendation,
+            feeds={name: _items(items, consensus) for name, items in saved_feeds.items()},
+            timings=timings,
+            extra={k: v for k, v in extra.items() if k not in ("feeds", "timings")},
+        )
+
+    def _diversity(self, vectors: VectorMatrix, rows: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, Any]]:
+        labelled_clusters = vectors.cluster_ids[rows]
+        k = self.settings.n_clusters
+        if not (vectors.cluster_ids >= 0).any():
+            note = "shots are not clustered yet (cluster_id is -1); run the clustering step of `va ingest`"
+            return 0.0, {"clustered": False, "diversity_note": note, "n_clusters": k}
+        k = max(k, int(vectors.cluster_ids.max()) + 1)  # clustering may have run with a larger k
+        value = data_diversity(labelled_clusters[y], labelled_clusters[~y], k=k, cap=self.settings.diversity_cap)
+        return value, {"clustered": True, "n_clusters": k}
+
+    def _reward(self, quality: float) -> tuple[Recommender, dict[str, float], VersionInfo | None]:
+        """Credit the change in quality since the previous build to the sources of the labels since then."""
+        state = self.annotations.recommender_state(self.label)
+        s = self.settings
+        if state.get("name") == s.recommender:
+            recommender = Recommender.from_dict(state)
+        else:
+            recommender = make_recommender(s.recommender, c=s.ucb_c, epsilon=s.epsilon)
+        try:
+            previous: VersionInfo | None = self.annotations.get_version(self.label)
+        except NotFoundError:
+            previous = None
+        rewards: dict[str, float] = {}
+        if previous is not None:
+            gain = float(quality - previous.model_quality)
+            events = self.annotations.events(self.label, since_id=previous.snapshot_event_id)
+            for source in {e.source for e in events if e.new_value is not None and e.source}:
+                rewards[source] = gain
+            if any(src in recommender.counts for src in rewards):
+                recommender.update(rewards)
+        return recommender, rewards, previous
+
+    # -- after a build -----------------------------------------------------------------
+
+    def feed(self, name: str, *, version: int | None = None) -> list[FeedItem]:
+        """A feed of a saved version, each shot marked with its current consensus label (if any)."""
+        if name not in FEEDS:
+            raise ValidationFailed(f"unknown feed {name!r}; feeds are {', '.join(FEEDS)}.")
+        saved = self.annotations.get_version(self.label, version)
+        items = saved.extra.get("feeds", {}).get(name, [])
+        return _items(items, self.annotations.consensus(self.label))
+
+    def classifier(self, version: int | None = None) -> Classifier:
+        return Classifier.from_bytes(self.annotations.get_version(self.label, version).model)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Clock:
+    """``with clock("part"):`` adds the part's wall time in seconds to ``timings``."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self._part = ""
+        self._start = 0.0
+
+    def __call__(self, part: str) -> _Clock:
+        self._part = part
+        return self
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.timings[self._part] = time.perf_counter() - self._start
+
+
+def _readiness(n_pos: int, n_neg: int, settings: Settings) -> Readiness:
+    need_pos = max(0, settings.min_positive - n_pos)
+    need_neg = max(0, settings.min_negative - n_neg)
+    return Readiness(n_pos, n_neg, need_pos, need_neg, need_pos == 0 and need_neg == 0)
+
+
+def _not_enough(label: str, r: Readiness, settings: Settings, *, missing: int = 0) -> NotEnoughAnnotations:
+    gone = f" ({missing} labelled shots are no longer in the shot store)" if missing else ""
+    return NotEnoughAnnotations(
+        f"label {label!r} has {r.n_pos} positive and {r.n_neg} negative annotations{gone}; a build needs "
+        f"at least {settings.min_positive} positive and {settings.min_negative} negative — label "
+        f"{r.need_pos} more positive and {r.need_neg} more negative shots.",
+        need_positive=r.need_pos,
+        need_negative=r.need_neg,
+    )
+
+
+def _items(saved: list[list[Any]], consensus: dict[str, bool]) -> list[FeedItem]:
+    return [FeedItem(str(sid), float(score), consensus.get(str(sid))) for sid, score, *_ in saved]
+
+
+_index_lock = threading.Lock()
+_index_cache: tuple[weakref.ref[VectorMatrix], dict[str, int]] | None = None
+
+
+def _row_index(vectors: VectorMatrix) -> dict[str, int]:
+    """shot_id -> row of the vector matrix, built once per cached matrix (a dict of 1M ids is ~0.1 s)."""
+    global _index_cache
+    with _index_lock:
+        if _index_cache is not None and _index_cache[0]() is vectors:
+            return _index_cache[1]
+        index = vectors.index_of()
+        _index_cache = (weakref.ref(vectors), index)
+        return index
