@@ -1,0 +1,148 @@
+"""The catalog: which videos a run covers, and a content fingerprint for each.
+
+Paths may be local files, folders (searched recursively), globs, or ``s3://`` /
+``gs://`` prefixes, all through pyarrow's filesystems (credentials from the
+usual AWS_* / GOOGLE_* environment). A file named explicitly is always taken,
+whatever its name, and judged by its content at probe; folders, globs and
+prefixes contribute files with a video file suffix, so sidecar files (subtitles,
+JSON) in a catalog folder do not become failed rows.
+
+``video_id`` is a content fingerprint (size plus the first and last MiB), so a
+moved or renamed file is the same video and a re-run finds it done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import glob
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from annotator_core.errors import ValidationFailed
+
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts"}
+    | {".3gp", ".ogv", ".mxf"}
+)
+REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
+FINGERPRINT_CHUNK = 1 << 20  # bytes read from each end of the file
+COPY_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    uri: str  # absolute local path or s3:// / gs:// URI
+    size: int
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(REMOTE_SCHEMES)
+
+
+def list_videos(paths: Iterable[str]) -> list[CatalogEntry]:
+    """Every file the given paths name, de-duplicated, in a stable (sorted per path) order."""
+    seen: set[str] = set()
+    out: list[CatalogEntry] = []
+    for raw in paths:
+        entries = _list_remote(raw) if is_remote(raw) else _list_local(raw)
+        for entry in entries:
+            if entry.uri not in seen:
+                seen.add(entry.uri)
+                out.append(entry)
+    return out
+
+
+def _is_video_name(name: str) -> bool:
+    base = os.path.basename(name)
+    return not base.startswith(".") and os.path.splitext(base)[1].lower() in VIDEO_SUFFIXES
+
+
+def _list_local(raw: str) -> list[CatalogEntry]:
+    path = Path(raw).expanduser()
+    if path.is_file():
+        return [CatalogEntry(str(path.resolve()), path.stat().st_size)]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_video_name(p.name))
+        return [CatalogEntry(str(p.resolve()), p.stat().st_size) for p in files]
+    if glob.has_magic(raw):
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+        return [
+            CatalogEntry(str(p.resolve()), p.stat().st_size) for p in files if p.is_file() and _is_video_name(p.name)
+        ]
+    raise ValidationFailed(
+        f"path {raw!r} does not exist; give video files, folders, globs (quoted) or s3:// / gs:// prefixes."
+    )
+
+
+def _list_remote(raw: str) -> list[CatalogEntry]:
+    scheme, rest = raw.split("://", 1)
+    pattern = rest if glob.has_magic(rest) else None
+    base = rest.split("*")[0].rsplit("/", 1)[0] if pattern else rest
+    try:
+        fs, root = pafs.FileSystem.from_uri(f"{scheme}://{base}")
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.File and pattern is None:
+            return [CatalogEntry(raw, int(info.size or 0))]
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    except (OSError, ValueError) as exc:
+        raise ValidationFailed(
+            f"cannot list {raw!r} ({exc}); check the bucket and prefix names and the AWS_* / GOOGLE_* credentials."
+        ) from None
+    out = []
+    bucket = base.split("/", 1)[0]
+    for item in sorted(infos, key=lambda i: i.path):
+        if item.type != pafs.FileType.File or not _is_video_name(item.path):
+            continue
+        key = item.path if item.path.startswith(bucket) else f"{bucket}/{item.path}"
+        if pattern and not fnmatch.fnmatch(key, pattern):
+            continue
+        out.append(CatalogEntry(f"{scheme}://{key}", int(item.size or 0)))
+    return out
+
+
+def _open_fs(uri: str) -> tuple[pafs.FileSystem, str]:
+    if is_remote(uri):
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), uri
+
+
+def fingerprint(uri: str, size: int) -> str:
+    """Content fingerprint: blake2b of the size and the first and last MiB (hex, 32 characters)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(str(size).encode())
+    fs, path = _open_fs(uri)
+    with fs.open_input_file(path) as f:
+        digest.update(f.read(min(size, FINGERPRINT_CHUNK)))
+        if size > FINGERPRINT_CHUNK:
+            tail = max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK)
+            f.seek(tail)
+            digest.update(f.read(size - tail))
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[str]:
+    """A local path for ``uri``: the file itself, or a temporary download of a remote object."""
+    if not is_remote(uri):
+        yield uri
+        return
+    fs, path = _open_fs(uri)
+    suffix = os.path.splitext(path)[1]
+    with tempfile.NamedTemporaryFile(suffix=suffix, prefix="va-ingest-") as tmp:
+        with fs.open_input_stream(path) as src:
+            while chunk := src.read(COPY_CHUNK):
+                tmp.write(chunk)
+        tmp.flush()
+        yield tmp.name
+
+
+def title_of(uri: str) -> str:
+    """A human title from the file name: ``/a/b/Some_Film.mp4`` -> ``Some_Film``."""
+    return os.path.splitext(os.path.basename(uri.rstrip("/")))[0]

@@ -1,0 +1,524 @@
+"""The ingest job on Ray Data: catalog -> one decode task per title -> embedding actors -> keyed writes.
+
+- catalog: the driver lists the paths; a Ray Data map fingerprints each file
+  (its ``video_id``); videos already ``done`` are skipped, so a re-run resumes.
+- decode: ONE task per title (``map_batches`` over one-row blocks) probes it and
+  decodes it once, sequentially, yielding each shot's span, its few sample
+  frames (already at the encoder's size) and a JPEG thumbnail, then one video
+  row. Full-resolution frames never leave the task. A bad file becomes a
+  ``failed`` video row; a native crash kills only the worker: the task is retried
+  ``decode_retries`` times, then its block is dropped and the video is written as
+  failed, while every other title goes on.
+- embed: a fixed pool of actors (one GPU each when there are GPUs) that load
+  the encoder once and embed large batches of shots, so decoding the next titles
+  overlaps embedding these.
+- write: the driver streams the output and writes ``shots`` in batches of
+  ``write_batch_size`` (each write is one LanceDB fragment) with keyed
+  ``merge_insert``; a video's ``done`` row is written only after all its shots
+  are, so a killed run, resumed, ends with exactly the rows of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from annotator_core.encoders import load_encoder
+from annotator_core.errors import ValidationFailed
+from annotator_core.records import shot_id, shots_schema
+from annotator_core.settings import Settings
+from annotator_core.shot_store import ShotStore
+from pipelines.catalog import fingerprint, list_videos, local_copy, title_of
+from pipelines.shots import DetectorConfig
+from pipelines.video import DecodeStats, SampleOptions, VideoRefused, decode_shots, probe
+
+SHOTS_PER_YIELD = 16  # shots per batch a decode task hands on (small: frames are ~150 KB a shot)
+
+# One schema for every row the decode tasks emit: shot rows and, last per title, one video row.
+DECODED_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),  # "shot" | "video"
+        ("video_id", pa.string()),
+        ("start_frame", pa.int64()),
+        ("end_frame", pa.int64()),
+        ("frames", pa.binary()),  # uint8 [k, H, W, 3] in C order
+        ("thumbnail", pa.binary()),
+        ("video", pa.string()),  # JSON of the video row and decode timings; "" for shots
+    ]
+)
+
+
+@dataclass
+class IngestSummary:
+    """What a run did; also handed, live, to the ``progress`` callback while it runs."""
+
+    videos_done: int = 0
+    videos_failed: int = 0
+    videos_skipped: int = 0
+    shots: int = 0
+    seconds: float = 0.0
+    video_seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    videos_total: int = 0  # videos this run set out to ingest (after skips and --limit)
+    encoder: str = ""
+    dry_run: bool = False
+    planned: list[str] = field(default_factory=list)  # URIs a dry run would ingest
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def videos_remaining(self) -> int:
+        return max(0, self.videos_total - self.videos_done - self.videos_failed)
+
+    @property
+    def throughput(self) -> float:
+        """Video-seconds ingested per wall-clock second."""
+        return self.video_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["videos_remaining"] = self.videos_remaining
+        out["throughput"] = self.throughput
+        return out
+
+
+ProgressFn = Callable[[IngestSummary], None]
+DecodeFn = Callable[..., Iterator[pa.Table]]
+
+
+# --------------------------------------------------------------------------- the decode stage
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """Everything a decode task needs, as plain values (it is shipped to every worker)."""
+
+    options: SampleOptions
+    max_duration_s: float
+    max_pixels: int
+    encoder: str
+
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
+
+
+def _shot_row(video_id: str, sample: Any) -> dict[str, Any]:
+    return {
+        "kind": "shot",
+        "video_id": video_id,
+        "start_frame": sample.start_frame,
+        "end_frame": sample.end_frame,
+        "frames": np.ascontiguousarray(sample.frames, dtype=np.uint8).tobytes(),
+        "thumbnail": sample.thumbnail,
+        "video": "",
+    }
+
+
+def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
+    """The per-title Ray Data UDF: one catalog row in, its shot rows and then one video row out."""
+    for entry in batch.to_pylist():
+        video = {
+            "video_id": entry["video_id"],
+            "uri": entry["uri"],
+            "title": title_of(entry["uri"]),
+            "duration_s": 0.0,
+            "fps": 0.0,
+            "width": 0,
+            "height": 0,
+            "n_frames": 0,
+            "n_shots": 0,
+            "status": "done",
+            "error": "",
+            "encoder": job.encoder,
+        }
+        stats = DecodeStats()
+        try:
+            with local_copy(entry["uri"]) as path:
+                info = probe(path, max_duration_s=job.max_duration_s, max_pixels=job.max_pixels)
+                video.update(
+                    duration_s=info.duration_s, fps=info.fps, width=info.width, height=info.height,
+                    n_frames=info.n_frames,
+                )  # fmt: skip
+                rows: list[dict[str, Any]] = []
+                n_shots = 0
+                for sample in decode_shots(path, info, job.options, stats):
+                    rows.append(_shot_row(entry["video_id"], sample))
+                    n_shots += 1
+                    if len(rows) >= SHOTS_PER_YIELD:
+                        yield _table(rows)
+                        rows = []
+                if rows:
+                    yield _table(rows)
+                video.update(n_shots=n_shots, n_frames=stats.frames, duration_s=stats.frames / info.fps)
+        except VideoRefused as exc:
+            video.update(status="failed", error=str(exc), n_shots=0)
+        except Exception as exc:  # any other fault of this one title is its failed row, not the job's end
+            video.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], n_shots=0)
+        video["timings"] = {"decode": stats.decode_s, "detect": stats.detect_s, "sample": stats.sample_s}
+        yield _table(
+            [{"kind": "video", "video_id": entry["video_id"], "start_frame": 0, "end_frame": 0,
+              "frames": b"", "thumbnail": b"", "video": json.dumps(video)}]
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the embedding stage
+
+
+class EmbedShots:
+    """Embedding actor: loads the encoder once, then turns batches of shot frames into vectors."""
+
+    def __init__(self, spec: str, device: str, frames_per_shot: int) -> None:
+        self.encoder = load_encoder(spec, device=device)
+        self.frames_per_shot = frames_per_shot
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        t0 = time.perf_counter()
+        kinds = batch.column("kind").to_pylist()
+        h, w = self.encoder.frame_size
+        dim = self.encoder.dim
+        shape = (self.frames_per_shot, h, w, 3)
+        shot_rows = [i for i, kind in enumerate(kinds) if kind == "shot"]
+        frames = batch.column("frames")
+        shots = [np.frombuffer(frames[i].as_py(), dtype=np.uint8).reshape(shape) for i in shot_rows]
+        vectors = np.zeros((batch.num_rows, dim), np.float32)
+        if shots:
+            vectors[shot_rows] = self.encoder.embed_shots(shots)
+        out = batch.drop_columns(["frames"])
+        out = out.append_column("vector", pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim))
+        seconds = (time.perf_counter() - t0) / max(1, len(shot_rows))
+        return out.append_column("embed_s", pa.array([seconds] * batch.num_rows, pa.float64()))
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def _fingerprint_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {"uri": row["uri"], "size": row["size"], "video_id": fingerprint(row["uri"], row["size"])}
+
+
+@contextlib.contextmanager
+def _stdin_detached() -> Iterator[None]:
+    """Point fd 0 at /dev/null while Ray starts, so none of its processes inherits the terminal.
+
+    A worker in the background that touches the terminal is stopped by the kernel (SIGTTIN/SIGTTOU):
+    PySceneDetect runs ``ffmpeg`` at import to find it, and ffmpeg sets up the terminal it finds on stdin.
+    """
+    try:
+        saved = os.dup(0)
+    except OSError:  # no stdin at all: nothing to detach
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+
+
+def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """``ray.init`` for ingest: a local Ray (all cores unless ``num_cpus``) or the cluster at ``address``."""
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    # Inside a Ray job RAY_ADDRESS (Ray's own variable, not a VA setting) makes ray.init() join that
+    # cluster, which refuses resource arguments.
+    if not address and not os.environ.get("RAY_ADDRESS"):
+        kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+    with warnings.catch_warnings(), _stdin_detached():
+        # Ray's fork+exec of its own processes is safe; LanceDB warns about any fork once it is imported.
+        warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+        ray.init(address=address or None, **kwargs)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Use the Ray already running in this process, or start one (local unless ``address``)."""
+    if ray.is_initialized():
+        yield
+        return
+    start_ray(address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _data_context() -> Iterator[None]:
+    """Ray Data settings for this job: a dropped block (a crashed title) must not end the job."""
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.print_on_execution_start)
+    ctx.max_errored_blocks = -1
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    try:
+        yield
+    finally:
+        ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.print_on_execution_start = saved
+
+
+def catalog_rows(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """List the paths on the driver, fingerprint the files as a Ray Data map; one row per distinct video."""
+    entries = list_videos(paths)
+    if not entries:
+        raise ValidationFailed(
+            f"no video files found under {', '.join(paths)}; give video files, folders or s3:// / gs:// prefixes."
+        )
+    items = [{"uri": e.uri, "size": e.size} for e in entries]
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64)).map(_fingerprint_row)
+    found = {row["uri"]: row for row in ds.take_all()}
+    return [found[e.uri] for e in entries]
+
+
+def run_ingest(
+    paths: Sequence[str],
+    *,
+    settings: Settings,
+    encoder_spec: str | None = None,
+    limit: int | None = None,
+    dry_run: bool = False,
+    address: str | None = None,
+    progress: ProgressFn | None = None,
+    decode_fn: DecodeFn | None = None,
+) -> IngestSummary:
+    """Ingest the videos under ``paths`` into the shot store named by ``settings``; see the module doc.
+
+    ``decode_fn`` replaces the per-title UDF (:func:`decode_title`); tests use it to crash a worker.
+    """
+    started = time.perf_counter()
+    spec = encoder_spec or settings.encoder
+    # Load the encoder here once: a bad spec fails before any work, and the decode tasks learn its frame size.
+    encoder = load_encoder(spec, device="cpu")
+    summary = IngestSummary(encoder=encoder.name, dry_run=dry_run)
+    # Ray starts (forking its processes) before LanceDB's runtime does in this process.
+    with ray_session(address or settings.ray_address or None), _data_context():
+        store = ShotStore.from_settings(settings)
+        existing = store.encoder()
+        if existing is not None and existing != encoder.name:
+            raise ValidationFailed(
+                f"the shots table at {store.uri} was embedded with {existing!r}, not {encoder.name!r}; "
+                f"ingest with --encoder {existing}, or point VA_LANCEDB_URI at a new folder."
+            )
+        t0 = time.perf_counter()
+        rows = catalog_rows(paths)
+        summary.stage_seconds["catalog"] = time.perf_counter() - t0
+        done = store.done_video_ids()
+        todo: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for row in rows:
+            if row["video_id"] in done or row["video_id"] in seen:
+                summary.videos_skipped += 1  # done before, or the same content under another name
+                continue
+            seen.add(row["video_id"])
+            todo.append(row)
+        if limit is not None:
+            todo = todo[: max(0, limit)]
+        summary.videos_total = len(todo)
+        summary.planned = [row["uri"] for row in todo]
+        if dry_run or not todo:
+            summary.seconds = time.perf_counter() - started
+            return summary
+        store.ensure_tables(encoder.dim)
+        job = DecodeJob(
+            options=SampleOptions(
+                frame_size=tuple(encoder.frame_size),  # type: ignore[arg-type]
+                frames_per_shot=settings.frames_per_shot,
+                thumbnail_width=settings.thumbnail_width,
+                detector=DetectorConfig.from_settings(settings),
+            ),
+            max_duration_s=settings.max_video_duration_s,
+            max_pixels=settings.max_video_pixels,
+            encoder=encoder.name,
+        )
+        del encoder  # the actors load their own; the driver keeps no model
+        writer = _Writer(store, settings=settings, summary=summary, progress=progress, started=started)
+        for batch in _pipeline(
+            todo, job=job, spec=spec, settings=settings, decode_fn=decode_fn or decode_title
+        ).iter_batches(batch_size=None, batch_format="pyarrow"):
+            writer.add(batch)
+        writer.finish(todo)
+    summary.seconds = time.perf_counter() - started
+    if summary.shots:
+        _after_run(store, settings, summary)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _pipeline(todo: list[dict[str, Any]], *, job: DecodeJob, spec: str, settings: Settings, decode_fn: DecodeFn) -> Any:
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    # One title per block, so a crashed title loses only its own block.
+    ds: ray.data.Dataset = ray.data.from_items(todo, override_num_blocks=len(todo))
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates remote args passed through, but has no named parameter for max_retries,
+        # and its default (-1) would retry a title that crashes its decoder for ever.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = ds.map_batches(
+            decode_fn,
+            fn_kwargs={"job": job},
+            batch_size=1,
+            batch_format="pyarrow",
+            num_cpus=1,
+            compute=ray.data.TaskPoolStrategy(size=settings.decode_concurrency or None),
+            max_retries=settings.decode_retries,  # a worker that died (segfault) is retried this often
+            retry_exceptions=False,  # Python errors are already the title's failed row
+        )
+    return ds.map_batches(
+        EmbedShots,
+        fn_constructor_kwargs={"spec": spec, "device": settings.device, "frames_per_shot": settings.frames_per_shot},
+        batch_size=settings.embed_batch_size,
+        batch_format="pyarrow",
+        # One GPU per actor: never ask for more actors than the cluster has GPUs, or they would wait for ever.
+        compute=ray.data.ActorPoolStrategy(size=min(settings.embed_concurrency, gpus or settings.embed_concurrency)),
+        num_gpus=1 if gpus else 0,
+        # Without a GPU the actor shares the cores with the decode tasks instead of holding one idle.
+        num_cpus=1 if gpus else 0,
+    )
+
+
+class _Writer:
+    """Collects the embedded rows on the driver and writes them in large keyed batches."""
+
+    def __init__(
+        self,
+        store: ShotStore,
+        *,
+        settings: Settings,
+        summary: IngestSummary,
+        progress: ProgressFn | None,
+        started: float,
+    ) -> None:
+        self.store = store
+        self.batch_size = settings.write_batch_size
+        self.retries = settings.decode_retries
+        self.summary = summary
+        self.progress = progress
+        self.started = started
+        self.pending: dict[str, list[dict[str, Any]]] = {}  # shots of videos not yet complete
+        self.videos: dict[str, dict[str, Any]] = {}  # video rows waiting for all their shots
+        self.shot_buffer: list[dict[str, Any]] = []
+        self.video_buffer: list[dict[str, Any]] = []  # written right after the shots buffered before them
+        self.seen: set[str] = set()
+
+    def add(self, batch: pa.Table) -> None:
+        for row in batch.to_pylist():
+            vid = row["video_id"]
+            if row["kind"] == "video":
+                video = json.loads(row["video"])
+                for stage, seconds in video.pop("timings").items():
+                    self._time(stage, seconds)
+                self.videos[vid] = video
+                self.seen.add(vid)
+            else:
+                self._time("embed", row["embed_s"])
+                self.pending.setdefault(vid, []).append(row)
+        for vid in [v for v, video in self.videos.items() if self._complete(video)]:
+            self._accept(self.videos.pop(vid), self.pending.pop(vid, []))
+        if len(self.shot_buffer) >= self.batch_size:
+            self.flush()
+        self._report()
+
+    def _complete(self, video: dict[str, Any]) -> bool:
+        return video["status"] == "failed" or len(self.pending.get(video["video_id"], [])) >= video["n_shots"]
+
+    def _accept(self, video: dict[str, Any], shots: list[dict[str, Any]]) -> None:
+        if video["status"] == "done":
+            self.shot_buffer.extend(self._shot_record(video, s) for s in shots)
+        self.video_buffer.append(video)
+
+    def _shot_record(self, video: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+        fps = video["fps"]
+        return {
+            "shot_id": shot_id(row["video_id"], row["start_frame"]),
+            "video_id": row["video_id"],
+            "start_frame": row["start_frame"],
+            "end_frame": row["end_frame"],
+            "start_s": row["start_frame"] / fps,
+            "end_s": row["end_frame"] / fps,
+            "thumbnail": row["thumbnail"],
+            "cluster_id": -1,
+            "encoder": video["encoder"],
+            "vector": row["vector"],
+        }
+
+    def flush(self) -> None:
+        t0 = time.perf_counter()
+        if self.shot_buffer:
+            dim = len(self.shot_buffer[0]["vector"])
+            self.store.upsert_shots(pa.Table.from_pylist(self.shot_buffer, schema=shots_schema(dim)))
+        if self.video_buffer:
+            now = datetime.now(UTC)
+            failed = [v["video_id"] for v in self.video_buffer if v["status"] == "failed"]
+            for vid in failed:  # shots an earlier, interrupted run wrote for a video that now fails
+                self.store.delete_video_shots(vid)
+            self.store.upsert_videos([{**v, "ingested_at": now} for v in self.video_buffer])
+        s = self.summary
+        for video in self.video_buffer:
+            if video["status"] == "done":
+                s.videos_done += 1
+                s.shots += video["n_shots"]
+                s.video_seconds += video["duration_s"]
+            else:
+                s.videos_failed += 1
+                s.failures.append((video["uri"], video["error"]))
+        self.shot_buffer, self.video_buffer = [], []
+        self._time("write", time.perf_counter() - t0)
+
+    def finish(self, todo: list[dict[str, Any]]) -> None:
+        """Write what is left; titles whose task died every time, or whose shots were lost, become failed."""
+        for row in todo:
+            vid = row["video_id"]
+            if vid in self.seen and vid not in self.videos:
+                continue
+            video = self.videos.pop(vid, None)
+            if video is None:
+                error = f"the decoder crashed (worker died) on each of {self.retries + 1} attempts"
+                video = {**_empty_video(row, self.summary.encoder), "error": error}
+            else:
+                lost = video["n_shots"] - len(self.pending.get(vid, []))
+                error = f"{lost} of {video['n_shots']} shots were lost in embedding"
+                video = {**video, "status": "failed", "n_shots": 0, "error": error}
+            self.pending.pop(vid, None)
+            self._accept(video, [])
+        self.flush()
+        self._report()
+
+    def _time(self, stage: str, seconds: float) -> None:
+        self.summary.stage_seconds[stage] = self.summary.stage_seconds.get(stage, 0.0) + float(seconds)
+
+    def _report(self) -> None:
+        self.summary.seconds = time.perf_counter() - self.started
+        if self.progress is not None:
+            self.progress(self.summary)
+
+
+def _empty_video(row: dict[str, Any], encoder: str) -> dict[str, Any]:
+    return {
+        "video_id": row["video_id"], "uri": row["uri"], "title": title_of(row["uri"]), "duration_s": 0.0,
+        "fps": 0.0, "width": 0, "height": 0, "n_frames": 0, "n_shots": 0, "status": "failed", "error": "",
+        "encoder": encoder,
+    }  # fmt: skip
+
+
+def _after_run(store: ShotStore, settings: Settings, summary: IngestSummary) -> None:
+    """Cluster every shot (k-means, for data diversity) and build or refresh the ANN index."""
+    from pipelines.cluster import cluster_shots
+    from pipelines.index import ensure_index
+
+    t0 = time.perf_counter()
+    cluster_shots(store, k=settings.n_clusters)
+    summary.stage_seconds["cluster"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ensure_index(store, settings=settings)
+    summary.stage_seconds["index"] = time.perf_counter() - t0

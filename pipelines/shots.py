@@ -1,0 +1,89 @@
+"""Shot boundaries with PySceneDetect, fed frame by frame from the one decode pass of a title.
+
+PySceneDetect's own ``SceneManager.detect_scenes`` would open and decode the
+video a second time; here the detector's ``process_frame`` gets the small
+frames the decode pass already made, so each title is decoded once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode, ThresholdDetector
+from scenedetect.detector import SceneDetector
+from scenedetect.scene_manager import DEFAULT_MIN_WIDTH, compute_downscale_factor
+
+# Each detector's own default threshold, used when the setting is 0.
+DEFAULT_THRESHOLDS = {"adaptive": 3.0, "content": 27.0, "threshold": 12.0}
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The shot-detection settings, as plain values a Ray task can carry."""
+
+    detector: str = "adaptive"
+    threshold: float = 0.0  # 0: the detector's own default
+    min_shot_frames: int = 8
+    downscale: int = 0  # 0: pick from the frame width as PySceneDetect does
+
+    @classmethod
+    def from_settings(cls, settings: object) -> DetectorConfig:
+        return cls(
+            detector=settings.shot_detector,  # type: ignore[attr-defined]
+            threshold=settings.detector_threshold,  # type: ignore[attr-defined]
+            min_shot_frames=settings.min_shot_frames,  # type: ignore[attr-defined]
+            downscale=settings.detect_downscale,  # type: ignore[attr-defined]
+        )
+
+
+def make_detector(config: DetectorConfig) -> SceneDetector:
+    threshold = config.threshold or DEFAULT_THRESHOLDS.get(config.detector, 0.0)
+    if config.detector == "adaptive":
+        return AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=config.min_shot_frames)
+    if config.detector == "content":
+        return ContentDetector(threshold=threshold, min_scene_len=config.min_shot_frames)
+    if config.detector == "threshold":
+        return ThresholdDetector(threshold=threshold, min_scene_len=config.min_shot_frames)
+    raise ValueError(f"unknown shot detector {config.detector!r}; expected adaptive, content or threshold")
+
+
+def detection_width(source_width: int, downscale: int) -> int:
+    """Width of the frames the detector sees (PySceneDetect's automatic downscale unless set)."""
+    factor = float(downscale) if downscale > 0 else compute_downscale_factor(source_width, DEFAULT_MIN_WIDTH)
+    return max(1, round(source_width / max(factor, 1.0)))
+
+
+class CutDetector:
+    """Streams frames into one PySceneDetect detector and collects the cut frames.
+
+    Cuts may be reported a few frames after they happen (``lag``); the caller
+    keeps that many recent frames so a late cut still splits the right frames.
+    """
+
+    def __init__(self, config: DetectorConfig, *, fps: float, source_width: int) -> None:
+        self.detector = make_detector(config)
+        self.fps = fps
+        self.width = detection_width(source_width, config.downscale)
+        self.last_frame = -1
+
+    @property
+    def lag(self) -> int:
+        return int(self.detector.event_buffer_length)
+
+    def process(self, index: int, rgb: np.ndarray) -> list[int]:
+        """Feed frame ``index`` (RGB, any size); returns the cut frames detected so far with it."""
+        h, w = rgb.shape[:2]
+        if w != self.width:
+            rgb = cv2.resize(rgb, (self.width, max(1, round(h * self.width / w))), interpolation=cv2.INTER_LINEAR)
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # the detectors work on OpenCV's BGR order
+        self.last_frame = index
+        cuts = self.detector.process_frame(FrameTimecode(index, fps=self.fps), bgr)
+        return [c.frame_num for c in cuts]
+
+    def finish(self) -> list[int]:
+        """Cuts a detector can only report once the last frame is known."""
+        if self.last_frame < 0:
+            return []
+        return [c.frame_num for c in self.detector.post_process(FrameTimecode(self.last_frame, fps=self.fps))]

@@ -1,0 +1,134 @@
+"""`va ingest PATH...`: shots, frames and embeddings of videos into LanceDB, on Ray Data."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from va_cli.main import settings_from
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to run on (e.g. ray://head:10001, or 'auto'); default VA_RAY_ADDRESS, else a local Ray.",
+)
+@click.option(
+    "--encoder",
+    "encoder_spec",
+    default=None,
+    help="Encoder spec: clip:<hub id or local folder>, tiny-clip or handcrafted (default VA_ENCODER).",
+)
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Ingest at most this many new videos.")
+@click.option(
+    "--dry-run", is_flag=True, help="List and fingerprint the videos, say what would be ingested, write nothing."
+)
+@click.option(
+    "--strict/--no-strict",
+    default=None,
+    help="Exit with status 1 when any video failed (default VA_STRICT, off: failures are rows, the run goes on).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_context
+def ingest(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    address: str | None,
+    encoder_spec: str | None,
+    limit: int | None,
+    dry_run: bool,
+    strict: bool | None,
+    as_json: bool,
+) -> None:
+    """Ingest videos: detect shots, sample frames, embed them and write them to LanceDB.
+
+    PATH may be a video file, a folder (searched recursively for video files), a quoted
+    glob, or an s3:// / gs:// prefix. Each title is decoded once on Ray Data; videos already
+    ingested are skipped, so running the same command again resumes an interrupted run.
+    A file that is not a readable video becomes a `failed` row with its reason.
+
+    \b
+    Examples:
+      va ingest ~/footage --encoder handcrafted
+      va ingest s3://bucket/catalog/ --address ray://head:10001 --limit 100
+      va ingest ~/footage --dry-run
+    """
+    from pipelines.ingest import run_ingest
+
+    settings = settings_from(ctx, strict=strict)
+    with _ProgressDisplay(enabled=not as_json) as display:
+        summary = run_ingest(
+            list(paths),
+            settings=settings,
+            encoder_spec=encoder_spec,
+            limit=limit,
+            dry_run=dry_run,
+            address=address,
+            progress=display.update,
+        )
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
+    else:
+        _print_summary(summary)
+    if summary.videos_failed and settings.strict:
+        ctx.exit(1)
+
+
+class _ProgressDisplay:
+    """A rich progress bar on a terminal: videos done/failed/remaining, shots and throughput."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.enabled = enabled and self.console.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]ingest"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} videos"),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not self.enabled,
+        )
+        self.task = self.progress.add_task("ingest", total=None, detail="listing and fingerprinting…")
+
+    def __enter__(self) -> _ProgressDisplay:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def update(self, s: Any) -> None:
+        detail = (
+            f"done {s.videos_done} · failed {s.videos_failed} · remaining {s.videos_remaining} · "
+            f"{s.shots} shots · {s.throughput:.1f} video-s/s"
+        )
+        self.progress.update(self.task, total=s.videos_total, completed=s.videos_done + s.videos_failed, detail=detail)
+
+
+def _print_summary(s: Any) -> None:
+    if s.dry_run:
+        click.echo(
+            f"dry run: {s.videos_total} video(s) would be ingested with {s.encoder}, "
+            f"{s.videos_skipped} skipped (already done or duplicate content)."
+        )
+        for uri in s.planned:
+            click.echo(f"  {uri}")
+        return
+    click.echo(
+        f"ingested {s.videos_done} video(s), {s.shots} shots, {s.video_seconds:.1f} s of video "
+        f"in {s.seconds:.1f} s ({s.throughput:.2f} video-s/s) with {s.encoder}; "
+        f"{s.videos_failed} failed, {s.videos_skipped} skipped."
+    )
+    if s.stage_seconds:
+        stages = ", ".join(f"{name} {sec:.1f}s" for name, sec in s.stage_seconds.items())
+        click.echo(f"time per stage (summed over workers): {stages}")
+    for uri, error in s.failures:
+        click.secho(f"failed: {uri}: {error}", fg="red", err=True)
