@@ -1,0 +1,249 @@
+"""Who is calling and what they may do: users, roles, sessions, CSRF, API tokens.
+
+- Scripts send ``Authorization: Bearer <token>`` (tokens from ``va users add``
+  / ``va users token``; stored hashed by the annotation store).
+- Browsers log in with a password (argon2-hashed by the store) and get a
+  signed, HttpOnly session cookie. Every unsafe request (POST, PUT, PATCH,
+  DELETE) on a cookie session must carry the session's CSRF token in
+  ``X-CSRF-Token`` and, when the browser sends ``Origin`` or ``Referer``, come
+  from this site; anything else is refused with 403.
+- Roles: ``viewer`` reads, ``annotator`` also labels and builds, ``admin``
+  does everything, users included.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Request, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import BaseModel, Field
+
+from annotator_core.annotation_store import ROLES
+from annotator_core.errors import NotFoundError
+from serving.annotation.errors import ApiError
+
+if TYPE_CHECKING:
+    from annotator_core.settings import Settings
+    from serving.annotation.app import ServiceContext
+
+SESSION_COOKIE = "va_session"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_MAX_AGE_S = 14 * 24 * 3600
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ROLE_RANK = {"viewer": 0, "annotator": 1, "admin": 2}
+SECRET_FILE = "session_secret"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of one request."""
+
+    name: str
+    role: str
+    via: str  # "token" | "session"
+    csrf_token: str = ""
+
+    def can(self, role: str) -> bool:
+        return ROLE_RANK.get(self.role, -1) >= ROLE_RANK[role]
+
+
+def session_secret(settings: Settings) -> str:
+    """The secret that signs sessions: the setting, else one created once in the data folder."""
+    if settings.session_secret:
+        return settings.session_secret
+    path = Path(settings.ensure_data_dir()) / SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+class SessionSigner:
+    """Signs and checks the session cookie: {user name, CSRF token}, expiring after two weeks."""
+
+    def __init__(self, secret: str) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt="va-session")
+
+    def dumps(self, name: str, csrf_token: str) -> str:
+        return self._serializer.dumps({"u": name, "c": csrf_token})
+
+    def loads(self, cookie: str) -> tuple[str, str] | None:
+        try:
+            data = self._serializer.loads(cookie, max_age=SESSION_MAX_AGE_S)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("u"), str) or not isinstance(data.get("c"), str):
+            return None
+        return data["u"], data["c"]
+
+
+def context(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+def _same_origin(request: Request) -> bool:
+    """False when the browser says the request came from another site (Origin, else Referer)."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return True  # not a browser, or a privacy setting: the CSRF token still has to match
+    parts = urlsplit(source)
+    host = request.headers.get("host", "")
+    return bool(parts.netloc) and parts.netloc.lower() == host.lower()
+
+
+def principal(request: Request) -> Principal:
+    """The authenticated caller, or 401; cookie sessions also pass the CSRF checks on unsafe methods."""
+    ctx = context(request)
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "the Authorization header must be 'Bearer <token>'; get a token with `va users token NAME`.",
+            )
+        user = ctx.annotations.user_by_token(token.strip())
+        if user is None:
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "the API token is unknown or was replaced; get a new one with `va users token NAME`.",
+            )
+        return Principal(user.name, user.role, "token")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    session = ctx.signer.loads(cookie) if cookie else None
+    if session is None:
+        raise ApiError(
+            401, "unauthenticated", "log in first (POST /api/login) or send 'Authorization: Bearer <token>'."
+        )
+    name, csrf_token = session
+    try:
+        user = ctx.annotations.get_user(name)
+    except NotFoundError:
+        raise ApiError(401, "unauthenticated", f"user {name!r} no longer exists; log in again.") from None
+    if request.method not in SAFE_METHODS:
+        if not _same_origin(request):
+            raise ApiError(403, "csrf", "cross-site request refused: it did not come from this site's pages.")
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(sent, csrf_token):
+            raise ApiError(
+                403,
+                "csrf",
+                f"missing or wrong {CSRF_HEADER} header; send the csrf_token from /api/me with every change.",
+            )
+    return Principal(user.name, user.role, "session", csrf_token)
+
+
+def require(role: str) -> Callable[..., Principal]:
+    """A dependency that lets through callers with at least ``role``."""
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r}")
+
+    def dependency(caller: Principal = Depends(principal)) -> Principal:
+        if not caller.can(role):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"user {caller.name!r} is a {caller.role}; this needs the {role} role (ask an admin).",
+            )
+        return caller
+
+    return dependency
+
+
+viewer = require("viewer")
+annotator = require("annotator")
+admin = require("admin")
+
+
+# --------------------------------------------------------------------------- routes
+
+
+class LoginBody(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class NewUserBody(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    role: str = Field("annotator", description="admin, annotator or viewer")
+    password: str | None = Field(None, min_length=8, max_length=1000)
+
+
+def _me(caller: Principal) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": caller.name, "role": caller.role, "via": caller.via}
+    if caller.via == "session":
+        out["csrf_token"] = caller.csrf_token
+    return out
+
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post("/api/login")
+def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
+    """Log in with a password; sets the session cookie and returns the CSRF token for later changes."""
+    if not _same_origin(request):
+        raise ApiError(403, "csrf", "cross-site login refused: it did not come from this site's pages.")
+    ctx = context(request)
+    user = ctx.annotations.check_password(body.name, body.password)
+    if user is None:
+        raise ApiError(401, "bad_credentials", "wrong user name or password.", field="password")
+    csrf_token = secrets.token_urlsafe(32)
+    response.set_cookie(
+        SESSION_COOKIE,
+        ctx.signer.dumps(user.name, csrf_token),
+        max_age=SESSION_MAX_AGE_S,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return _me(Principal(user.name, user.role, "session", csrf_token))
+
+
+@router.post("/api/logout")
+def logout(response: Response, _caller: Principal = Depends(principal)) -> dict[str, Any]:
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return {"ok": True}
+
+
+@router.get("/api/me")
+def me(caller: Principal = Depends(principal)) -> dict[str, Any]:
+    """Who you are, your role, and (for browser sessions) the CSRF token to send with changes."""
+    return _me(caller)
+
+
+@router.get("/api/users")
+def list_users(request: Request, _caller: Principal = Depends(admin)) -> dict[str, Any]:
+    users = context(request).annotations.list_users()
+    return {"users": [{"name": u.name, "role": u.role, "created_at": u.created_at.isoformat()} for u in users]}
+
+
+@router.post("/api/users", status_code=201)
+def create_user(body: NewUserBody, request: Request, _caller: Principal = Depends(admin)) -> dict[str, Any]:
+    """Create a user; the answer carries its API token, shown only this once."""
+    if body.role not in ROLES:
+        raise ApiError(422, "invalid", f"role {body.role!r} is not one of {', '.join(ROLES)}.", field="role")
+    user, token = context(request).annotations.create_user(body.name, body.role, password=body.password)
+    return {"name": user.name, "role": user.role, "token": token}
+
+
+@router.post("/api/users/{name}/token")
+def new_token(name: str, request: Request, _caller: Principal = Depends(admin)) -> dict[str, Any]:
+    """Replace a user's API token (the old one stops working)."""
+    token = context(request).annotations.reset_token(name)
+    return {"name": name, "token": token}

@@ -1,0 +1,118 @@
+"""Builds (in the job pool), feeds, classifier versions and publishing, over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from annotator_core.errors import NotEnoughAnnotations
+from serving.annotation.api import LabelName, _feed_items, _version_out
+from serving.annotation.app import ServiceContext
+from serving.annotation.auth import Principal, admin, annotator, context, viewer
+
+router = APIRouter(tags=["builds"])
+
+
+# --------------------------------------------------------------------------- builds, feeds, versions
+
+
+def _run_build(ctx: ServiceContext, label: str, who: str, progress: Any) -> dict[str, Any]:
+    result = ctx.workspace(label).build(created_by=who, progress=progress)
+    out: dict[str, Any] = result.to_dict()
+    # One lookup of spans and of the caller's annotations for all four feeds together.
+    names = list(result.feeds)
+    flat = [item for name in names for item in result.feeds[name]]
+    enriched = iter(_feed_items(ctx, label, who, flat))
+    out["feeds"] = {name: [next(enriched) for _ in result.feeds[name]] for name in names}
+    return out
+
+
+@router.post("/api/labels/{label}/build", responses={202: {"description": "job started (wait=false)"}})
+async def build(
+    request: Request,
+    label: str = LabelName,
+    wait: bool = Query(True, description="false: answer 202 with a job id at once"),
+    caller: Principal = Depends(annotator),
+) -> Any:
+    """Train, score the corpus, and return the version, both metrics, the recommendation and the four feeds."""
+    ctx = context(request)
+    pos, neg = await run_in_threadpool(ctx.annotations.counts, label)
+    need_pos, need_neg = max(0, ctx.settings.min_positive - pos), max(0, ctx.settings.min_negative - neg)
+    if need_pos or need_neg:
+        raise NotEnoughAnnotations(
+            f"label {label!r} has {pos} positive and {neg} negative annotations; a build needs "
+            f"{ctx.settings.min_positive} and {ctx.settings.min_negative} — label {need_pos} more positive and "
+            f"{need_neg} more negative shots.",
+            need_positive=need_pos,
+            need_negative=need_neg,
+        )
+    job = ctx.jobs.submit("build", label, caller.name, lambda progress: _run_build(ctx, label, caller.name, progress))
+    if not wait:
+        return JSONResponse({"job": job.to_dict()}, status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+    result = await ctx.jobs.wait(job)
+    return {**result, "job_id": job.id}
+
+
+@router.get("/api/jobs/{job_id}")
+def get_job(request: Request, job_id: str = Path(max_length=64), _caller: Principal = Depends(viewer)) -> Any:
+    """A job's state and progress; its result (or error, in the one error shape) once finished."""
+    return context(request).jobs.get(job_id).to_dict()
+
+
+@router.get("/api/jobs")
+def list_jobs(request: Request, _caller: Principal = Depends(viewer)) -> dict[str, Any]:
+    return {"jobs": [{**j.to_dict(), "result": None} for j in context(request).jobs.list()]}
+
+
+@router.get("/api/labels/{label}/feeds/{feed}")
+def feed(
+    request: Request,
+    feed: Literal["top_positive", "top_negative", "borderline", "random"],
+    label: str = LabelName,
+    version: int | None = Query(None, ge=1),
+    caller: Principal = Depends(viewer),
+) -> dict[str, Any]:
+    """One feed of a saved version (latest by default), with your annotation of each shot."""
+    ctx = context(request)
+    v = ctx.annotations.get_version(label, version)
+    items = ctx.workspace(label).feed(feed, version=v.version)
+    return {"label": label, "feed": feed, "version": v.version, "items": _feed_items(ctx, label, caller.name, items)}
+
+
+@router.get("/api/labels/{label}/versions")
+def versions(request: Request, label: str = LabelName, _caller: Principal = Depends(viewer)) -> dict[str, Any]:
+    """Every classifier version with its metrics, counts and dates, oldest first."""
+    return {"versions": [_version_out(v) for v in context(request).annotations.versions(label)]}
+
+
+@router.post("/api/labels/{label}/versions/{n}/publish")
+def publish(
+    request: Request, n: int = Path(ge=1), label: str = LabelName, _caller: Principal = Depends(admin)
+) -> dict[str, Any]:
+    """Publish a version: registered for the scoring service, or exported to ONNX in the data folder."""
+    ctx = context(request)
+    ctx.annotations.get_version(label, n)
+    try:
+        from serving.scoring.publish import publish as publish_model
+    except ImportError:  # the scoring service is not installed: export the ONNX model here
+        return _export_onnx(ctx, label, n)
+    published = publish_model(label, version=n, settings=ctx.settings)
+    ctx.annotations.mark_published(label, n)
+    return {"label": label, "version": n, "tag": published.tag, "path": published.path or None}
+
+
+def _export_onnx(ctx: ServiceContext, label: str, n: int) -> dict[str, Any]:
+    import re
+
+    from annotator_core.export import to_onnx
+
+    model = to_onnx({label: ctx.workspace(label).classifier(n)})
+    folder = ctx.settings.ensure_data_dir() / "published"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', label)}-v{n}.onnx"
+    path.write_bytes(model)
+    ctx.annotations.mark_published(label, n)
+    return {"label": label, "version": n, "tag": None, "path": str(path)}

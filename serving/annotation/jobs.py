@@ -1,0 +1,126 @@
+"""Long work (builds) in a thread pool, so it never blocks other annotators' requests.
+
+A job reports progress as ``(stage, fraction)``; ``GET /api/jobs/{id}`` shows
+it. A second build of a label while one runs joins the running job instead of
+starting another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from annotator_core.errors import VAError
+from serving.annotation.errors import ApiError, error_body
+
+Progress = Callable[[str, float], None]
+KEEP_FINISHED = 200
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    label: str
+    created_by: str
+    state: str = "queued"  # queued | running | done | failed
+    stage: str = "queued"
+    progress: float = 0.0
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    status_code: int = 200
+    future: Future[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "label": self.label,
+            "created_by": self.created_by,
+            "state": self.state,
+            "stage": self.stage,
+            "progress": round(self.progress, 4),
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+class JobManager:
+    def __init__(self, max_workers: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="va-job")
+        self._lock = threading.Lock()
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+
+    def submit(self, kind: str, label: str, created_by: str, work: Callable[[Progress], dict[str, Any]]) -> Job:
+        """Start ``work`` in the pool; a running job of the same kind and label is returned instead."""
+        with self._lock:
+            for job in self._jobs.values():
+                if job.kind == kind and job.label == label and job.state in {"queued", "running"}:
+                    return job
+            job = Job(id=uuid.uuid4().hex, kind=kind, label=label, created_by=created_by)
+            self._jobs[job.id] = job
+            self._trim()
+        job.future = self._pool.submit(self._run, job, work)
+        return job
+
+    def _run(self, job: Job, work: Callable[[Progress], dict[str, Any]]) -> dict[str, Any]:
+        job.state, job.stage, job.started_at = "running", "starting", time.time()
+
+        def progress(stage: str, fraction: float) -> None:
+            job.stage, job.progress = stage, max(0.0, min(1.0, float(fraction)))
+
+        try:
+            result = work(progress)
+        except VAError as exc:
+            job.state, job.finished_at = "failed", time.time()
+            job.status_code = int(exc.status_code)
+            extra = dict(getattr(exc, "extra", {}) or {})
+            for name in ("need_positive", "need_negative"):
+                if hasattr(exc, name):
+                    extra[name] = getattr(exc, name)
+            job.error = error_body(exc.code, str(exc), field=getattr(exc, "field", None), **extra)["error"]
+            raise
+        except Exception as exc:
+            job.state, job.finished_at, job.status_code = "failed", time.time(), 500
+            job.error = {"code": "internal", "message": f"the job failed unexpectedly ({type(exc).__name__})."}
+            raise
+        job.state, job.stage, job.progress, job.finished_at = "done", "done", 1.0, time.time()
+        job.result = result
+        return result
+
+    async def wait(self, job: Job) -> dict[str, Any]:
+        """The job's result without blocking the event loop; its error is re-raised."""
+        assert job.future is not None
+        return await asyncio.wrap_future(job.future)
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"no job {job_id!r}; jobs are kept until the service restarts.")
+        return job
+
+    def list(self) -> list[Job]:
+        with self._lock:
+            return list(reversed(self._jobs.values()))
+
+    def _trim(self) -> None:
+        finished = [j.id for j in self._jobs.values() if j.state in {"done", "failed"}]
+        for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[job_id]
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

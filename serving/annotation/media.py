@@ -1,0 +1,147 @@
+"""A shot's video and thumbnail, by shot id only.
+
+The client names a shot; the service looks up the shot's video in LanceDB and
+streams the file the ingest recorded (local path or object-store URI) with
+HTTP range requests, so the browser can seek to the shot. No path from the
+client ever reaches the file system: ids with path characters are refused.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+
+from annotator_core.errors import NotFoundError
+from serving.annotation.auth import Principal, context, viewer
+from serving.annotation.errors import ApiError
+
+CHUNK_BYTES = 256 * 1024
+_BAD_ID_CHARS = re.compile(r"[/\\%\x00-\x1f\x7f]|\.\.")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+router = APIRouter(tags=["media"])
+
+
+def check_shot_id(shot_id: str, *, field: str = "shot_id") -> str:
+    """Refuse ids that could be read as a path; real ids look like '<video_id>:<start_frame>'."""
+    if not shot_id or len(shot_id) > 200 or _BAD_ID_CHARS.search(shot_id) or shot_id.startswith("."):
+        raise ApiError(
+            400,
+            "bad_shot_id",
+            f"shot id {shot_id[:80]!r} is not a shot id; shot ids look like '<video_id>:<start_frame>' "
+            "and never contain path characters.",
+            field=field,
+        )
+    return shot_id
+
+
+def open_video(uri: str) -> tuple[pafs.FileSystem, str, int]:
+    """(file system, path, size) of a video the ingest recorded."""
+    try:
+        if "://" in uri:
+            fs, path = pafs.FileSystem.from_uri(uri)
+        else:
+            fs, path = pafs.LocalFileSystem(), uri
+        info = fs.get_file_info(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ApiError(404, "video_unavailable", f"the video file of this shot cannot be opened ({exc}).") from None
+    if info.type != pafs.FileType.File:
+        raise ApiError(
+            404,
+            "video_unavailable",
+            "the video file of this shot is no longer where it was ingested from; re-ingest the video.",
+        )
+    return fs, path, int(info.size)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive byte span of a single-range ``Range`` header; None for the whole file; 416 if unsatisfiable."""
+    if not header:
+        return None
+    first = header.split(",")[0].strip()  # several ranges: serve the first, which browsers never exceed
+    match = _RANGE.match(first.replace(" ", ""))
+    if not match or (not match.group(1) and not match.group(2)):
+        return None  # RFC 9110: a range header we do not understand is ignored
+    start_s, end_s = match.groups()
+    if start_s:
+        start = int(start_s)
+        end = min(int(end_s), size - 1) if end_s else size - 1
+        if end_s and int(end_s) < start:
+            return None
+    else:
+        length = int(end_s)
+        if length == 0:
+            raise _unsatisfiable(size)
+        start, end = max(0, size - length), size - 1
+    if start >= size:
+        raise _unsatisfiable(size)
+    return start, end
+
+
+def _unsatisfiable(size: int) -> ApiError:
+    err = ApiError(416, "range_not_satisfiable", f"the requested range is outside the file ({size} bytes).")
+    err.extra["size"] = size
+    return err
+
+
+def _stream(fs: pafs.FileSystem, path: str, start: int, length: int) -> Iterator[bytes]:
+    with fs.open_input_file(path) as fh:
+        fh.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = fh.read(min(CHUNK_BYTES, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield bytes(chunk)
+
+
+def _shot(request: Request, shot_id: str, columns: list[str]) -> dict[str, Any]:
+    check_shot_id(shot_id)
+    return context(request).shots.get_shot(shot_id, columns=columns)
+
+
+@router.get("/api/shots/{shot_id}/video", response_class=Response)
+def shot_video(shot_id: str, request: Request, _caller: Principal = Depends(viewer)) -> Response:
+    """The video file holding the shot, with HTTP range support; seek to X-Shot-Start (seconds)."""
+    ctx = context(request)
+    shot = _shot(request, shot_id, ["shot_id", "video_id", "start_s", "end_s"])
+    try:
+        video = ctx.shots.get_video(shot["video_id"])
+    except NotFoundError:
+        raise ApiError(404, "video_unavailable", f"the video of shot {shot_id!r} is not in the catalog.") from None
+    fs, path, size = open_video(str(video["uri"]))
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, max-age=3600",
+        "X-Shot-Start": f"{shot['start_s']:.3f}",
+        "X-Shot-End": f"{shot['end_s']:.3f}",
+    }
+    span = parse_range(request.headers.get("range"), size)
+    if span is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(_stream(fs, path, 0, size), media_type=media_type, headers=headers)
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    return StreamingResponse(
+        _stream(fs, path, start, end - start + 1), status_code=206, media_type=media_type, headers=headers
+    )
+
+
+@router.get("/api/shots/{shot_id}/thumbnail", response_class=Response)
+def shot_thumbnail(shot_id: str, request: Request, _caller: Principal = Depends(viewer)) -> Response:
+    """The shot's JPEG thumbnail."""
+    shot = _shot(request, shot_id, ["shot_id", "thumbnail"])
+    data = bytes(shot["thumbnail"] or b"")
+    if not data:
+        raise ApiError(404, "not_found", f"shot {shot_id!r} has no thumbnail; re-ingest its video.")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})

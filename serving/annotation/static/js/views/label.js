@@ -1,0 +1,282 @@
+// A label's page: the header with counts, model quality, data diversity and the build button,
+// and the tabs of the workflow (Search, Feeds, Review, History, Export / Import).
+
+import { api } from "../api.js";
+import { fmtMetric, h, replace, toast } from "../dom.js";
+import { gridKey, repaintShot } from "../shots.js";
+import { renderData } from "./data.js";
+import { renderFeeds } from "./feeds.js";
+import { renderHistory } from "./history.js";
+import { renderReview } from "./review.js";
+import { renderSearch } from "./search.js";
+import { FEED_NAMES, labelStats, missingText } from "./stats.js";
+
+const TABS = [
+  ["search", "Search", renderSearch],
+  ["feeds", "Feeds", renderFeeds],
+  ["review", "Review", renderReview],
+  ["history", "History", renderHistory],
+  ["data", "Export / Import", renderData],
+];
+
+const BUILD_POLL_MS = 400;
+
+export async function renderLabel(main, { session, name, tab, go }) {
+  const me = session.me;
+  const ctx = {
+    name,
+    session,
+    info: session.info || {},
+    me,
+    canEdit: me.role !== "viewer",
+    mine: new Map(),
+    undo: [],
+    label: null,
+    lastBuild: null,
+    building: false,
+    pendingLike: null,
+  };
+
+  const stats = h("div", { class: "stats", id: "label-stats" });
+  const buildButton = h("button", { type: "button", class: "primary build", id: "build-button", title: "Train a classifier on the labels so far (b)" }, "Build");
+  const buildHint = h("span", { class: "build-hint", id: "build-hint" });
+  const progress = h("div", { class: "progress hidden", id: "build-progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, h("span", { class: "progress-fill" }), h("span", { class: "progress-text" }));
+  const suggestion = h("div", { class: "suggestion", id: "suggestion" });
+  const conflictBox = h("div", { class: "conflict hidden", id: "conflict", role: "alert" });
+  const tabsNav = h("nav", { class: "tabs", role: "tablist" });
+  const panel = h("section", { class: "tab-panel", id: "tab-panel" });
+  let current = null;
+  let currentTab = null;
+
+  const header = h(
+    "div",
+    { class: "label-header" },
+    h("div", { class: "label-title" }, h("h1", { id: "label-title" }, name), h("p", { class: "muted", id: "label-description" })),
+    stats,
+    h("div", { class: "build-box" }, buildButton, buildHint, progress),
+    suggestion,
+  );
+  const keys = h("p", { class: "keys muted small" }, "Keys: ←/→ or j/k move · p or 1 positive · n or 2 negative · u undo · b build · Enter play");
+  replace(main, h("div", { class: "label-page" }, h("div", { class: "sticky" }, header, conflictBox, tabsNav), panel, keys));
+  document.getElementById("crumbs").replaceChildren(h("a", { href: "#/labels" }, "Labels"), h("span", { class: "sep" }, "/"), h("span", {}, name));
+
+  // --- header -----------------------------------------------------------------
+  function paintHeader() {
+    const s = labelStats(ctx.label || {}, ctx.info);
+    replace(
+      stats,
+      stat("Positive", s.nPos, "pos", "stat-pos"),
+      stat("Negative", s.nNeg, "neg", "stat-neg"),
+      stat("Model quality", fmtMetric(s.quality), "", "stat-quality", "25th percentile of balanced accuracy over 5-fold cross-validation (1 is perfect)"),
+      stat("Data diversity", fmtMetric(s.diversity), "", "stat-diversity", "How well your labelled shots cover the corpus's visual clusters (1 is full coverage)"),
+      stat("Version", s.version ? `v${s.version}` : "—", "", "stat-version"),
+    );
+    const desc = document.getElementById("label-description");
+    if (desc && ctx.label) desc.textContent = ctx.label.description || "";
+    buildButton.disabled = !ctx.canEdit || !s.ready || ctx.building;
+    buildHint.textContent = ctx.building ? "building…" : s.ready ? "ready to build" : `need ${missingText(s)}`;
+    buildHint.classList.toggle("missing", !s.ready);
+    const rec = s.recommendation;
+    if (rec) {
+      replace(suggestion, "Suggested next: ", h("a", { href: "#", class: "suggested-link", onclick: (e) => (e.preventDefault(), openSuggested(rec)) }, FEED_NAMES[rec] || rec), h("span", { class: "muted" }, " — where new labels helped the model most so far"));
+    } else suggestion.replaceChildren();
+    for (const btn of tabsNav.querySelectorAll("button")) btn.classList.toggle("suggested", rec === "search" && btn.dataset.tab === "search");
+  }
+
+  function stat(title, value, kind, id, help) {
+    return h("div", { class: `stat ${kind}`, id, title: help || title }, h("span", { class: "stat-value" }, String(value)), h("span", { class: "stat-label" }, title));
+  }
+
+  let refreshTimer = null;
+  async function refresh() {
+    ctx.label = await api.label(name);
+    paintHeader();
+  }
+  ctx.refresh = refresh;
+  ctx.refreshSoon = () => {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(() => refresh().catch((e) => toast(e.message, "error")), 150);
+  };
+  ctx.stats = () => labelStats(ctx.label || {}, ctx.info);
+
+  async function loadMine() {
+    const answer = await api.annotations(name, { annotator: me.name, limit: 100000 });
+    const rows = Array.isArray(answer) ? answer : answer.annotations || [];
+    ctx.mine.clear();
+    for (const row of rows) if (row.annotator === undefined || row.annotator === me.name) ctx.mine.set(row.shot_id, { value: row.value ?? null, version: row.version ?? 0 });
+  }
+  ctx.loadMine = loadMine;
+
+  // --- annotating ---------------------------------------------------------------
+  function rowOf(answer) {
+    return (answer && (answer.annotation || answer)) || {};
+  }
+
+  ctx.annotate = async (shot, value, source, { fromUndo = false } = {}) => {
+    if (!ctx.canEdit) return toast("Viewers cannot label.", "error");
+    const id = shot.shot_id;
+    const before = ctx.mine.get(id) || { value: null, version: 0 };
+    if (before.value === value) return;
+    try {
+      const answer =
+        value === null
+          ? await api.unannotate(name, id, { expectedVersion: before.version })
+          : await api.annotate(name, id, value, { source: source || "search", expectedVersion: before.version });
+      const row = rowOf(answer);
+      ctx.mine.set(id, { value, version: row.version ?? before.version + 1 });
+      if (!fromUndo) ctx.undo.push({ shot, value: before.value, source });
+      repaintShot(id, ctx);
+      hideConflict();
+      ctx.refreshSoon();
+    } catch (e) {
+      if (e.status === 409) showConflict(shot, value, source, e);
+      else toast(e.message, "error");
+    }
+  };
+
+  ctx.undoLast = async () => {
+    const last = ctx.undo.pop();
+    if (!last) return toast("Nothing to undo.");
+    await ctx.annotate(last.shot, last.value, "undo", { fromUndo: true });
+    toast(`Undone: ${last.shot.title || last.shot.shot_id} is ${last.value === null ? "unlabelled" : last.value ? "positive" : "negative"} again`);
+  };
+
+  function hideConflict() {
+    conflictBox.classList.add("hidden");
+  }
+
+  function showConflict(shot, value, source, err) {
+    for (const card of document.querySelectorAll(`.card[data-shot="${CSS.escape(shot.shot_id)}"]`)) card.classList.add("conflicted");
+    const d = err.detail || {};
+    const cur = d.current || {};
+    const theirValue = cur.value ?? d.current_value ?? d.value;
+    const who = cur.annotator ?? d.changed_by ?? d.annotator;
+    const shown = theirValue === true ? "positive" : theirValue === false ? "negative" : theirValue === null ? "unlabelled" : null;
+    replace(
+      conflictBox,
+      h("strong", {}, "Not saved — someone changed this annotation since you loaded it. "),
+      h("span", {}, shown ? `It is now ${shown}${who ? ` (by ${who})` : ""}; you tried ${value ? "positive" : value === false ? "negative" : "to remove it"}. ` : `${err.message} `),
+      h("button", {
+        type: "button",
+        class: "primary small",
+        id: "conflict-reload",
+        onclick: async () => {
+          await loadMine();
+          repaintShot(shot.shot_id, ctx);
+          await refresh();
+          hideConflict();
+          toast("Reloaded: the card shows the current value. Apply your change again if you still want it.");
+        },
+      }, "Reload"),
+      h("button", { type: "button", class: "link", onclick: hideConflict }, "Dismiss"),
+    );
+    conflictBox.classList.remove("hidden");
+  }
+
+  // --- building -------------------------------------------------------------------
+  function showProgress(fraction, text) {
+    progress.classList.remove("hidden");
+    const pct = Math.round(Math.max(0, Math.min(1, fraction || 0)) * 100);
+    progress.setAttribute("aria-valuenow", String(pct));
+    progress.querySelector(".progress-fill").style.width = `${pct}%`;
+    progress.querySelector(".progress-text").textContent = text || `${pct}%`;
+  }
+
+  async function waitForJob(job) {
+    let state = job;
+    while (!["done", "succeeded", "failed", "error"].includes(state.status || state.state)) {
+      showProgress(state.progress ?? state.fraction ?? 0, state.stage || state.message || "building…");
+      await new Promise((r) => setTimeout(r, BUILD_POLL_MS));
+      state = await api.job(state.job_id || state.id || job.job_id || job.id);
+    }
+    if (["failed", "error"].includes(state.status || state.state)) {
+      const e = state.error || {};
+      throw new Error(e.message || state.message || "the build failed");
+    }
+    return state.result || state;
+  }
+
+  ctx.build = async () => {
+    const s = ctx.stats();
+    if (!ctx.canEdit) return;
+    if (!s.ready) return toast(`Not yet: label ${missingText(s)}.`, "error");
+    if (ctx.building) return;
+    ctx.building = true;
+    paintHeader();
+    showProgress(0.02, "starting…");
+    try {
+      let result = await api.build(name);
+      if (result && (result.job_id || (result.job && result.status !== "done"))) result = await waitForJob(result.job || result);
+      ctx.lastBuild = result;
+      showProgress(1, "done");
+      toast(`Built version ${result.version}: quality ${fmtMetric(result.model_quality)}, diversity ${fmtMetric(result.data_diversity)}`);
+      ctx.building = false;
+      await refresh();
+      selectTab("feeds");
+    } catch (e) {
+      toast(`Build failed: ${e.message}`, "error");
+    } finally {
+      ctx.building = false;
+      setTimeout(() => progress.classList.add("hidden"), 1200);
+      paintHeader();
+    }
+  };
+  buildButton.addEventListener("click", () => ctx.build());
+
+  // --- navigation -----------------------------------------------------------------
+  ctx.moreLike = (shot) => {
+    ctx.pendingLike = shot;
+    selectTab("search");
+  };
+
+  function openSuggested(rec) {
+    if (rec === "search") selectTab("search");
+    else {
+      ctx.pendingFeed = rec;
+      selectTab("feeds");
+    }
+  }
+
+  async function selectTab(key) {
+    const entry = TABS.find((t) => t[0] === key) || TABS[0];
+    if (current && current.dispose) current.dispose();
+    currentTab = entry[0];
+    for (const btn of tabsNav.querySelectorAll("button")) {
+      const on = btn.dataset.tab === currentTab;
+      btn.classList.toggle("active", on);
+      btn.setAttribute("aria-selected", String(on));
+    }
+    history.replaceState(null, "", `#/labels/${encodeURIComponent(name)}/${currentTab}`);
+    panel.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    try {
+      current = (await entry[2](panel, ctx)) || null;
+    } catch (e) {
+      replace(panel, h("p", { class: "form-error" }, e.message));
+    }
+  }
+  ctx.selectTab = selectTab;
+
+  for (const [key, title] of TABS) {
+    tabsNav.append(h("button", { type: "button", role: "tab", class: "tab", dataset: { tab: key }, id: `tab-${key}`, onclick: () => selectTab(key) }, title));
+  }
+
+  await Promise.all([refresh(), loadMine()]);
+  await selectTab(tab);
+
+  return {
+    dispose() {
+      if (current && current.dispose) current.dispose();
+    },
+    onKey(event) {
+      if (event.key === "u") {
+        ctx.undoLast();
+        return true;
+      }
+      if (event.key === "b") {
+        ctx.build();
+        return true;
+      }
+      return gridKey(event, ctx);
+    },
+  };
+}

@@ -1,0 +1,42 @@
+// Reads a label's numbers from the service's answers, whatever the nesting, in one place.
+
+const pick = (...values) => values.find((v) => v !== undefined && v !== null);
+
+export function labelStats(label, info = {}) {
+  const r = label.readiness || {};
+  const latest = label.latest || label.latest_version || {};
+  const counts = label.counts || {};
+  const nPos = pick(r.n_pos, label.n_pos, counts.positive, counts.n_pos, 0);
+  const nNeg = pick(r.n_neg, label.n_neg, counts.negative, counts.n_neg, 0);
+  const minPos = pick(label.min_positive, info.min_positive, 10);
+  const minNeg = pick(label.min_negative, info.min_negative, 10);
+  const needPos = pick(r.need_pos, r.need_positive, label.need_positive, Math.max(0, minPos - nPos));
+  const needNeg = pick(r.need_neg, r.need_negative, label.need_negative, Math.max(0, minNeg - nNeg));
+  return {
+    nPos,
+    nNeg,
+    needPos,
+    needNeg,
+    ready: pick(r.ready, needPos === 0 && needNeg === 0),
+    version: pick(latest.version, label.version, label.latest_version_number),
+    quality: pick(latest.model_quality, label.model_quality),
+    diversity: pick(latest.data_diversity, label.data_diversity),
+    recommendation: pick(latest.recommendation, label.recommendation, ""),
+    agreement: pick(label.agreement, null),
+  };
+}
+
+export function missingText(s) {
+  const parts = [];
+  if (s.needPos > 0) parts.push(`${s.needPos} more positive`);
+  if (s.needNeg > 0) parts.push(`${s.needNeg} more negative`);
+  return parts.join(", ");
+}
+
+export const FEED_NAMES = {
+  top_positive: "Top positive",
+  top_negative: "Top negative",
+  borderline: "Borderline",
+  random: "Random",
+  search: "Search",
+};

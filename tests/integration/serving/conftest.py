@@ -1,0 +1,189 @@
+"""The annotation service served for real: uvicorn on a free port, real LanceDB and SQLite in a temp folder.
+
+The corpus is scikit-learn's handwritten digits (1797 real labelled 8x8 images)
+written as shots, so a label such as "zero" has a real answer and builds are
+meaningful; one real video (bikes.mp4) with three shots backs the media tests.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+DIGIT_VIDEOS = 9  # the digits are spread over this many "videos" of ~200 shots
+MEDIA_VIDEO_ID = "bikes0000000000000000000000000000"
+
+
+@dataclass
+class Service:
+    """A running annotation service and its users' tokens."""
+
+    base_url: str
+    settings: Any
+    tokens: dict[str, str]
+    passwords: dict[str, str]
+    digit_of: dict[str, int]  # shot id -> the digit it shows
+    video_path: Path
+    media_shots: list[str]
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self, user: str | None = None, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
+        c = httpx.Client(base_url=self.base_url, headers=headers, timeout=120, **kwargs)
+        self.clients.append(c)
+        return c
+
+    def shots_of_digit(self, digit: int, n: int, *, skip: int = 0) -> list[str]:
+        return [s for s, d in self.digit_of.items() if d == digit][skip : skip + n]
+
+
+def _thumbnail(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    pixels = (255 - image * 16).clip(0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).resize((32, 32)).convert("RGB").save(out, format="JPEG")
+    return out.getvalue()
+
+
+def write_digit_corpus(settings: Any) -> dict[str, int]:
+    """Write the digits as shots (vector = centred, L2-normalised pixels; k-means cluster ids)."""
+    from datetime import UTC, datetime
+
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_digits
+
+    from annotator_core.encoders import l2_normalise
+    from annotator_core.shot_store import ShotStore
+
+    digits = load_digits()
+    x = l2_normalise(digits.data - digits.data.mean(axis=0))
+    clusters = KMeans(n_clusters=10, n_init=3, random_state=0).fit_predict(x)
+    store = ShotStore.from_settings(settings)
+    per_video = -(-len(x) // DIGIT_VIDEOS)
+    shots, videos, digit_of = [], [], {}
+    for v in range(DIGIT_VIDEOS):
+        video_id = f"digits{v:02d}"
+        members = range(v * per_video, min(len(x), (v + 1) * per_video))
+        videos.append(
+            dict(video_id=video_id, uri=f"/nonexistent/{video_id}.mp4", title=f"Digits reel {v}",
+                 duration_s=float(len(members)), fps=25.0, width=8, height=8, n_frames=25 * len(members),
+                 n_shots=len(members), status="done", error="", ingested_at=datetime.now(UTC), encoder="handcrafted")
+        )  # fmt: skip
+        for j, i in enumerate(members):
+            sid = f"{video_id}:{j * 25}"
+            digit_of[sid] = int(digits.target[i])
+            shots.append(
+                dict(shot_id=sid, video_id=video_id, start_frame=j * 25, end_frame=(j + 1) * 25, start_s=float(j),
+                     end_s=float(j + 1), thumbnail=_thumbnail(digits.images[i]), cluster_id=int(clusters[i]),
+                     encoder="handcrafted", vector=x[i].tolist())
+            )  # fmt: skip
+    store.upsert_videos(videos)
+    store.upsert_shots(shots)
+    return digit_of
+
+
+def write_media_video(settings: Any, video: Path) -> list[str]:
+    """The real video file with three shots whose vectors are random unit rows of the corpus width."""
+    from datetime import UTC, datetime
+
+    from annotator_core.encoders import l2_normalise
+    from annotator_core.shot_store import ShotStore
+
+    store = ShotStore.from_settings(settings)
+    rng = np.random.default_rng(0)
+    store.upsert_videos(
+        [dict(video_id=MEDIA_VIDEO_ID, uri=str(video), title="Bikes", duration_s=10.0, fps=25.0, width=320,
+              height=240, n_frames=250, n_shots=3, status="done", error="", ingested_at=datetime.now(UTC),
+              encoder="handcrafted")]
+    )  # fmt: skip
+    ids = [f"{MEDIA_VIDEO_ID}:{f}" for f in (0, 75, 150)]
+    store.upsert_shots(
+        [dict(shot_id=sid, video_id=MEDIA_VIDEO_ID, start_frame=f, end_frame=f + 75, start_s=f / 25,
+              end_s=(f + 75) / 25, thumbnail=b"", cluster_id=0, encoder="handcrafted",
+              vector=l2_normalise(rng.normal(size=64)).tolist())
+         for sid, f in zip(ids, (0, 75, 150), strict=True)]
+    )  # fmt: skip
+    return ids
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: Path) -> Iterator[Service]:
+    """One running service for these tests (the corpus takes seconds to make); each test uses its own labels."""
+    from annotator_core.annotation_store import AnnotationStore
+    from annotator_core.settings import Settings
+
+    data = tmp_path_factory.mktemp("annotation-service")
+    settings = Settings(
+        data_dir=data, encoder="handcrafted", max_body_bytes=64 * 1024, max_batch=50, session_secret="test-secret"
+    )
+    digit_of = write_digit_corpus(settings)
+    video = sample_videos_dir / "bikes.mp4"
+    media_shots = write_media_video(settings, video)
+    store = AnnotationStore.from_settings(settings)
+    tokens, passwords = {}, {}
+    for name, role in (("ada", "admin"), ("ann", "annotator"), ("ben", "annotator"), ("vic", "viewer")):
+        passwords[name] = f"{name}-password-1"
+        tokens[name] = store.create_user(name, role, password=passwords[name])[1]
+    store.close()
+
+    with serve(settings) as base_url:
+        svc = Service(base_url, settings, tokens, passwords, digit_of, video, media_shots)
+        yield svc
+        for c in svc.clients:
+            c.close()
+
+
+@contextmanager
+def serve(settings: Any) -> Iterator[str]:
+    """Run create_app(settings) under uvicorn on a free port in a background thread; yield its URL."""
+    import uvicorn
+
+    from serving.annotation.app import create_app
+
+    sock = _free_socket()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the annotation service did not start within 30 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The one error shape: {"error": {"code", "message", "field"?}} with the expected status."""
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    return error

@@ -1,0 +1,151 @@
+"""The whole annotation loop over HTTP against the real service: label, build, feeds, review, undo, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pyarrow.parquet as pq
+from conftest import assert_error
+
+FEEDS = ("top_positive", "top_negative", "borderline", "random")
+
+
+def test_full_loop_label_build_feeds_review_undo(service) -> None:
+    ann = service.client("ann")
+    label = "zero-loop"
+    created = ann.post("/api/labels", json={"name": label, "description": "the digit 0", "keywords": ["0"]})
+    assert created.status_code == 201, created.text
+    assert created.json()["readiness"] == {"need_positive": 10, "need_negative": 10, "ready": False}
+
+    # Search by example finds more zeros than chance (the corpus is a tenth zeros).
+    seed = service.shots_of_digit(0, 1)[0]
+    found = ann.get("/api/search", params={"like": seed, "label": label, "limit": 20}).json()
+    assert found["mode"] == "like" and len(found["results"]) == 20
+    assert seed not in [r["shot_id"] for r in found["results"]]
+    zeros = sum(service.digit_of[r["shot_id"]] == 0 for r in found["results"])
+    assert zeros >= 15, zeros
+    first = found["results"][0]
+    assert {"shot_id", "video_id", "start_s", "end_s", "score", "title"} <= set(first)
+    assert first["annotation"] == {"value": None, "version": 0}
+
+    positives = service.shots_of_digit(0, 10)
+    negatives = [s for d in range(1, 10) for s in service.shots_of_digit(d, 2)][:10]
+    early = ann.post(f"/api/labels/{label}/build")
+    error = assert_error(early, 409, "not_enough_annotations")
+    assert error["need_positive"] == 10 and error["need_negative"] == 10
+    for sid in positives:
+        r = ann.put(f"/api/labels/{label}/annotations/{sid}", json={"value": True, "source": "search"})
+        assert r.status_code == 200, r.text
+        assert r.json()["value"] is True and r.json()["version"] == 1
+    for sid in negatives:
+        r = ann.put(f"/api/labels/{label}/annotations/{sid}", json={"value": False, "expected_version": 0})
+        assert r.status_code == 200, r.text
+
+    summary = ann.get(f"/api/labels/{label}").json()
+    assert summary["counts"] == {"positive": 10, "negative": 10}
+    assert summary["readiness"]["ready"] is True
+
+    built = ann.post(f"/api/labels/{label}/build")
+    assert built.status_code == 200, built.text
+    result = built.json()
+    assert result["version"] == 1
+    assert 0.5 < result["model_quality"] <= 1.0
+    assert 0.0 < result["data_diversity"] <= 1.0
+    assert set(result["feeds"]) == set(FEEDS)
+    top = result["feeds"]["top_positive"]
+    assert top and all({"shot_id", "score", "labeled", "start_s", "end_s", "annotation"} <= set(i) for i in top)
+    unlabelled_top = [i for i in top if i["labeled"] is None][:20]
+    assert sum(service.digit_of[i["shot_id"]] == 0 for i in unlabelled_top) >= 15
+    assert result["recommendation"] in {"search", *FEEDS, ""}
+
+    for name in FEEDS:
+        feed = ann.get(f"/api/labels/{label}/feeds/{name}").json()
+        assert feed["version"] == 1 and feed["feed"] == name
+        assert [i["shot_id"] for i in feed["items"]] == [i["shot_id"] for i in result["feeds"][name]]
+
+    listed = ann.get("/api/labels").json()["labels"]
+    mine = next(lbl for lbl in listed if lbl["name"] == label)
+    assert mine["latest_version"]["version"] == 1
+    assert mine["latest_version"]["model_quality"] == result["model_quality"]
+
+    review = ann.get(f"/api/labels/{label}/annotations", params={"value": "true"}).json()
+    assert review["total"] == 10 and review["model_version"] == 1
+    assert all(a["value"] is True and a["annotator"] == "ann" for a in review["annotations"])
+    assert all(a["model_score"] > 0.5 for a in review["annotations"])
+
+    # Change one annotation, then undo that change: the old value is back and both steps are events.
+    changed = positives[0]
+    r = ann.put(f"/api/labels/{label}/annotations/{changed}", json={"value": False, "expected_version": 1})
+    assert r.json() == {**r.json(), "value": False, "version": 2}
+    events = ann.get(f"/api/labels/{label}/events").json()["events"]
+    assert len(events) == 21
+    last = events[-1]
+    assert (last["shot_id"], last["old_value"], last["new_value"]) == (changed, True, False)
+    undone = ann.post(f"/api/labels/{label}/events/{last['id']}/undo")
+    assert undone.status_code == 200, undone.text
+    assert undone.json()["value"] is True and undone.json()["version"] == 3
+    repeated = ann.post(f"/api/labels/{label}/events/{last['id']}/undo")
+    assert repeated.json()["version"] == 3  # the same undo again changes nothing
+    first_event = next(e for e in events if e["shot_id"] == changed)
+    stale = assert_error(ann.post(f"/api/labels/{label}/events/{first_event['id']}/undo"), 409, "conflict")
+    assert stale["current"] == {"value": True, "version": 3}
+    assert ann.get(f"/api/labels/{label}").json()["counts"] == {"positive": 10, "negative": 10}
+
+    versions = ann.get(f"/api/labels/{label}/versions").json()["versions"]
+    assert [v["version"] for v in versions] == [1] and versions[0]["n_pos"] == 10
+
+    assert_error(ann.post(f"/api/labels/{label}/versions/1/publish"), 403, "forbidden")
+    published = service.client("ada").post(f"/api/labels/{label}/versions/1/publish")
+    assert published.status_code == 200, published.text
+    assert published.json()["version"] == 1 and published.json()["tag"]
+    assert ann.get(f"/api/labels/{label}/versions").json()["versions"][0]["published_at"]
+
+    exported = ann.get(f"/api/labels/{label}/export.csv")
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert len(rows) == 20
+    assert {r["annotator"] for r in rows} == {"ann"}
+    assert all(r["model_score"] and r["updated_at"] for r in rows)
+    table = pq.read_table(io.BytesIO(ann.get(f"/api/labels/{label}/export.parquet").content))
+    assert table.num_rows == 20 and "model_score" in table.column_names
+
+
+def test_build_in_background_reports_progress_and_result(service) -> None:
+    ann = service.client("ann")
+    label = "one-bg"
+    ann.post("/api/labels", json={"name": label})
+    items = [{"shot_id": s, "value": True} for s in service.shots_of_digit(1, 12)]
+    items += [{"shot_id": s, "value": False} for s in service.shots_of_digit(7, 12)]
+    batch = ann.post(f"/api/labels/{label}/annotations:batch", json={"items": items, "source": "search"})
+    assert batch.status_code == 200 and batch.json()["ok"] == 24
+    started = ann.post(f"/api/labels/{label}/build", params={"wait": "false"})
+    assert started.status_code == 202, started.text
+    job_id = started.json()["job"]["id"]
+    assert started.headers["location"] == f"/api/jobs/{job_id}"
+    job = ann.get(f"/api/jobs/{job_id}").json()
+    while job["state"] in {"queued", "running"}:
+        assert ann.get("/api/health").status_code == 200  # other requests are served meanwhile
+        job = ann.get(f"/api/jobs/{job_id}").json()
+    assert job["state"] == "done" and job["progress"] == 1.0
+    assert job["result"]["version"] == 1 and set(job["result"]["feeds"]) == set(FEEDS)
+
+
+def test_import_by_shot_id_and_by_video_span_reports_unmatched_rows(service) -> None:
+    ann = service.client("ann")
+    label = "import-me"
+    ann.post("/api/labels", json={"name": label})
+    a, b = service.shots_of_digit(3, 2)
+    text = f"shot_id,value\n{a},true\n{b},0\nnope:1,true\n{a},maybe\n"
+    report = ann.post(f"/api/labels/{label}/import", content=text, headers={"content-type": "text/csv"}).json()
+    assert report["imported"] == 2 and report["n_unmatched"] == 2
+    assert [u["line"] for u in report["unmatched"]] == [4, 5]
+    again = ann.post(f"/api/labels/{label}/import", content=text, headers={"content-type": "text/csv"}).json()
+    assert again["imported"] == 0 and again["unchanged"] == 2
+
+    spans = "video_id,start_s,end_s,value\ndigits01,3.2,3.9,yes\ndigits01,5000,5001,no\nmissing,0,1,yes\n"
+    files = {"file": ("labels.csv", spans, "text/csv")}
+    report = ann.post(f"/api/labels/{label}/import", files=files).json()
+    assert report["imported"] == 1 and report["n_unmatched"] == 2
+    got = ann.get(f"/api/labels/{label}/annotations").json()["annotations"]
+    assert {g["shot_id"] for g in got} == {a, b, "digits01:75"}

