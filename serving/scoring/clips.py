@@ -1,0 +1,68 @@
+"""An uploaded clip as shots and shot embeddings, made exactly the way ingest makes them.
+
+Probe, shot detection, frame sampling and resizing are ingest's own functions
+(:func:`pipelines.video.probe`, :func:`pipelines.video.decode_shots`, with the
+shot-detection settings in effect), so a clip scored here gets the vectors
+ingest would store for it. Only the limits differ: the scoring service's
+``max_clip_duration_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotator_core.settings import Settings
+from serving.scoring.requests import BadInput
+
+
+@dataclass(frozen=True)
+class ClipShot:
+    start_frame: int
+    end_frame: int  # exclusive
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class EmbeddedClip:
+    fps: float
+    n_frames: int
+    duration_s: float
+    shots: list[ClipShot]
+    vectors: np.ndarray  # float32 [n_shots, dim]
+
+
+def embed_clip(path: Path, encoder: Any, *, settings: Settings) -> EmbeddedClip:
+    """Shots of the clip at ``path`` and one ``encoder`` vector per shot; BadInput for a refused clip."""
+    from pipelines.shots import DetectorConfig
+    from pipelines.video import DecodeStats, SampleOptions, VideoRefused, decode_shots, probe
+
+    try:
+        info = probe(str(path), max_duration_s=settings.max_clip_duration_s, max_pixels=settings.max_video_pixels)
+        options = SampleOptions(
+            frame_size=tuple(encoder.frame_size),  # type: ignore[arg-type]
+            frames_per_shot=settings.frames_per_shot,
+            thumbnail_width=settings.thumbnail_width,
+            detector=DetectorConfig.from_settings(settings),
+        )
+        samples = list(decode_shots(str(path), info, options, DecodeStats()))
+    except VideoRefused as exc:
+        too_long = str(exc).startswith("too long")
+        raise BadInput(
+            f"the uploaded clip was refused: {exc}"
+            + (" (VA_MAX_CLIP_DURATION_S for the scoring service)." if too_long else "; send a video file."),
+            field="clip",
+            expected=f"a video of at most {settings.max_clip_duration_s:g} s" if too_long else "a decodable video file",
+            status_code=413 if too_long else 422,
+            code="too_large" if too_long else "invalid",
+        ) from None
+    fps = info.fps
+    shots = [ClipShot(s.start_frame, s.end_frame, s.start_frame / fps, s.end_frame / fps) for s in samples]
+    vectors = np.zeros((0, encoder.dim), np.float32)
+    if samples:
+        vectors = np.asarray(encoder.embed_shots([s.frames for s in samples]), dtype=np.float32)
+    return EmbeddedClip(fps=fps, n_frames=info.n_frames, duration_s=info.duration_s, shots=shots, vectors=vectors)
