@@ -133,7 +133,8 @@ export async function renderSearch(panel, ctx) {
     const shot = ctx.pendingLike;
     ctx.pendingLike = null;
     await showLike(shot);
-  } else {
+  } else if (latest === 0) {
+    // Only if the user has not searched while the video list was loading.
     await showVideo();
   }
   return {};
