@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body the services accept.")
     max_batch: int = Field(1000, ge=1, description="Most items (shots, rows) one request may carry.")
     max_import_rows: int = Field(100_000, ge=1, description="Most rows one CSV import may carry.")
+    max_import_bytes: int = Field(20_000_000, ge=1024, description="Largest CSV file one import may send.")
     search_limit: int = Field(200, ge=1, description="Most results one search returns.")
 
     # --- scoring service ---------------------------------------------------

@@ -93,19 +93,29 @@ class ServiceContext:
 
 
 class BodyLimit:
-    """Refuses request bodies over ``max_bytes`` with 413, without reading more than that."""
+    """Refuses request bodies over the limit with 413, without reading more than that.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    CSV imports (paths ending in ``/import``) have their own, larger limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, import_max_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.import_max_bytes = import_max_bytes or max_bytes
 
-    def _message(self) -> str:
-        return f"the request body is larger than VA_MAX_BODY_BYTES={self.max_bytes} bytes; send less per request."
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        if str(scope.get("path", "")).endswith("/import"):
+            return self.import_max_bytes, "VA_MAX_IMPORT_BYTES"
+        return self.max_bytes, "VA_MAX_BODY_BYTES"
 
-    async def _refuse(self, send: Send) -> None:
+    @staticmethod
+    def _message(limit: tuple[int, str]) -> str:
+        return f"the request body is larger than {limit[1]}={limit[0]} bytes; send less per request."
+
+    async def _refuse(self, send: Send, limit: tuple[int, str]) -> None:
         import json
 
-        body = json.dumps(error_body("too_large", self._message(), field="body")).encode()
+        body = json.dumps(error_body("too_large", self._message(limit), field="body")).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -119,14 +129,16 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
+        max_bytes = limit[0]
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await self._refuse(send)
+                if declared > max_bytes:
+                    await self._refuse(send, limit)
                     return
         received = 0
         started = False
@@ -136,9 +148,9 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # FastAPI passes its own HTTPException through body parsing untouched.
-                    raise HTTPException(413, detail=self._message())
+                    raise HTTPException(413, detail=self._message(limit))
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -152,7 +164,7 @@ class BodyLimit:
         except HTTPException as exc:
             if exc.status_code != 413 or started:
                 raise
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
 
 def _install_ui(app: FastAPI) -> None:
@@ -205,7 +217,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(transfer.router)
     app.include_router(media.router)
     _install_ui(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, import_max_bytes=settings.max_import_bytes)
     return app
 
 

@@ -133,7 +133,12 @@ def service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: Path) -
 
     data = tmp_path_factory.mktemp("annotation-service")
     settings = Settings(
-        data_dir=data, encoder="handcrafted", max_body_bytes=64 * 1024, max_batch=50, session_secret="test-secret"
+        data_dir=data,
+        encoder="handcrafted",
+        max_body_bytes=64 * 1024,
+        max_import_bytes=256 * 1024,
+        max_batch=50,
+        session_secret="test-secret",
     )
     digit_of = write_digit_corpus(settings)
     video = sample_videos_dir / "bikes.mp4"

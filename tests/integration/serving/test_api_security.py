@@ -156,13 +156,26 @@ def test_oversized_bodies_and_batches_are_refused(service) -> None:
     error = assert_error(ann.post("/api/labels", json=big), 413, "too_large")
     assert str(limit) in error["message"]
 
+    import_limit = service.settings.max_import_bytes
+
     def chunks():  # no Content-Length: the limit has to be counted while reading
-        for _ in range(limit // 1000 + 5):
+        for _ in range(import_limit // 1000 + 5):
             yield b"x" * 1000
 
     streamed = ann.post("/api/labels/too-big/import", content=chunks(), headers={"content-type": "text/csv"})
-    assert_error(streamed, 413, "too_large")
+    error = assert_error(streamed, 413, "too_large")
+    assert "VA_MAX_IMPORT_BYTES" in error["message"]
     assert ann.get("/api/labels/too-big").status_code == 404
+
+    # An import over the general body limit but within its own limit is read (and reports its rows).
+    ann.post("/api/labels", json={"name": "big-import"})
+    rows = "".join(f"nope:{i},true\n" for i in range(limit // 10))
+    assert limit < len(rows) < import_limit
+    report = ann.post(
+        "/api/labels/big-import/import", content="shot_id,value\n" + rows, headers={"content-type": "text/csv"}
+    )
+    assert report.status_code == 200, report.text
+    assert report.json()["imported"] == 0 and report.json()["n_unmatched"] == limit // 10
 
     ann.post("/api/labels", json={"name": "batchy"})
     items = [{"shot_id": f"digits00:{25 * i}", "value": True} for i in range(service.settings.max_batch + 1)]
