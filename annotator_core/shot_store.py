@@ -260,7 +260,7 @@ class ShotStore:
         q = table.search(query).distance_type("cosine")
         if where:
             q = q.where(where, prefilter=True)
-        if table.list_indices():
+        if any(list(index.columns) == ["vector"] for index in table.list_indices()):
             q = q.nprobes(self.nprobes).refine_factor(self.refine_factor)
         rows = q.select(["shot_id", "video_id", "start_s", "end_s"]).limit(k).to_list()
         return [

@@ -123,7 +123,7 @@ def start_service(data_dir: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("va serve did not start")
 
 
-def run(n: int, dim: int, builds: int, searches: int, keep: bool) -> dict[str, float]:
+def run(n: int, dim: int, builds: int, searches: int, keep: bool, index: bool = True) -> dict[str, float]:
     from annotator_core.annotation_store import AnnotationStore
     from annotator_core.settings import Settings
     from annotator_core.shot_store import ShotStore
@@ -135,6 +135,13 @@ def run(n: int, dim: int, builds: int, searches: int, keep: bool) -> dict[str, f
     truth = write_corpus(settings, n, dim)
     *probe_ids, token = label_shots(settings, truth)
     print(f"\n== {n:,} shots, dim {dim} (corpus written in {time.perf_counter() - t0:.1f} s)")
+    if index:
+        from pipelines.index import ensure_index
+
+        t0 = time.perf_counter()
+        ensure_index(ShotStore.from_settings(settings), settings=settings)  # as ingest leaves the table
+        took = time.perf_counter() - t0
+        print(f"ANN index ({settings.index_type}, past {settings.index_threshold:,} shots) in {took:.1f} s")
 
     shots = ShotStore.from_settings(settings)
     annotations = AnnotationStore.from_settings(settings)
@@ -200,9 +207,10 @@ def main() -> None:
     parser.add_argument("--builds", type=int, default=5, help="timed builds per size")
     parser.add_argument("--searches", type=int, default=50, help="timed searches per size")
     parser.add_argument("--keep", action="store_true", help="keep the data folders")
+    parser.add_argument("--no-index", action="store_true", help="search without the ANN index ingest builds")
     args = parser.parse_args()
     for n in (int(s) for s in args.sizes.split(",")):
-        run(n, args.dim, args.builds, args.searches, args.keep)
+        run(n, args.dim, args.builds, args.searches, args.keep, index=not args.no_index)
 
 
 if __name__ == "__main__":

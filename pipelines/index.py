@@ -30,6 +30,7 @@ REBUILD_FRACTION = 0.2
 # With settings.index_partitions = 0: about sqrt(N) partitions, never fewer than this many rows each.
 MIN_PARTITION_ROWS = 1000
 
+KEY_COLUMNS = ("shot_id", "video_id")
 INDEX_CONFIGS = {"IVF_FLAT": IvfFlat, "IVF_SQ": IvfSq, "IVF_RQ": IvfRq, "IVF_PQ": IvfPq, "IVF_HNSW_SQ": HnswSq}
 
 
@@ -67,6 +68,7 @@ def ensure_index(store: ShotStore, *, settings: Any) -> IndexReport:
     if not store.has_shots():
         return IndexReport("exact", 0, index_type, 0, 0.0)
     table = store.db.open_table(SHOTS_TABLE)
+    ensure_key_indexes(table)
     rows = int(table.count_rows())
     partitions = partitions_for(rows, configured=settings.index_partitions)
     if rows < max(settings.index_threshold, 2 * MIN_PARTITION_ROWS):
@@ -85,6 +87,14 @@ def ensure_index(store: ShotStore, *, settings: Any) -> IndexReport:
     )
     action = "created" if existing is None else "rebuilt"
     return IndexReport(action, rows, index_type, partitions, time.perf_counter() - started)
+
+
+def ensure_key_indexes(table: Any) -> None:
+    """BTREE indexes on the shot and video ids: lookups by id and keyed writes stop scanning the table."""
+    indexed = {tuple(index.columns) for index in table.list_indices()}
+    for column in KEY_COLUMNS:
+        if (column,) not in indexed:
+            table.create_scalar_index(column, index_type="BTREE")
 
 
 def _vector_index_stats(table: Any) -> Any:

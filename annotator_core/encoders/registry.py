@@ -23,6 +23,12 @@ def available_encoder_specs() -> dict[str, str]:
     return dict(SPECS)
 
 
+def spec_has_text(spec: str | None) -> bool:
+    """Whether the encoder a spec names has a text tower, without loading it."""
+    spec = (spec or "").strip()
+    return spec == "tiny-clip" or spec.startswith("clip:")
+
+
 def load_encoder(spec: str, *, device: str = "auto") -> Encoder:
     """Build the encoder named by ``spec`` on ``device`` (auto, cpu, cuda, cuda:N)."""
     spec = (spec or "").strip()

@@ -219,7 +219,10 @@ def health(request: Request) -> dict[str, Any]:
     """Liveness and what the stores hold (no login needed)."""
     ctx = context(request)
     ctx.annotations.ping()
-    return {"status": "ok", "stores": ctx.shots.counts(), "encoder": ctx.shots.encoder()}
+    from annotator_core.encoders import spec_has_text
+
+    encoder = ctx.shots.encoder()
+    return {"status": "ok", "stores": ctx.shots.counts(), "encoder": encoder, "has_text": spec_has_text(encoder)}
 
 
 @router.get("/api/videos")

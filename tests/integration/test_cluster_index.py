@@ -107,7 +107,9 @@ def test_index_lifecycle_and_recall(tmp_path: Path, make_settings, index_type: s
     store.upsert_shots(_shot_rows(x))
     report = ensure_index(store, settings=settings)
     assert report.action == "exact" and report.rows == 3000
-    assert not list(store.db.open_table("shots").list_indices())
+    indices = store.db.open_table("shots").list_indices()
+    assert not [i for i in indices if list(i.columns) == ["vector"]]  # exact search below the threshold
+    assert {tuple(i.columns) for i in indices} == {("shot_id",), ("video_id",)}  # keys are always indexed
 
     more, _ = _blobs(2000, centres=20, seed=2)
     store.upsert_shots(_shot_rows(more, first=3000))

@@ -146,7 +146,8 @@ def test_unauthenticated_and_unknown_routes_keep_the_shape(service) -> None:
     anon = service.client()
     assert_error(anon.get("/api/labels"), 401, "unauthenticated")
     assert_error(anon.get("/api/nothing/here"), 404, "not_found")
-    assert anon.get("/api/health").json()["status"] == "ok"
+    health = anon.get("/api/health").json()
+    assert health["status"] == "ok" and health["encoder"] == "handcrafted" and health["has_text"] is False
     spec = anon.get("/openapi.json").json()
     assert "/api/labels/{label}/build" in spec["paths"]
     assert anon.get("/docs").status_code == 200

@@ -62,8 +62,7 @@ async function loadSession() {
     try {
       const health = await api.health();
       const spec = String(health.encoder || "");
-      // The offline handcrafted encoder has no text tower; CLIP-family encoders (tiny-clip included) do.
-      session.info = { encoder: spec, has_text: health.has_text ?? (spec !== "" && !spec.startsWith("handcrafted")), stores: health.stores || {} };
+      session.info = { encoder: spec, has_text: Boolean(health.has_text), stores: health.stores || {} };
     } catch {
       session.info = {};
     }
