@@ -5,7 +5,7 @@ with the cosine distance (an IVF-PQ index trained with the default L2 settings
 is what returned recall@10 of 0.10). The index type is a setting; queries scan
 ``nprobes`` partitions and re-rank ``refine_factor`` x k candidates exactly,
 both settings applied by ``ShotStore.search``. Measured choices are in
-benchmarks/search.md (``benchmarks/search_latency.py``).
+benchmarks/README.md (``benchmarks/search_latency.py``).
 
 Shots added after a build are appended to the index with ``optimize()`` (no
 retraining); once they pass ``REBUILD_FRACTION`` of the indexed rows, the

@@ -179,7 +179,7 @@ def _reshape_validation_error(raw: bytes) -> bytes:
     threads=4,  # shots and clips run in threads; embeddings are scored on the event loop
     traffic={"max_concurrency": SETTINGS.scoring_max_concurrency, "timeout": 300},
     logging={"access": {"enabled": SETTINGS.scoring_access_log}},
-    # An OpenTelemetry span pair per request costs more than the model itself (benchmarks/scoring.md);
+    # An OpenTelemetry span pair per request costs more than the model itself (benchmarks/README.md);
     # the scoring routes are traced only when asked for.
     tracing={} if SETTINGS.scoring_tracing else {"excluded_urls": list(SCORING_ROUTES)},
 )
