@@ -72,12 +72,13 @@ class EventRow:
     id: int
     label: str
     shot_id: str
-    annotator: str
+    annotator: str  # whose annotation changed
     old_value: bool | None
     new_value: bool | None
     source: str
     version: int
     at: datetime
+    actor: str  # who made the change (the annotator, or e.g. an admin undoing it)
 
 
 @dataclass(frozen=True)
@@ -294,8 +295,12 @@ class AnnotationStore:
         *,
         expected_version: int | None = None,
         source: str = "",
+        actor: str | None = None,
     ) -> AnnotationRow:
         """Set (``True``/``False``) or withdraw (``None``) one annotator's annotation.
+
+        ``actor`` is who makes the change when it is not the annotator (an admin undoing it); the
+        event log records both.
 
         ``expected_version`` is the version the caller last saw (0: none yet);
         when given and stale, :class:`ConflictError` is raised unless the
@@ -360,6 +365,7 @@ class AnnotationStore:
                         label_id=lbl.id,
                         shot_id=shot_id,
                         annotator=annotator,
+                        actor=actor or annotator,
                         old_value=current_value,
                         new_value=value,
                         source=source,
@@ -636,7 +642,9 @@ def _annotation_row(label: str, r: Annotation) -> AnnotationRow:
 
 
 def _event_row(label: str, e: AnnotationEvent) -> EventRow:
-    return EventRow(e.id, label, e.shot_id, e.annotator, e.old_value, e.new_value, e.source, e.version, e.at)
+    return EventRow(
+        e.id, label, e.shot_id, e.annotator, e.old_value, e.new_value, e.source, e.version, e.at, e.actor or e.annotator
+    )
 
 
 def _version_info(label: str, r: ClassifierVersion) -> VersionInfo:

@@ -86,7 +86,8 @@ class AnnotationEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
     shot_id: Mapped[str] = mapped_column(String(200))
-    annotator: Mapped[str] = mapped_column(String(100))
+    annotator: Mapped[str] = mapped_column(String(100))  # whose annotation changed
+    actor: Mapped[str] = mapped_column(String(100), default="", server_default="")  # who changed it
     old_value: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     new_value: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     source: Mapped[str] = mapped_column(String(40), default="")

@@ -403,10 +403,19 @@ def change_label(
 
 
 def _write(
-    ctx: ServiceContext, label: str, shot_id: str, who: str, value: bool | None, expected: int | None, source: str
+    ctx: ServiceContext,
+    label: str,
+    shot_id: str,
+    who: str,
+    value: bool | None,
+    expected: int | None,
+    source: str,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     try:
-        row = ctx.annotations.annotate(label, shot_id, who, value, expected_version=expected, source=source)
+        row = ctx.annotations.annotate(
+            label, shot_id, who, value, expected_version=expected, source=source, actor=actor
+        )
     except ConflictError as exc:
         current = ctx.annotations.get_annotation(label, shot_id, who)
         raise ApiError(
@@ -517,6 +526,7 @@ def events(
                 "id": e.id,
                 "shot_id": e.shot_id,
                 "annotator": e.annotator,
+                "actor": e.actor,
                 "old_value": e.old_value,
                 "new_value": e.new_value,
                 "source": e.source,
@@ -542,7 +552,7 @@ def undo(
         raise ApiError(
             403, "forbidden", f"event {event_id} is {ev.annotator!r}'s change; only they or an admin may undo it."
         )
-    return _write(ctx, label, ev.shot_id, ev.annotator, ev.old_value, ev.version, "undo")
+    return _write(ctx, label, ev.shot_id, ev.annotator, ev.old_value, ev.version, "undo", actor=caller.name)
 
 
 @router.get("/api/labels/{label}/disagreements")

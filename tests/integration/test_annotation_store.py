@@ -179,3 +179,49 @@ def test_classifier_versions_count_up(store: AnnotationStore) -> None:
 def test_unreachable_database_is_one_clear_error() -> None:
     with pytest.raises(StoreUnavailable, match=r"VA_DATABASE_URL \(127.0.0.1:1/nope\) is not reachable"):
         AnnotationStore("postgresql+psycopg://u:p@127.0.0.1:1/nope")
+
+
+def test_events_record_who_made_a_change_for_someone_else(store: AnnotationStore) -> None:
+    store.annotate("establishing", "v1:0", "ana", True)
+    store.annotate("establishing", "v1:0", "ana", None, source="undo", actor="admin")
+    first, second = store.events("establishing")
+    assert (first.annotator, first.actor) == ("ana", "ana")
+    assert (second.annotator, second.actor, second.source) == ("ana", "admin", "undo")
+
+
+def test_upgrading_an_old_database_keeps_its_events(database_url: str) -> None:
+    """A database made by revision 0001 (no event actor) upgrades in place; old events read as self-made."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from annotator_core.annotation_store import MIGRATIONS
+
+    engine = create_engine(database_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(
+            text(
+                "INSERT INTO labels (name, description, keywords, positive_examples, negative_examples, "
+                "created_by, created_at, recommender_state) VALUES "
+                "('old', '', '[]', '[]', '[]', '', CURRENT_TIMESTAMP, '{}')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO annotation_events (label_id, shot_id, annotator, old_value, new_value, source, "
+                "version, at) SELECT id, 'v1:0', 'ana', NULL, TRUE, 'search', 1, CURRENT_TIMESTAMP "
+                "FROM labels WHERE name = 'old'"
+            )
+        )
+    engine.dispose()
+    store = AnnotationStore(database_url)
+    from alembic.script import ScriptDirectory
+
+    assert store.revision() == ScriptDirectory.from_config(cfg).get_current_head()
+    (event,) = store.events("old")
+    assert (event.annotator, event.actor, event.new_value) == ("ana", "ana", True)
+    store.close()

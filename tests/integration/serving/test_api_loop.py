@@ -90,6 +90,14 @@ def test_full_loop_label_build_feeds_review_undo(service) -> None:
     first_event = next(e for e in events if e["shot_id"] == changed)
     stale = assert_error(ann.post(f"/api/labels/{label}/events/{first_event['id']}/undo"), 409, "conflict")
     assert stale["current"] == {"value": True, "version": 3}
+    # An admin may undo someone else's change; the log keeps whose annotation it is and who undid it.
+    ann.put(f"/api/labels/{label}/annotations/{changed}", json={"value": False, "expected_version": 3})
+    mistake = ann.get(f"/api/labels/{label}/events").json()["events"][-1]
+    assert (mistake["annotator"], mistake["actor"]) == ("ann", "ann")
+    by_admin = service.client("ada").post(f"/api/labels/{label}/events/{mistake['id']}/undo")
+    assert by_admin.status_code == 200 and by_admin.json()["value"] is True, by_admin.text
+    undo_event = ann.get(f"/api/labels/{label}/events").json()["events"][-1]
+    assert (undo_event["annotator"], undo_event["actor"], undo_event["source"]) == ("ann", "ada", "undo")
     assert ann.get(f"/api/labels/{label}").json()["counts"] == {"positive": 10, "negative": 10}
 
     versions = ann.get(f"/api/labels/{label}/versions").json()["versions"]
