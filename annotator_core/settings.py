@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     max_import_rows: int = Field(100_000, ge=1, description="Most rows one CSV import may carry.")
     max_import_bytes: int = Field(20_000_000, ge=1024, description="Largest CSV file one import may send.")
     search_limit: int = Field(200, ge=1, description="Most results one search returns.")
+    login_max_failures: int = Field(5, ge=1, description="Failed password logins for a name before it is locked.")
+    login_lockout_s: float = Field(300.0, gt=0, description="Seconds a name stays locked after too many failures.")
 
     # --- scoring service ---------------------------------------------------
     model_store: str = Field("", description="BentoML model store folder; empty means DATA_DIR/bentoml.")

@@ -28,7 +28,7 @@ from annotator_core.annotation_store import AnnotationStore
 from annotator_core.errors import EncoderUnavailable
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
-from serving.annotation.auth import SessionSigner, session_secret
+from serving.annotation.auth import LoginThrottle, SessionSigner, session_secret
 from serving.annotation.errors import error_body, install_error_handlers
 from serving.annotation.jobs import JobManager
 
@@ -49,6 +49,7 @@ class ServiceContext:
         self.annotations = AnnotationStore.from_settings(settings)
         self.signer = SessionSigner(session_secret(settings))
         self.jobs = JobManager(max_workers=2)
+        self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_s)
         self._encoder_lock = threading.Lock()
         self._encoder: Encoder | None = None
         self._encoder_error: EncoderUnavailable | None = None
@@ -60,13 +61,9 @@ class ServiceContext:
             if self._encoder is None and self._encoder_error is None:
                 spec = self.shots.encoder() or self.settings.encoder
                 try:
-                    from annotator_core.encoders import load_encoder  # type: ignore[attr-defined]
+                    from annotator_core.encoders import load_encoder
 
                     self._encoder = load_encoder(spec, device=self.settings.device)
-                except ImportError:
-                    self._encoder_error = EncoderUnavailable(
-                        f"no encoder loader is installed, so {spec!r} cannot embed text; search by example instead."
-                    )
                 except EncoderUnavailable as exc:
                     self._encoder_error = exc
             if self._encoder_error is not None:

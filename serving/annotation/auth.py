@@ -14,8 +14,11 @@
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +193,37 @@ def _me(caller: Principal) -> dict[str, Any]:
     return out
 
 
+class LoginThrottle:
+    """Failed password logins per user name: past the limit, that name is locked for a while.
+
+    Kept in memory per worker process, so with several workers the limit applies per worker.
+    """
+
+    def __init__(self, max_failures: int, lockout_s: float) -> None:
+        self.max_failures = max_failures
+        self.lockout_s = lockout_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, name: str) -> float:
+        """Seconds until ``name`` may try again (0: now)."""
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(name, []) if now - t < self.lockout_s]
+            self._failures[name] = recent
+            if len(recent) < self.max_failures:
+                return 0.0
+            return self.lockout_s - (now - recent[0])
+
+    def failed(self, name: str) -> None:
+        with self._lock:
+            self._failures.setdefault(name, []).append(time.monotonic())
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)
+
+
 router = APIRouter(tags=["auth"])
 
 
@@ -199,9 +233,21 @@ def login(body: LoginBody, request: Request, response: Response) -> dict[str, An
     if not _same_origin(request):
         raise ApiError(403, "csrf", "cross-site login refused: it did not come from this site's pages.")
     ctx = context(request)
+    wait = ctx.login_throttle.retry_after(body.name)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"too many failed logins for {body.name!r}; try again in {math.ceil(wait)} s "
+            "(VA_LOGIN_MAX_FAILURES, VA_LOGIN_LOCKOUT_S).",
+            field="name",
+            retry_after_s=math.ceil(wait),
+        )
     user = ctx.annotations.check_password(body.name, body.password)
     if user is None:
+        ctx.login_throttle.failed(body.name)
         raise ApiError(401, "bad_credentials", "wrong user name or password.", field="password")
+    ctx.login_throttle.succeeded(body.name)
     csrf_token = secrets.token_urlsafe(32)
     response.set_cookie(
         SESSION_COOKIE,

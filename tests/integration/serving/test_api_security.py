@@ -181,3 +181,22 @@ def test_oversized_bodies_and_batches_are_refused(service) -> None:
     items = [{"shot_id": f"digits00:{25 * i}", "value": True} for i in range(service.settings.max_batch + 1)]
     error = assert_error(ann.post("/api/labels/batchy/annotations:batch", json={"items": items}), 413, "too_large")
     assert error["field"] == "items"
+
+
+def test_repeated_failed_logins_lock_that_name_only(service) -> None:
+    admin = service.client("ada")
+    created = admin.post("/api/users", json={"name": "locky", "role": "viewer", "password": "right-password"})
+    assert created.status_code == 201, created.text
+    browser = service.client()
+    limit = service.settings.login_max_failures
+    for _ in range(limit):
+        assert_error(browser.post("/api/login", json={"name": "locky", "password": "guess"}), 401, "bad_credentials")
+    # Locked now: even the right password waits, and the answer says for how long.
+    error = assert_error(
+        browser.post("/api/login", json={"name": "locky", "password": "right-password"}), 429, "too_many_attempts"
+    )
+    assert 0 < error["retry_after_s"] <= service.settings.login_lockout_s
+    assert "VA_LOGIN_MAX_FAILURES" in error["message"]
+    # Other people still log in.
+    other = service.client().post("/api/login", json={"name": "vic", "password": service.passwords["vic"]})
+    assert other.status_code == 200, other.text
