@@ -217,10 +217,7 @@ class AnnotationStore:
 
     @staticmethod
     def _user(s: Session, name: str) -> User:
-        user = s.scalar(select(User).where(User.name == name))
-        if user is None:
-            raise NotFoundError(f"no user named {name!r}; create it with `va users add {name} --role …`.")
-        return user
+        return _by_name(s, User, name, f"no user named {name!r}; create it with `va users add {name} --role …`.")
 
     # -- labels --------------------------------------------------------------
 
@@ -279,10 +276,7 @@ class AnnotationStore:
 
     @staticmethod
     def _label(s: Session, name: str) -> Label:
-        label = s.scalar(select(Label).where(Label.name == name))
-        if label is None:
-            raise NotFoundError(f"no label named {name!r}; create it first (POST /api/labels).")
-        return label
+        return _by_name(s, Label, name, f"no label named {name!r}; create it first (POST /api/labels).")
 
     # -- annotations ---------------------------------------------------------
 
@@ -555,6 +549,13 @@ class AnnotationStore:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _by_name(s: Session, model: type[Any], name: str, missing: str) -> Any:
+    found = s.scalar(select(model).where(model.name == name))
+    if found is None:
+        raise NotFoundError(missing)
+    return found
 
 
 def hash_password(password: str) -> str:
