@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 import lancedb
@@ -37,8 +38,13 @@ class VectorMatrix:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def index_of(self) -> dict[str, int]:
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """shot_id -> row, built once per matrix (a dict of 1M ids takes ~0.1 s); the store caches the matrix."""
         return {sid: i for i, sid in enumerate(self.ids.tolist())}
+
+    def index_of(self) -> dict[str, int]:
+        return self.row_of
 
 
 @dataclass(frozen=True)

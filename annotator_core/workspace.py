@@ -12,9 +12,7 @@ every shot); a build only counts them, so it stays one pass over the vectors.
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -100,7 +98,7 @@ class LabelWorkspace:
 
         with clock("vectors"):
             vectors = self.shots.vectors()
-            rows_of = _row_index(vectors)
+            rows_of = vectors.row_of
             encoder = self.shots.encoder() or ""
         labelled_ids = [sid for sid in consensus if sid in rows_of]
         missing = len(consensus) - len(labelled_ids)
@@ -271,18 +269,3 @@ def _not_enough(label: str, r: Readiness, settings: Settings, *, missing: int = 
 
 def _items(saved: list[list[Any]], consensus: dict[str, bool]) -> list[FeedItem]:
     return [FeedItem(str(sid), float(score), consensus.get(str(sid))) for sid, score, *_ in saved]
-
-
-_index_lock = threading.Lock()
-_index_cache: tuple[weakref.ref[VectorMatrix], dict[str, int]] | None = None
-
-
-def _row_index(vectors: VectorMatrix) -> dict[str, int]:
-    """shot_id -> row of the vector matrix, built once per cached matrix (a dict of 1M ids is ~0.1 s)."""
-    global _index_cache
-    with _index_lock:
-        if _index_cache is not None and _index_cache[0]() is vectors:
-            return _index_cache[1]
-        index = vectors.index_of()
-        _index_cache = (weakref.ref(vectors), index)
-        return index
