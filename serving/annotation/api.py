@@ -365,9 +365,7 @@ def list_labels(request: Request, _caller: Principal = Depends(viewer)) -> dict[
 def create_label(body: NewLabel, request: Request, caller: Principal = Depends(annotator)) -> dict[str, Any]:
     """Create a label; its example shots become the creator's first annotations (source 'example')."""
     ctx = context(request)
-    for field, ids in (("positive_examples", body.positive_examples), ("negative_examples", body.negative_examples)):
-        for sid in ids:
-            _require_shot(ctx, sid, field)
+    _require_example_shots(ctx, body.positive_examples, body.negative_examples)
     ctx.annotations.create_label(
         body.name,
         description=body.description,
@@ -380,6 +378,12 @@ def create_label(body: NewLabel, request: Request, caller: Principal = Depends(a
         for sid in ids:
             ctx.annotations.annotate(body.name, sid, caller.name, value, source="example")
     return _label_summary(ctx, body.name)
+
+
+def _require_example_shots(ctx: ServiceContext, positive: list[str], negative: list[str]) -> None:
+    for field, ids in (("positive_examples", positive), ("negative_examples", negative)):
+        for sid in ids:
+            _require_shot(ctx, sid, field)
 
 
 @router.get("/api/labels/{label}")
@@ -395,6 +399,7 @@ def change_label(
     fields = body.model_dump(exclude_none=True)
     if not fields:
         raise ApiError(422, "invalid", "nothing to change; send description, keywords or examples.", field="body")
+    _require_example_shots(ctx, body.positive_examples or [], body.negative_examples or [])
     ctx.annotations.update_label(label, **fields)
     return _label_summary(ctx, label)
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from va_testing import serve_annotation_app
 
 CACHE = Path("~/.cache/va-tests").expanduser()  # the same cache as tests/conftest.py's sample footage
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
@@ -51,24 +49,6 @@ def demo_footage(sample_videos_dir: Path) -> list[Path]:
     return prepare_demo_footage(folder)
 
 
-def _serve(app: object) -> tuple[str, object, threading.Thread]:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # a free port, so tests running side by side never collide
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the annotation service did not start within 30 s")
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server, thread
-
-
 @pytest.fixture(scope="session")
 def annotation_service(tmp_path_factory: pytest.TempPathFactory, demo_footage: list[Path]) -> Iterator[Served]:
     """The real app on a free port over the demo footage, ingested by the real pipeline (handcrafted encoder)."""
@@ -76,7 +56,6 @@ def annotation_service(tmp_path_factory: pytest.TempPathFactory, demo_footage: l
     from annotator_core.settings import Settings
     from annotator_core.shot_store import ShotStore
     from pipelines.ingest import run_ingest
-    from serving.annotation.app import create_app
 
     data_dir = tmp_path_factory.mktemp("va-e2e")
     settings = Settings(data_dir=data_dir, encoder="handcrafted", n_clusters=6)
@@ -88,10 +67,8 @@ def annotation_service(tmp_path_factory: pytest.TempPathFactory, demo_footage: l
     annotations = AnnotationStore.from_settings(settings)
     annotations.create_user(EDITOR[0], "annotator", password=EDITOR[1])
     _, second_token = annotations.create_user("second-editor", "annotator")
-    url, server, thread = _serve(create_app(settings))
-    yield Served(url=url, settings=settings, shots=shots, login=EDITOR, second_token=second_token)
-    server.should_exit = True  # type: ignore[attr-defined]
-    thread.join(timeout=10)
+    with serve_annotation_app(settings) as url:
+        yield Served(url=url, settings=settings, shots=shots, login=EDITOR, second_token=second_token)
 
 
 def _tiny_clip_corpus(settings: object, videos: list[Path]) -> int:
@@ -166,16 +143,13 @@ def text_search_service(tmp_path_factory: pytest.TempPathFactory, sample_videos_
     """A second app, over the sample clips embedded with the tiny CLIP: the encoder has a text tower."""
     from annotator_core.annotation_store import AnnotationStore
     from annotator_core.settings import Settings
-    from serving.annotation.app import create_app
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("va-e2e-text"), encoder="tiny-clip", n_clusters=4)
     shots = _tiny_clip_corpus(settings, sorted(sample_videos_dir.glob("*.mp4")))
     annotations = AnnotationStore.from_settings(settings)
     annotations.create_user(EDITOR[0], "annotator", password=EDITOR[1])
-    url, server, thread = _serve(create_app(settings))
-    yield Served(url=url, settings=settings, shots=shots, login=EDITOR, second_token="")
-    server.should_exit = True  # type: ignore[attr-defined]
-    thread.join(timeout=10)
+    with serve_annotation_app(settings) as url:
+        yield Served(url=url, settings=settings, shots=shots, login=EDITOR, second_token="")
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,33 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     expect(page.locator("#build-hint")).to_have_text("ready to build")
     shot("05-labelled-10-10")
 
+    # -- example shots: one good example and one counter-example, shown under the header to everyone --
+    expect(page.locator("#label-about")).to_be_hidden()
+    good, counter = cards.nth(1), cards.nth(12)
+    good_id, counter_id = good.get_attribute("data-shot"), counter.get_attribute("data-shot")
+    good.locator(".btn-example-pos").click()
+    expect(page.locator(f'#examples-pos .example-tile[data-shot="{good_id}"]')).to_be_visible()
+    expect(good.locator(".btn-example-pos")).to_have_attribute("aria-pressed", "true")
+    expect(good.locator(".badge.example")).to_have_text("★ example")
+    expect(page.locator("#label-about .about-description")).to_contain_text("Shots of streets")
+    expect(page.locator("#label-about .about-keywords .pill")).to_have_text(["street", "traffic", "bicycle"])
+    counter.locator(".btn-example-neg").click()
+    expect(page.locator(f'#examples-neg .example-tile[data-shot="{counter_id}"]')).to_be_visible()
+    page.locator(f'#examples-pos .example-tile[data-shot="{good_id}"] .media').click()
+    expect(page.locator("#examples-pos video")).to_have_attribute("src", re.compile(r"/api/shots/.+/video#t="))
+    shot("15-examples")
+    # The examples are part of the label (PATCH with the full lists): they persist and every reader gets them.
+    label = page.evaluate(f"fetch('/api/labels/{LABEL}').then(r => r.json())")
+    assert (label["positive_examples"], label["negative_examples"]) == ([good_id], [counter_id])
+    # The same button again takes the shot out of the examples; marking examples labels nothing.
+    counter.locator(".btn-example-neg").click()
+    expect(page.locator("#examples-neg")).to_have_count(0)
+    expect(counter.locator(".btn-example-neg")).to_have_attribute("aria-pressed", "false")
+    label = page.evaluate(f"fetch('/api/labels/{LABEL}').then(r => r.json())")
+    assert (label["positive_examples"], label["negative_examples"]) == ([good_id], [])
+    assert label["counts"] == {"positive": 10, "negative": 10}
+    cards.nth(0).focus()
+
     # -- build with 'b': progress, then the four feeds with scores, and both metrics in the header --
     page.keyboard.press("b")
     expect(page.locator("#tab-feeds")).to_have_class(re.compile(r"\bactive\b"))

@@ -8,11 +8,7 @@ meaningful; one real video (bikes.mp4) with three shots backs the media tests.
 from __future__ import annotations
 
 import io
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from va_testing import serve_annotation_app
 
 DIGIT_VIDEOS = 9  # the digits are spread over this many "videos" of ~200 shots
 MEDIA_VIDEO_ID = "bikes0000000000000000000000000000"
@@ -118,13 +115,6 @@ def write_media_video(settings: Any, video: Path) -> list[str]:
     return ids
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: Path) -> Iterator[Service]:
     """One running service for these tests (the corpus takes seconds to make); each test uses its own labels."""
@@ -150,45 +140,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: Path) -
         tokens[name] = store.create_user(name, role, password=passwords[name])[1]
     store.close()
 
-    with serve(settings) as base_url:
+    with serve_annotation_app(settings) as base_url:
         svc = Service(base_url, settings, tokens, passwords, digit_of, video, media_shots)
         yield svc
         for c in svc.clients:
             c.close()
-
-
-@contextmanager
-def serve(settings: Any) -> Iterator[str]:
-    """Run create_app(settings) under uvicorn on a free port in a background thread; yield its URL."""
-    import uvicorn
-
-    from serving.annotation.app import create_app
-
-    sock = _free_socket()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the annotation service did not start within 30 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """The one error shape: {"error": {"code", "message", "field"?}} with the expected status."""
-    assert response.status_code == status, (response.status_code, response.text[:500])
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert isinstance(error["code"], str) and error["code"]
-    assert isinstance(error["message"], str) and error["message"]
-    if code is not None:
-        assert error["code"] == code, error
-    return error

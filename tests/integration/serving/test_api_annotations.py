@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import assert_error
+from va_testing import assert_error
 
 
 def test_put_is_idempotent_and_stale_versions_conflict(service) -> None:
@@ -109,7 +109,7 @@ def test_text_search_with_a_text_tower_ranks_by_the_text_embedding(make_settings
     from datetime import UTC, datetime
 
     import httpx
-    from conftest import serve
+    from va_testing import serve_annotation_app as serve
 
     from annotator_core.annotation_store import AnnotationStore
     from annotator_core.encoders import l2_normalise, load_encoder

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
-from conftest import serve
+from va_testing import serve_annotation_app as serve
 
 
 def test_users_add_prints_a_working_token_and_list_and_token_rotate(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import assert_error
+from va_testing import assert_error
 
 L = "errors-label"
 
@@ -42,6 +42,8 @@ BAD_REQUESTS = [
     ("GET", "/api/labels/nope", {}, 404, "not_found", None),
     ("PATCH", f"/api/labels/{L}", {"json": {}}, 422, "invalid", "body"),
     ("PATCH", "/api/labels/nope", {"json": {"description": "d"}}, 404, "not_found", None),
+    ("PATCH", f"/api/labels/{L}", {"json": {"negative_examples": ["digits00:999999"]}}, 404, "not_found",
+     "negative_examples"),
     ("PUT", f"/api/labels/{L}/annotations/digits00:0", {"json": {"value": "yes"}}, 422, "invalid", "value"),
     ("PUT", f"/api/labels/{L}/annotations/digits00:0", {"json": {}}, 422, "invalid", "value"),
     ("PUT", f"/api/labels/{L}/annotations/digits00:0", {"json": [True]}, 422, "invalid", None),

@@ -6,7 +6,7 @@ import csv
 import io
 
 import pyarrow.parquet as pq
-from conftest import assert_error
+from va_testing import assert_error
 
 FEEDS = ("top_positive", "top_negative", "borderline", "random")
 

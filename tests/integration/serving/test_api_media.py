@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import assert_error
+from va_testing import assert_error
 
 
 def test_range_requests_return_the_right_bytes(service) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import assert_error
+from va_testing import assert_error
 
 LABEL = "roles"
 

@@ -79,6 +79,7 @@ export const api = {
   labels: () => request("GET", "/api/labels"),
   createLabel: (body) => request("POST", "/api/labels", { json: body }),
   label: (name) => request("GET", `/api/labels/${enc(name)}`),
+  changeLabel: (name, body) => request("PATCH", `/api/labels/${enc(name)}`, { json: body }),
   videos: () => request("GET", "/api/videos"),
   search: (query) => request("GET", "/api/search", { query }),
   shot: (id) => request("GET", `/api/shots/${enc(id)}`),

@@ -61,6 +61,17 @@ export function shotCard(shot, ctx, { source, showScore = false, scoreHelp = SCO
   );
 
   card.append(media, meta, actions);
+  if (ctx.canEdit && ctx.setExample) {
+    card.append(
+      h(
+        "div",
+        { class: "example-actions" },
+        h("button", { type: "button", class: "link btn-example-pos", title: "Show this shot to every annotator as a good example of the label (click again to remove)", onclick: () => ctx.setExample(shot, true) }, "☆ good example"),
+        h("button", { type: "button", class: "link btn-example-neg", title: "Show this shot to every annotator as a counter-example: what the label does not mean (click again to remove)", onclick: () => ctx.setExample(shot, false) }, "☆ counter-example"),
+      ),
+    );
+  }
+  if (ctx.shotInfo) ctx.shotInfo.set(shot.shot_id, shot);
   if (decorate) decorate(card, shot);
   paintCard(card, ctx);
   return card;
@@ -84,6 +95,31 @@ export function paintCard(card, ctx) {
   const neg = card.querySelector(".btn-neg");
   if (pos) pos.setAttribute("aria-pressed", String(value === true));
   if (neg) neg.setAttribute("aria-pressed", String(value === false));
+  paintExample(card, ctx);
+}
+
+// The label's example shots: a badge on the card and the pressed state of the two example buttons.
+function paintExample(card, ctx) {
+  const example = ctx.exampleOf ? ctx.exampleOf(card.dataset.shot) : null;
+  card.classList.toggle("is-example", example !== null);
+  for (const [selector, value, text] of [[".btn-example-pos", true, "good example"], [".btn-example-neg", false, "counter-example"]]) {
+    const button = card.querySelector(selector);
+    if (!button) continue;
+    button.setAttribute("aria-pressed", String(example === value));
+    button.textContent = `${example === value ? "★" : "☆"} ${text}`;
+  }
+  const badges = card.querySelector(".badges");
+  let badge = card.querySelector(".badge.example");
+  if (example === null) badge?.remove();
+  else if (badges) {
+    if (!badge) {
+      badge = h("span", { class: "badge example" });
+      badges.append(badge);
+    }
+    badge.className = `badge example ${example ? "pos" : "neg"}`;
+    badge.title = example ? "One of the label's good examples" : "One of the label's counter-examples";
+    badge.textContent = example ? "★ example" : "★ counter-example";
+  }
 }
 
 export function repaintShot(shotId, ctx) {

@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { fmtMetric, h, replace, toast } from "../dom.js";
-import { gridKey, repaintShot } from "../shots.js";
+import { gridKey, paintCard, playShot, repaintShot } from "../shots.js";
 import { renderData } from "./data.js";
 import { renderFeeds } from "./feeds.js";
 import { renderHistory } from "./history.js";
@@ -35,6 +35,7 @@ export async function renderLabel(main, { session, name, tab, go }) {
     lastBuild: null,
     building: false,
     pendingLike: null,
+    shotInfo: new Map(),
   };
 
   const stats = h("div", { class: "stats", id: "label-stats" });
@@ -45,6 +46,8 @@ export async function renderLabel(main, { session, name, tab, go }) {
   const conflictBox = h("div", { class: "conflict hidden", id: "conflict", role: "alert" });
   const tabsNav = h("nav", { class: "tabs", role: "tablist" });
   const panel = h("section", { class: "tab-panel", id: "tab-panel" });
+  const about = h("section", { class: "label-about hidden", id: "label-about", "aria-label": "What the label means" });
+  let aboutKey = null;
   let current = null;
   let currentTab = null;
 
@@ -57,7 +60,7 @@ export async function renderLabel(main, { session, name, tab, go }) {
     suggestion,
   );
   const keys = h("p", { class: "keys muted small" }, "Keys: ←/→ or j/k move · p or 1 positive · n or 2 negative · u undo · b build · Enter play");
-  replace(main, h("div", { class: "label-page" }, h("div", { class: "sticky" }, header, conflictBox, tabsNav), panel, keys));
+  replace(main, h("div", { class: "label-page" }, h("div", { class: "sticky" }, header, conflictBox, tabsNav), about, panel, keys));
   document.getElementById("crumbs").replaceChildren(h("a", { href: "#/labels" }, "Labels"), h("span", { class: "sep" }, "/"), h("span", {}, name));
 
   // --- header -----------------------------------------------------------------
@@ -72,7 +75,11 @@ export async function renderLabel(main, { session, name, tab, go }) {
       stat("Version", s.version ? `v${s.version}` : "—", "", "stat-version"),
     );
     const desc = document.getElementById("label-description");
-    if (desc && ctx.label) desc.textContent = ctx.label.description || "";
+    if (desc && ctx.label) {
+      desc.textContent = ctx.label.description || "";
+      desc.title = ctx.label.description || "";
+    }
+    paintAbout();
     buildButton.disabled = !ctx.canEdit || !s.ready || ctx.building;
     buildHint.textContent = ctx.building ? "building…" : s.ready ? "ready to build" : `need ${missingText(s)}`;
     buildHint.classList.toggle("missing", !s.ready);
@@ -82,6 +89,84 @@ export async function renderLabel(main, { session, name, tab, go }) {
     } else suggestion.replaceChildren();
     for (const btn of tabsNav.querySelectorAll("button")) btn.classList.toggle("suggested", rec === "search" && btn.dataset.tab === "search");
   }
+
+  // --- what the label means: description, keywords and example shots, for every annotator ---------
+  function paintAbout() {
+    const lbl = ctx.label || {};
+    const pos = lbl.positive_examples || [];
+    const neg = lbl.negative_examples || [];
+    const keywords = lbl.keywords || [];
+    const key = JSON.stringify([lbl.description || "", keywords, pos, neg]);
+    if (key === aboutKey) return;
+    aboutKey = key;
+    const shown = Boolean(pos.length || neg.length);
+    about.classList.toggle("hidden", !shown);
+    // The block shows the whole description; the header's one-line copy stands in when there are no examples.
+    document.getElementById("label-description")?.classList.toggle("hidden", shown);
+    replace(
+      about,
+      h(
+        "div",
+        { class: "about-text" },
+        lbl.description ? h("p", { class: "about-description" }, lbl.description) : null,
+        keywords.length ? h("p", { class: "about-keywords" }, h("span", { class: "muted" }, "Keywords: "), keywords.map((k) => h("span", { class: "pill" }, k))) : null,
+      ),
+      exampleRow("Good examples", pos, true, "examples-pos"),
+      exampleRow("Counter-examples", neg, false, "examples-neg"),
+    );
+  }
+
+  function exampleRow(title, ids, value, id) {
+    if (!ids.length) return null;
+    return h("div", { class: `example-row ${value ? "pos" : "neg"}`, id }, h("span", { class: "example-row-title" }, value ? "★ " : "✗ ", title), h("div", { class: "example-tiles" }, ids.map((sid) => exampleTile(sid, value))));
+  }
+
+  function exampleTile(sid, value) {
+    const tile = h("div", { class: "example-tile", dataset: { shot: sid } });
+    const media = h("div", { class: "media", title: "Play this shot" }, h("img", { src: api.thumbUrl(sid), alt: value ? "good example" : "counter-example", loading: "lazy", draggable: "false" }), h("span", { class: "play", "aria-hidden": "true" }, "▶"));
+    media.addEventListener("click", async () => {
+      try {
+        if (!tile.shot) tile.shot = ctx.shotInfo.get(sid) || (await api.shot(sid));
+        playShot(tile);
+        const video = tile.querySelector("video");
+        if (video) {
+          video.controls = false; // too small for controls: a click plays and pauses
+          video.poster = api.thumbUrl(sid);
+        }
+      } catch (e) {
+        toast(e.message, "error");
+      }
+    });
+    tile.append(media);
+    if (ctx.canEdit) tile.append(h("button", { type: "button", class: "remove-example", title: "Remove from the label's examples", "aria-label": "Remove from the examples", onclick: () => ctx.setExample({ shot_id: sid }, value) }, "×"));
+    return tile;
+  }
+
+  ctx.exampleOf = (sid) => {
+    const lbl = ctx.label || {};
+    if ((lbl.positive_examples || []).includes(sid)) return true;
+    if ((lbl.negative_examples || []).includes(sid)) return false;
+    return null;
+  };
+
+  // Make a shot a good example (value true) or a counter-example (false); the same click again removes it.
+  ctx.setExample = async (shot, value) => {
+    if (!ctx.canEdit) return toast("Viewers cannot change the examples.", "error");
+    const sid = shot.shot_id;
+    try {
+      ctx.label = await api.label(name); // the newest lists, so another annotator's change is kept
+      const was = ctx.exampleOf(sid);
+      const pos = (ctx.label.positive_examples || []).filter((x) => x !== sid);
+      const neg = (ctx.label.negative_examples || []).filter((x) => x !== sid);
+      if (was !== value) (value ? pos : neg).push(sid);
+      ctx.label = await api.changeLabel(name, { positive_examples: pos, negative_examples: neg });
+      paintHeader();
+      for (const card of document.querySelectorAll(".card[data-shot]")) paintCard(card, ctx);
+      toast(was === value ? "Removed from the examples" : value ? "Added to the good examples" : "Added to the counter-examples");
+    } catch (e) {
+      toast(e.message, "error");
+    }
+  };
 
   function stat(title, value, kind, id, help) {
     return h("div", { class: `stat ${kind}`, id, title: help || title }, h("span", { class: "stat-value" }, String(value)), h("span", { class: "stat-label" }, title));
