@@ -27,7 +27,7 @@ from sqlalchemy.exc import ArgumentError as SAArgumentError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from annotator_core.db import Annotation, AnnotationEvent, ClassifierVersion, Label, User, utcnow
+from annotator_core.db import Annotation, AnnotationEvent, ClassifierVersion, JobRecord, Label, User, utcnow
 from annotator_core.errors import ConfigError, ConflictError, NotFoundError, StoreUnavailable, ValidationFailed
 
 ROLES = ("admin", "annotator", "viewer")
@@ -533,6 +533,37 @@ class AnnotationStore:
             if row is None:
                 raise NotFoundError(f"label {label!r} has no version {version}; build one first.")
             row.published_at = utcnow()
+
+    # -- jobs ------------------------------------------------------------------
+
+    def save_job(self, job: dict[str, Any]) -> None:
+        """Insert or update a job's state (keyed on its id); ``job`` is what the API shows."""
+        with self.atomic() as s:
+            row = s.get(JobRecord, job["id"])
+            if row is None:
+                row = JobRecord(
+                    id=job["id"],
+                    kind=job["kind"],
+                    label=job["label"],
+                    created_by=job.get("created_by", ""),
+                    created_at=float(job["created_at"]),
+                    state=job["state"],
+                    data=job,
+                )
+                s.add(row)
+            else:
+                row.state, row.data = job["state"], job
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        with self._read() as s:
+            row = s.get(JobRecord, job_id)
+            return dict(row.data) if row is not None else None
+
+    def list_jobs(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest jobs first."""
+        with self._read() as s:
+            rows = s.scalars(select(JobRecord).order_by(JobRecord.created_at.desc()).limit(limit))
+            return [dict(r.data) for r in rows]
 
     def table_counts(self) -> dict[str, int]:
         with self._read() as s:

@@ -116,3 +116,18 @@ class ClassifierVersion(Base):
     shots_table_version: Mapped[int] = mapped_column(Integer, default=0)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # feeds, recommendation, timings
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class JobRecord(Base):
+    """State of a long job (a build), so every replica of the service can answer for it."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_created", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(100))
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    state: Mapped[str] = mapped_column(String(20))  # queued | running | done | failed
+    created_at: Mapped[float] = mapped_column(Float)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the job as the API shows it

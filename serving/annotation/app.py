@@ -48,7 +48,7 @@ class ServiceContext:
         self.shots = ShotStore.from_settings(settings)
         self.annotations = AnnotationStore.from_settings(settings)
         self.signer = SessionSigner(session_secret(settings))
-        self.jobs = JobManager(max_workers=2)
+        self.jobs = JobManager(max_workers=2, store=self.annotations)
         self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_s)
         self._encoder_lock = threading.Lock()
         self._encoder: Encoder | None = None

@@ -2,12 +2,15 @@
 
 A job reports progress as ``(stage, fraction)``; ``GET /api/jobs/{id}`` shows
 it. A second build of a label while one runs joins the running job instead of
-starting another.
+starting another. Each change of a job's state is also written to the
+annotation store, so any replica of the service can answer for any job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import threading
 import time
 import uuid
@@ -15,13 +18,20 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from annotator_core.errors import VAError
 from serving.annotation.errors import ApiError, error_body
 
 Progress = Callable[[str, float], None]
 KEEP_FINISHED = 200
+log = logging.getLogger(__name__)
+
+
+class JobStore(Protocol):
+    def save_job(self, job: dict[str, Any]) -> None: ...
+    def get_job(self, job_id: str) -> dict[str, Any] | None: ...
+    def list_jobs(self, *, limit: int = ...) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -58,11 +68,31 @@ class Job:
         }
 
 
+class StoredJob:
+    """A job another replica runs, as the annotation store last saw it."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
 class JobManager:
-    def __init__(self, max_workers: int = 2) -> None:
+    def __init__(self, max_workers: int = 2, *, store: JobStore | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="va-job")
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._store = store
+
+    def _save(self, job: Job) -> None:
+        if self._store is None:
+            return
+        try:
+            # Through JSON once, so numpy scalars in a result are stored as plain numbers.
+            self._store.save_job(json.loads(json.dumps(job.to_dict(), default=_plain)))
+        except Exception:  # the job itself goes on; only other replicas lose sight of it
+            log.warning("could not save the state of job %s to the annotation store", job.id, exc_info=True)
 
     def submit(self, kind: str, label: str, created_by: str, work: Callable[[Progress], dict[str, Any]]) -> Job:
         """Start ``work`` in the pool; a running job of the same kind and label is returned instead."""
@@ -73,14 +103,17 @@ class JobManager:
             job = Job(id=uuid.uuid4().hex, kind=kind, label=label, created_by=created_by)
             self._jobs[job.id] = job
             self._trim()
+        self._save(job)
         job.future = self._pool.submit(self._run, job, work)
         return job
 
     def _run(self, job: Job, work: Callable[[Progress], dict[str, Any]]) -> dict[str, Any]:
         job.state, job.stage, job.started_at = "running", "starting", time.time()
+        self._save(job)
 
         def progress(stage: str, fraction: float) -> None:
             job.stage, job.progress = stage, max(0.0, min(1.0, float(fraction)))
+            self._save(job)  # a build reports a handful of stages, so this is a few small writes
 
         try:
             result = work(progress)
@@ -92,13 +125,16 @@ class JobManager:
                 if hasattr(exc, name):
                     extra[name] = getattr(exc, name)
             job.error = error_body(exc.code, str(exc), field=getattr(exc, "field", None), **extra)["error"]
+            self._save(job)
             raise
         except Exception as exc:
             job.state, job.finished_at, job.status_code = "failed", time.time(), 500
             job.error = {"code": "internal", "message": f"the job failed unexpectedly ({type(exc).__name__})."}
+            self._save(job)
             raise
         job.state, job.stage, job.progress, job.finished_at = "done", "done", 1.0, time.time()
         job.result = result
+        self._save(job)
         return result
 
     async def wait(self, job: Job) -> dict[str, Any]:
@@ -106,14 +142,20 @@ class JobManager:
         assert job.future is not None
         return await asyncio.wrap_future(job.future)
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str) -> Job | StoredJob:
+        """A job of this process, else one another replica runs (from the annotation store)."""
         with self._lock:
             job = self._jobs.get(job_id)
-        if job is None:
-            raise ApiError(404, "not_found", f"no job {job_id!r}; jobs are kept until the service restarts.")
-        return job
+        if job is not None:
+            return job
+        stored = self._store.get_job(job_id) if self._store is not None else None
+        if stored is None:
+            raise ApiError(404, "not_found", f"no job {job_id!r}; start a build to get a job id.")
+        return StoredJob(stored)
 
-    def list(self) -> list[Job]:
+    def list(self) -> list[Job] | list[StoredJob]:
+        if self._store is not None:
+            return [StoredJob(data) for data in self._store.list_jobs(limit=KEEP_FINISHED)]
         with self._lock:
             return list(reversed(self._jobs.values()))
 
@@ -124,3 +166,8 @@ class JobManager:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy scalars
+    return item() if callable(item) else str(value)

@@ -225,3 +225,22 @@ def test_upgrading_an_old_database_keeps_its_events(database_url: str) -> None:
     (event,) = store.events("old")
     assert (event.annotator, event.actor, event.new_value) == ("ana", "ana", True)
     store.close()
+
+
+def test_job_state_is_shared_through_the_store(store: AnnotationStore) -> None:
+    job = {
+        "id": "j1",
+        "kind": "build",
+        "label": "establishing",
+        "created_by": "ana",
+        "state": "queued",
+        "created_at": 100.0,
+        "progress": 0.0,
+        "result": None,
+    }
+    store.save_job(job)
+    store.save_job({**job, "state": "done", "progress": 1.0, "result": {"version": 3}})
+    store.save_job({**job, "id": "j2", "created_at": 200.0})
+    assert store.get_job("j1") == {**job, "state": "done", "progress": 1.0, "result": {"version": 3}}
+    assert store.get_job("nope") is None
+    assert [j["id"] for j in store.list_jobs()] == ["j2", "j1"]

@@ -139,6 +139,31 @@ def test_build_in_background_reports_progress_and_result(service) -> None:
     assert job["result"]["version"] == 1 and set(job["result"]["feeds"]) == set(FEEDS)
 
 
+def test_a_second_replica_answers_for_a_build_the_first_one_runs(service) -> None:
+    """Two instances of the service over the same stores, as behind a load balancer: any one reports any job."""
+    import httpx
+    from va_testing import serve_annotation_app
+
+    ann = service.client("ann")
+    label = "two-replicas"
+    ann.post("/api/labels", json={"name": label})
+    items = [{"shot_id": s, "value": True} for s in service.shots_of_digit(2, 12)]
+    items += [{"shot_id": s, "value": False} for s in service.shots_of_digit(5, 12)]
+    ann.post(f"/api/labels/{label}/annotations:batch", json={"items": items, "source": "search"})
+    with serve_annotation_app(service.settings) as other_url:
+        other = httpx.Client(base_url=other_url, headers={"Authorization": f"Bearer {service.tokens['ann']}"})
+        started = ann.post(f"/api/labels/{label}/build", params={"wait": "false"})
+        job_id = started.json()["job"]["id"]
+        job = other.get(f"/api/jobs/{job_id}").json()
+        assert job["id"] == job_id and job["label"] == label, job
+        while job["state"] in {"queued", "running"}:
+            job = other.get(f"/api/jobs/{job_id}").json()
+        assert job["state"] == "done" and job["result"]["version"] == 1 and set(job["result"]["feeds"]) == set(FEEDS)
+        assert job_id in [j["id"] for j in other.get("/api/jobs").json()["jobs"]]
+        assert_error(other.get("/api/jobs/0123456789abcdef"), 404, "not_found")
+        other.close()
+
+
 def test_import_by_shot_id_and_by_video_span_reports_unmatched_rows(service) -> None:
     ann = service.client("ann")
     label = "import-me"
