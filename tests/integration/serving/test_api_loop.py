@@ -119,14 +119,19 @@ def test_full_loop_label_build_feeds_review_undo(service) -> None:
     assert table.num_rows == 20 and "model_score" in table.column_names
 
 
+def _label_ready_to_build(service, client, label: str, *, positive: int, negative: int) -> None:
+    """A new label with 12 shots of one digit labelled positive and 12 of another negative."""
+    client.post("/api/labels", json={"name": label})
+    items = [{"shot_id": s, "value": True} for s in service.shots_of_digit(positive, 12)]
+    items += [{"shot_id": s, "value": False} for s in service.shots_of_digit(negative, 12)]
+    batch = client.post(f"/api/labels/{label}/annotations:batch", json={"items": items, "source": "search"})
+    assert batch.status_code == 200 and batch.json()["ok"] == 24
+
+
 def test_build_in_background_reports_progress_and_result(service) -> None:
     ann = service.client("ann")
     label = "one-bg"
-    ann.post("/api/labels", json={"name": label})
-    items = [{"shot_id": s, "value": True} for s in service.shots_of_digit(1, 12)]
-    items += [{"shot_id": s, "value": False} for s in service.shots_of_digit(7, 12)]
-    batch = ann.post(f"/api/labels/{label}/annotations:batch", json={"items": items, "source": "search"})
-    assert batch.status_code == 200 and batch.json()["ok"] == 24
+    _label_ready_to_build(service, ann, label, positive=1, negative=7)
     started = ann.post(f"/api/labels/{label}/build", params={"wait": "false"})
     assert started.status_code == 202, started.text
     job_id = started.json()["job"]["id"]
@@ -146,10 +151,7 @@ def test_a_second_replica_answers_for_a_build_the_first_one_runs(service) -> Non
 
     ann = service.client("ann")
     label = "two-replicas"
-    ann.post("/api/labels", json={"name": label})
-    items = [{"shot_id": s, "value": True} for s in service.shots_of_digit(2, 12)]
-    items += [{"shot_id": s, "value": False} for s in service.shots_of_digit(5, 12)]
-    ann.post(f"/api/labels/{label}/annotations:batch", json={"items": items, "source": "search"})
+    _label_ready_to_build(service, ann, label, positive=2, negative=5)
     with serve_annotation_app(service.settings) as other_url:
         other = httpx.Client(base_url=other_url, headers={"Authorization": f"Bearer {service.tokens['ann']}"})
         started = ann.post(f"/api/labels/{label}/build", params={"wait": "false"})
