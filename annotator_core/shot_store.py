@@ -260,7 +260,7 @@ class ShotStore:
         """Cosine nearest shots to ``vector``, optionally filtered by a SQL expression on shot columns."""
         table = self._table(SHOTS_TABLE)
         query = np.asarray(vector, dtype=np.float32).ravel()
-        dim = self.dim()
+        dim = int(table.schema.field("vector").type.list_size)
         if query.shape[0] != dim:
             raise DimensionMismatch(f"query vector has {query.shape[0]} values; the shots table expects {dim}.")
         q = table.search(query).distance_type("cosine")

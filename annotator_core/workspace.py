@@ -78,6 +78,13 @@ class LabelWorkspace:
         n_pos, n_neg = self.annotations.counts(self.label)
         return _readiness(n_pos, n_neg, self.settings)
 
+    def check_ready(self) -> Readiness:
+        """The readiness, or :class:`NotEnoughAnnotations` saying how many more of each a build needs."""
+        readiness = self.readiness()
+        if not readiness.ready:
+            raise _not_enough(self.label, readiness, self.settings)
+        return readiness
+
     # -- the build -----------------------------------------------------------------
 
     def build(self, *, created_by: str = "", progress: Progress | None = None) -> BuildResult:

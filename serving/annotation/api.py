@@ -160,9 +160,7 @@ def model_scores(ctx: ServiceContext, label: str, shot_ids: list[str]) -> tuple[
 
 def _label_summary(ctx: ServiceContext, name: str) -> dict[str, Any]:
     info = ctx.annotations.get_label(name)
-    pos, neg = ctx.annotations.counts(name)
-    s = ctx.settings
-    need_pos, need_neg = max(0, s.min_positive - pos), max(0, s.min_negative - neg)
+    readiness = ctx.workspace(name).readiness()
     out: dict[str, Any] = {
         "name": info.name,
         "description": info.description,
@@ -171,8 +169,12 @@ def _label_summary(ctx: ServiceContext, name: str) -> dict[str, Any]:
         "negative_examples": info.negative_examples,
         "created_by": info.created_by,
         "created_at": info.created_at.isoformat(),
-        "counts": {"positive": pos, "negative": neg},
-        "readiness": {"need_positive": need_pos, "need_negative": need_neg, "ready": not (need_pos or need_neg)},
+        "counts": {"positive": readiness.n_pos, "negative": readiness.n_neg},
+        "readiness": {
+            "need_positive": readiness.need_pos,
+            "need_negative": readiness.need_neg,
+            "ready": readiness.ready,
+        },
         "latest_version": None,
     }
     try:

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from annotator_core.errors import NotEnoughAnnotations
 from serving.annotation.api import LabelName, _feed_items, _version_out
 from serving.annotation.app import ServiceContext
 from serving.annotation.auth import Principal, admin, annotator, context, viewer
@@ -39,16 +38,7 @@ async def build(
 ) -> Any:
     """Train, score the corpus, and return the version, both metrics, the recommendation and the four feeds."""
     ctx = context(request)
-    pos, neg = await run_in_threadpool(ctx.annotations.counts, label)
-    need_pos, need_neg = max(0, ctx.settings.min_positive - pos), max(0, ctx.settings.min_negative - neg)
-    if need_pos or need_neg:
-        raise NotEnoughAnnotations(
-            f"label {label!r} has {pos} positive and {neg} negative annotations; a build needs "
-            f"{ctx.settings.min_positive} and {ctx.settings.min_negative} — label {need_pos} more positive and "
-            f"{need_neg} more negative shots.",
-            need_positive=need_pos,
-            need_negative=need_neg,
-        )
+    await run_in_threadpool(ctx.workspace(label).check_ready)  # below the minimum: a 409 saying how many more
     job = ctx.jobs.submit("build", label, caller.name, lambda progress: _run_build(ctx, label, caller.name, progress))
     if not wait:
         return JSONResponse({"job": job.to_dict()}, status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
