@@ -26,7 +26,8 @@ def _stat(page: Any, stat_id: str) -> Any:
     return page.locator(f"#{stat_id} .stat-value")
 
 
-def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: Any, artifacts: Path) -> None:
+def _new_page(browser: Any) -> tuple[Any, Any, list[str]]:
+    """A fresh browser context and page; script errors on the page are collected for the test to check."""
     from playwright.sync_api import expect
 
     expect.set_options(timeout=20_000)
@@ -34,6 +35,13 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    return context, page, problems
+
+
+def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: Any, artifacts: Path) -> None:
+    from playwright.sync_api import expect
+
+    context, page, problems = _new_page(browser)
     page.on(
         "console",
         # Answers the test provokes on purpose (bad password, not logged in yet, the conflict) are expected.
@@ -265,11 +273,7 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
 def test_text_search_with_a_vision_language_model(text_search_service: Any, browser: Any, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
-    expect.set_options(timeout=20_000)
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    context, page, problems = _new_page(browser)
     page.goto(text_search_service.url + "/")
     name, password = text_search_service.login
     page.fill("#login-name", name)
