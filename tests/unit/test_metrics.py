@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
-from annotator_core.classifier import l2_rows
+from annotator_core.classifier import corpus_mean, l2_rows
 from annotator_core.errors import ValidationFailed
 from annotator_core.metrics import (
     balanced_accuracy,
@@ -16,6 +16,9 @@ from annotator_core.metrics import (
     cross_validated_accuracies,
     data_diversity,
     model_quality,
+    model_quality_estimate,
+    quality_repeats,
+    repeated_cv_accuracies,
     stratified_folds,
 )
 
@@ -125,3 +128,67 @@ def test_folds_shrink_to_the_smaller_class_and_too_few_is_refused() -> None:
     assert cross_validated_accuracies(x, y, folds=5).shape == (3,)
     with pytest.raises(ValidationFailed, match="at least 2 examples of each class, got 1"):
         model_quality(x, np.array([True] + [False] * 22))
+
+
+def _offset_concept(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit rows with one large common offset and the concept a small shift (issue 13 in miniature)."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.4
+    x = rng.normal(scale=0.02, size=(n, 32)).astype(np.float32)
+    x[:, 0] += 1.0
+    x[y, 1] += 0.08
+    return l2_rows(x), y
+
+
+def test_quality_with_a_common_offset_is_high_once_centred() -> None:
+    corpus, y = _offset_concept(2000, seed=1)
+    x, labels = corpus[:20], y[:20]
+    # the uncentred fit predicts one class in every fold: "no better than a coin" for a separable label
+    assert model_quality(x, labels, C=10.0) <= 0.55
+    assert model_quality(x, labels, C=10.0, centre=corpus_mean(corpus)) >= 0.8
+
+
+def test_quality_of_label_noise_is_near_chance_when_centred() -> None:
+    corpus, _ = _offset_concept(2000, seed=2)
+    noise = np.random.default_rng(3).random(200) < 0.5
+    quality = model_quality_estimate(corpus[:200], noise, C=10.0, centre=corpus_mean(corpus))
+    assert 0.35 < quality.value < 0.6
+    assert quality.low < quality.value < quality.high
+
+
+@pytest.mark.parametrize("digit", [8, 9])
+def test_quality_of_20_annotations_holds_still_over_fold_seeds(digit: int) -> None:
+    """10 + 10 real annotations: the shown score moves little when only the fold split changes."""
+    data = load_digits()
+    x = l2_rows(data.data.astype(np.float32))
+    truth = data.target == digit
+    rng = np.random.default_rng(digit)
+    rows = np.concatenate(
+        [rng.choice(np.flatnonzero(truth), 10, replace=False), rng.choice(np.flatnonzero(~truth), 10, replace=False)]
+    )
+    centre = corpus_mean(x)
+
+    def spread(repeats: int | None) -> float:
+        values = [
+            model_quality(x[rows], truth[rows], C=10.0, centre=centre, seed=s, repeats=repeats) for s in range(30)
+        ]
+        return float(np.percentile(values, 90) - np.percentile(values, 10))
+
+    assert spread(None) <= 0.15
+    assert spread(1) >= 0.2  # one split of five folds of four: the noise the repeats remove
+
+
+def test_quality_estimate_is_the_mean_of_the_repeats_25th_percentiles() -> None:
+    data = load_digits()
+    x = l2_rows(data.data.astype(np.float32))[:60]
+    y = data.target[:60] == 3
+    accuracies = repeated_cv_accuracies(x, y, folds=5, C=10.0, seed=4, repeats=7)
+    assert accuracies.shape == (7, 5)
+    np.testing.assert_allclose(accuracies[0], cross_validated_accuracies(x, y, folds=5, C=10.0, seed=4), atol=1e-9)
+    estimate = model_quality_estimate(x, y, C=10.0, seed=4)
+    assert estimate.repeats == quality_repeats(60) == 7
+    assert estimate.value == pytest.approx(np.mean(np.percentile(accuracies, 25, axis=1)))
+    assert (estimate.low, estimate.high) == pytest.approx(tuple(np.percentile(accuracies, [10, 90])))
+    assert [quality_repeats(n) for n in (20, 100, 399, 400, 5000)] == [10, 4, 2, 1, 1]
+    with pytest.raises(ValidationFailed, match="repeats must be at least 1, got 0"):
+        model_quality(x, y, repeats=0)
