@@ -17,7 +17,7 @@ Pure functions, arrays in and a float out, no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -92,6 +92,21 @@ def repeated_cv_accuracies(
     Repeat r splits with seed ``seed + 7919·r`` (repeat 0 is the single split); each fit
     warm-starts from the previous fold's solution.
     """
+    return _cross_validate(x, y, folds=folds, seed=seed, C=C, max_iter=max_iter, centre=centre, repeats=repeats)[0]
+
+
+def _cross_validate(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int,
+    seed: int,
+    C: float,
+    max_iter: int = 200,
+    centre: np.ndarray | None,
+    repeats: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fold accuracies [repeats, folds] and the first split's out-of-fold log-odds [n]."""
     if repeats < 1:
         raise ValidationFailed(f"repeats must be at least 1, got {repeats}.")
     x_unit, labels = check_training_data(x, y)
@@ -106,6 +121,7 @@ def repeated_cv_accuracies(
     folds = min(folds, smaller)
     rows = Centring.of(centre, int(x_unit.shape[1])).apply(x_unit)
     scores = np.empty((repeats, folds), dtype=np.float64)
+    out_of_fold = np.empty(labels.shape[0], dtype=np.float64)
     start: np.ndarray | None = None
     for r in range(repeats):
         for f, test_idx in enumerate(stratified_folds(labels, folds=folds, seed=seed + 7919 * r)):
@@ -115,9 +131,11 @@ def repeated_cv_accuracies(
                 rows[train_mask], labels[train_mask], C=C, seed=seed, max_iter=max_iter, start=start
             )
             start = np.append(coef.astype(np.float64), intercept)
-            predicted = (rows[test_idx] @ coef + intercept) > 0
-            scores[r, f] = balanced_accuracy(labels[test_idx], predicted)
-    return scores
+            logits = rows[test_idx] @ coef + intercept
+            if r == 0:
+                out_of_fold[test_idx] = logits
+            scores[r, f] = balanced_accuracy(labels[test_idx], logits > 0)
+    return scores, out_of_fold
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,8 @@ class Quality:
     high: float  # 90th percentile
     folds: int
     repeats: int
+    # Log-odds of each labelled row from the first split's model that did not see it, float64 [n].
+    out_of_fold: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float | int]:
         return {"value": self.value, "low": self.low, "high": self.high, "folds": self.folds, "repeats": self.repeats}
@@ -155,10 +175,10 @@ def model_quality_estimate(
     """
     labels = np.asarray(y)
     n_repeats = quality_repeats(labels.shape[0]) if repeats is None else int(repeats)
-    accuracies = repeated_cv_accuracies(x, y, folds=folds, seed=seed, C=C, centre=centre, repeats=n_repeats)
+    accuracies, out_of_fold = _cross_validate(x, y, folds=folds, seed=seed, C=C, centre=centre, repeats=n_repeats)
     value = float(np.mean(np.percentile(accuracies, QUALITY_PERCENTILE, axis=1)))
     low, high = np.percentile(accuracies, SPREAD_PERCENTILES)
-    return Quality(value, float(low), float(high), int(accuracies.shape[1]), n_repeats)
+    return Quality(value, float(low), float(high), int(accuracies.shape[1]), n_repeats, out_of_fold)
 
 
 def model_quality(

@@ -1,9 +1,10 @@
 """Recommenders that suggest where to label next (paper §5.2, Experiment 2).
 
 Each annotation source — search or one of the four feeds — is an arm of a
-multi-armed bandit. After every build the change in model quality since the
-previous build is the reward of the sources the new labels came from; as in
-the paper, an arm's score s_i is its most recent reward (the paper found
+multi-armed bandit. After every build the sources the new labels came from
+are rewarded (``annotator_core.rewards`` says with what: the change in model
+quality, in AP on the random-feed annotations, or the yield of positives); as
+in the paper, an arm's score s_i is its most recent reward (the paper found
 running and exponentially-weighted averages worse).
 
 - ``round-robin``: cycles through the sources, ignoring rewards.
@@ -17,12 +18,15 @@ Untried sources are recommended first (the paper scores each source's first
 batch before the bandit starts). ``recommend()`` does not change the state, so
 asking twice gives the same answer; ``update()`` moves it on. State is a plain
 dict (``to_dict``/``from_dict``) so it survives restarts in the annotation store.
+
+``RECOMMENDERS`` is the registry: name -> factory. A new recommender is one
+class and one entry there.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,7 +34,6 @@ import numpy as np
 from annotator_core.errors import ValidationFailed
 
 SOURCES = ("search", "top_positive", "top_negative", "borderline", "random")
-RECOMMENDERS = ("ucb", "epsilon-greedy", "round-robin", "none")
 
 
 class Recommender:
@@ -154,6 +157,15 @@ class UCB(Recommender):
         return {"c": self.c}
 
 
+# name -> factory(c, epsilon, sources, seed); the keys are the names settings and stored states use.
+RECOMMENDERS: dict[str, Callable[[float, float, Sequence[str], int], Recommender]] = {
+    UCB.name: lambda c, _eps, sources, seed: UCB(c=c, sources=sources, seed=seed),
+    EpsilonGreedy.name: lambda _c, eps, sources, seed: EpsilonGreedy(epsilon=eps, sources=sources, seed=seed),
+    RoundRobin.name: lambda _c, _eps, sources, seed: RoundRobin(sources=sources, seed=seed),
+    NoRecommender.name: lambda _c, _eps, sources, seed: NoRecommender(sources=sources, seed=seed),
+}
+
+
 def make_recommender(
     name: str,
     *,
@@ -162,13 +174,8 @@ def make_recommender(
     seed: int = 0,
     sources: Sequence[str] = SOURCES,
 ) -> Recommender:
-    """A fresh recommender by name: ``ucb``, ``epsilon-greedy``, ``round-robin`` or ``none``."""
-    if name == "ucb":
-        return UCB(c=c, sources=sources, seed=seed)
-    if name == "epsilon-greedy":
-        return EpsilonGreedy(epsilon=epsilon, sources=sources, seed=seed)
-    if name == "round-robin":
-        return RoundRobin(sources=sources, seed=seed)
-    if name == "none":
-        return NoRecommender(sources=sources, seed=seed)
-    raise ValidationFailed(f"unknown recommender {name!r}; use one of {', '.join(RECOMMENDERS)}.")
+    """A fresh recommender by name: one of :data:`RECOMMENDERS` (``ucb``, ``epsilon-greedy``, ...)."""
+    factory = RECOMMENDERS.get(name)
+    if factory is None:
+        raise ValidationFailed(f"unknown recommender {name!r}; use one of {', '.join(RECOMMENDERS)}.")
+    return factory(c, epsilon, sources, seed)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
-from annotator_core.classifier import corpus_mean, l2_rows
+from annotator_core.classifier import corpus_mean, fit_logistic, l2_rows
 from annotator_core.errors import ValidationFailed
 from annotator_core.metrics import (
     balanced_accuracy,
@@ -192,3 +192,18 @@ def test_quality_estimate_is_the_mean_of_the_repeats_25th_percentiles() -> None:
     assert [quality_repeats(n) for n in (20, 100, 399, 400, 5000)] == [10, 4, 2, 1, 1]
     with pytest.raises(ValidationFailed, match="repeats must be at least 1, got 0"):
         model_quality(x, y, repeats=0)
+
+
+def test_out_of_fold_scores_come_from_models_that_did_not_see_the_row() -> None:
+    data = load_digits()
+    x = l2_rows(data.data.astype(np.float32))[:200]
+    y = data.target[:200] == 0
+    estimate = model_quality_estimate(x, y, C=10.0, seed=1, repeats=2)
+    assert estimate.out_of_fold.shape == (200,)
+    expected = np.empty(200)
+    for test in stratified_folds(y, folds=5, seed=1):
+        fit = np.setdiff1d(np.arange(200), test)
+        coef, intercept, _ = fit_logistic(x[fit], y[fit], C=10.0)
+        expected[test] = x[test] @ coef + intercept
+    np.testing.assert_allclose(estimate.out_of_fold, expected, atol=0.05)
+    assert np.mean((estimate.out_of_fold > 0) == y) > 0.95
