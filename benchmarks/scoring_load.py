@@ -36,7 +36,7 @@ def make_labels(data_dir: Path, n_labels: int, *, encoder: str = "bench-512", di
     from annotator_core.annotation_store import AnnotationStore
     from annotator_core.classifier import train
     from annotator_core.settings import Settings
-    from serving.scoring.publish import publish
+    from serving.model_store import publish
 
     settings = Settings(data_dir=data_dir)
     store = AnnotationStore.from_settings(settings)

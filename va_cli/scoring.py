@@ -24,7 +24,7 @@ def publish(ctx: click.Context, label: str, version: int | None, as_json: bool) 
     A running scoring service picks the new model up within VA_SCORING_RELOAD_S seconds.
     Example:  va publish "car chase" --version 3
     """
-    from serving.scoring.publish import publish as publish_label
+    from serving.model_store import publish as publish_label
 
     settings = settings_from(ctx)
     published = publish_label(label, version=version, settings=settings)

@@ -15,34 +15,25 @@ from __future__ import annotations
 
 import hmac
 import math
-import os
 import secrets
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
 
-from annotator_core.annotation_store import ROLES
 from annotator_core.errors import NotFoundError
-from serving.annotation.errors import ApiError
-
-if TYPE_CHECKING:
-    from annotator_core.settings import Settings
-    from serving.annotation.app import ServiceContext
+from annotator_core.store import ROLES
+from serving.annotation.context import context
+from serving.annotation.sessions import SESSION_MAX_AGE_S
+from serving.http_errors import ApiError
 
 SESSION_COOKIE = "va_session"
 CSRF_HEADER = "X-CSRF-Token"
-SESSION_MAX_AGE_S = 14 * 24 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ROLE_RANK = {"viewer": 0, "annotator": 1, "admin": 2}
-SECRET_FILE = "session_secret"
 
 
 @dataclass(frozen=True)
@@ -56,44 +47,6 @@ class Principal:
 
     def can(self, role: str) -> bool:
         return ROLE_RANK.get(self.role, -1) >= ROLE_RANK[role]
-
-
-def session_secret(settings: Settings) -> str:
-    """The secret that signs sessions: the setting, else one created once in the data folder."""
-    if settings.session_secret:
-        return settings.session_secret
-    path = Path(settings.ensure_data_dir()) / SECRET_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
-
-
-class SessionSigner:
-    """Signs and checks the session cookie: {user name, CSRF token}, expiring after two weeks."""
-
-    def __init__(self, secret: str) -> None:
-        self._serializer = URLSafeTimedSerializer(secret, salt="va-session")
-
-    def dumps(self, name: str, csrf_token: str) -> str:
-        return self._serializer.dumps({"u": name, "c": csrf_token})
-
-    def loads(self, cookie: str) -> tuple[str, str] | None:
-        try:
-            data = self._serializer.loads(cookie, max_age=SESSION_MAX_AGE_S)
-        except BadSignature:
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("u"), str) or not isinstance(data.get("c"), str):
-            return None
-        return data["u"], data["c"]
-
-
-def context(request: Request) -> ServiceContext:
-    ctx: ServiceContext = request.app.state.ctx
-    return ctx
 
 
 def _same_origin(request: Request) -> bool:
@@ -118,7 +71,7 @@ def principal(request: Request) -> Principal:
                 "unauthenticated",
                 "the Authorization header must be 'Bearer <token>'; get a token with `va users token NAME`.",
             )
-        user = ctx.annotations.user_by_token(token.strip())
+        user = ctx.store.users.by_token(token.strip())
         if user is None:
             raise ApiError(
                 401,
@@ -134,7 +87,7 @@ def principal(request: Request) -> Principal:
         )
     name, csrf_token = session
     try:
-        user = ctx.annotations.get_user(name)
+        user = ctx.store.users.get(name)
     except NotFoundError:
         raise ApiError(401, "unauthenticated", f"user {name!r} no longer exists; log in again.") from None
     if request.method not in SAFE_METHODS:
@@ -193,37 +146,6 @@ def _me(caller: Principal) -> dict[str, Any]:
     return out
 
 
-class LoginThrottle:
-    """Failed password logins per user name: past the limit, that name is locked for a while.
-
-    Kept in memory per worker process, so with several workers the limit applies per worker.
-    """
-
-    def __init__(self, max_failures: int, lockout_s: float) -> None:
-        self.max_failures = max_failures
-        self.lockout_s = lockout_s
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def retry_after(self, name: str) -> float:
-        """Seconds until ``name`` may try again (0: now)."""
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._failures.get(name, []) if now - t < self.lockout_s]
-            self._failures[name] = recent
-            if len(recent) < self.max_failures:
-                return 0.0
-            return self.lockout_s - (now - recent[0])
-
-    def failed(self, name: str) -> None:
-        with self._lock:
-            self._failures.setdefault(name, []).append(time.monotonic())
-
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(name, None)
-
-
 router = APIRouter(tags=["auth"])
 
 
@@ -243,7 +165,7 @@ def login(body: LoginBody, request: Request, response: Response) -> dict[str, An
             field="name",
             retry_after_s=math.ceil(wait),
         )
-    user = ctx.annotations.check_password(body.name, body.password)
+    user = ctx.store.users.check_password(body.name, body.password)
     if user is None:
         ctx.login_throttle.failed(body.name)
         raise ApiError(401, "bad_credentials", "wrong user name or password.", field="password")
@@ -275,7 +197,7 @@ def me(caller: Principal = Depends(principal)) -> dict[str, Any]:
 
 @router.get("/api/users")
 def list_users(request: Request, _caller: Principal = Depends(admin)) -> dict[str, Any]:
-    users = context(request).annotations.list_users()
+    users = context(request).store.users.all()
     return {"users": [{"name": u.name, "role": u.role, "created_at": u.created_at.isoformat()} for u in users]}
 
 
@@ -284,12 +206,12 @@ def create_user(body: NewUserBody, request: Request, _caller: Principal = Depend
     """Create a user; the answer carries its API token, shown only this once."""
     if body.role not in ROLES:
         raise ApiError(422, "invalid", f"role {body.role!r} is not one of {', '.join(ROLES)}.", field="role")
-    user, token = context(request).annotations.create_user(body.name, body.role, password=body.password)
+    user, token = context(request).store.users.create(body.name, body.role, password=body.password)
     return {"name": user.name, "role": user.role, "token": token}
 
 
 @router.post("/api/users/{name}/token")
 def new_token(name: str, request: Request, _caller: Principal = Depends(admin)) -> dict[str, Any]:
     """Replace a user's API token (the old one stops working)."""
-    token = context(request).annotations.reset_token(name)
+    token = context(request).store.users.reset_token(name)
     return {"name": name, "token": token}

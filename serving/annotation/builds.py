@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from serving.annotation.api import LabelName, _feed_items, _version_out
-from serving.annotation.app import ServiceContext
-from serving.annotation.auth import Principal, admin, annotator, context, viewer
+from serving.annotation.auth import Principal, admin, annotator, viewer
+from serving.annotation.context import ServiceContext, context
+from serving.annotation.inputs import LabelName
+from serving.annotation.presenters import feed_items, version_out
+from serving.model_store import publish as publish_model
 
 router = APIRouter(tags=["builds"])
 
@@ -24,7 +26,7 @@ def _run_build(ctx: ServiceContext, label: str, who: str, progress: Any) -> dict
     # One lookup of spans and of the caller's annotations for all four feeds together.
     names = list(result.feeds)
     flat = [item for name in names for item in result.feeds[name]]
-    enriched = iter(_feed_items(ctx, label, who, flat))
+    enriched = iter(feed_items(ctx, label, who, flat))
     out["feeds"] = {name: [next(enriched) for _ in result.feeds[name]] for name in names}
     return out
 
@@ -67,42 +69,23 @@ def feed(
 ) -> dict[str, Any]:
     """One feed of a saved version (latest by default), with your annotation of each shot."""
     ctx = context(request)
-    v = ctx.annotations.get_version(label, version)
+    v = ctx.store.versions.get(label, version)
     items = ctx.workspace(label).feed(feed, version=v.version)
-    return {"label": label, "feed": feed, "version": v.version, "items": _feed_items(ctx, label, caller.name, items)}
+    return {"label": label, "feed": feed, "version": v.version, "items": feed_items(ctx, label, caller.name, items)}
 
 
 @router.get("/api/labels/{label}/versions")
 def versions(request: Request, label: str = LabelName, _caller: Principal = Depends(viewer)) -> dict[str, Any]:
     """Every classifier version with its metrics, counts and dates, oldest first."""
-    return {"versions": [_version_out(v) for v in context(request).annotations.versions(label)]}
+    return {"versions": [version_out(v) for v in context(request).store.versions.all(label)]}
 
 
 @router.post("/api/labels/{label}/versions/{n}/publish")
 def publish(
     request: Request, n: int = Path(ge=1), label: str = LabelName, _caller: Principal = Depends(admin)
 ) -> dict[str, Any]:
-    """Publish a version: registered for the scoring service, or exported to ONNX in the data folder."""
+    """Publish a version: exported to ONNX and registered in the model store the scoring service reads."""
     ctx = context(request)
-    ctx.annotations.get_version(label, n)
-    try:
-        from serving.scoring.publish import publish as publish_model
-    except ImportError:  # the scoring service is not installed: export the ONNX model here
-        return _export_onnx(ctx, label, n)
+    ctx.store.versions.get(label, n)
     published = publish_model(label, version=n, settings=ctx.settings)
-    ctx.annotations.mark_published(label, n)
     return {"label": label, "version": n, "tag": published.tag, "path": published.path or None}
-
-
-def _export_onnx(ctx: ServiceContext, label: str, n: int) -> dict[str, Any]:
-    import re
-
-    from annotator_core.export import to_onnx
-
-    model = to_onnx({label: ctx.workspace(label).classifier(n)})
-    folder = ctx.settings.ensure_data_dir() / "published"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', label)}-v{n}.onnx"
-    path.write_bytes(model)
-    ctx.annotations.mark_published(label, n)
-    return {"label": label, "version": n, "tag": None, "path": str(path)}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from annotator_core.errors import VAError
-from serving.annotation.errors import ApiError, error_body
+from serving.http_errors import ApiError, error_body
 
 Progress = Callable[[str, float], None]
 KEEP_FINISHED = 200

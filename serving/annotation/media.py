@@ -19,27 +19,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from annotator_core.errors import NotFoundError
-from serving.annotation.auth import Principal, context, viewer
-from serving.annotation.errors import ApiError
+from serving.annotation.auth import Principal, viewer
+from serving.annotation.context import context
+from serving.annotation.inputs import check_shot_id
+from serving.http_errors import ApiError
 
 CHUNK_BYTES = 256 * 1024
-_BAD_ID_CHARS = re.compile(r"[/\\%\x00-\x1f\x7f]|\.\.")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 router = APIRouter(tags=["media"])
-
-
-def check_shot_id(shot_id: str, *, field: str = "shot_id") -> str:
-    """Refuse ids that could be read as a path; real ids look like '<video_id>:<start_frame>'."""
-    if not shot_id or len(shot_id) > 200 or _BAD_ID_CHARS.search(shot_id) or shot_id.startswith("."):
-        raise ApiError(
-            400,
-            "bad_shot_id",
-            f"shot id {shot_id[:80]!r} is not a shot id; shot ids look like '<video_id>:<start_frame>' "
-            "and never contain path characters.",
-            field=field,
-        )
-    return shot_id
 
 
 def open_video(uri: str) -> tuple[pafs.FileSystem, str, int]:

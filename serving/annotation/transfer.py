@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, Request, Response
 
 from annotator_core.errors import ValidationFailed
-from serving.annotation.api import LabelName, _shot_info, model_scores
-from serving.annotation.app import ServiceContext
-from serving.annotation.auth import Principal, annotator, context, viewer
-from serving.annotation.errors import ApiError
+from serving.annotation.auth import Principal, annotator, viewer
+from serving.annotation.context import ServiceContext, context
+from serving.annotation.inputs import LabelName
+from serving.annotation.presenters import model_scores, shot_info
+from serving.http_errors import ApiError
 
 router = APIRouter(tags=["import and export"])
 
@@ -28,10 +29,10 @@ MAX_REPORTED = 1000
 
 
 def _export_rows(ctx: ServiceContext, label: str) -> list[dict[str, Any]]:
-    rows = ctx.annotations.annotations(label)
+    rows = ctx.store.annotations.current(label)
     ids = list(dict.fromkeys(r.shot_id for r in rows))
     version, scores = model_scores(ctx, label, ids)
-    info = _shot_info(ctx, ids)
+    info = shot_info(ctx, ids)
     out = []
     for r in rows:
         shot = info.get(r.shot_id, {})
@@ -153,7 +154,7 @@ def import_rows(ctx: ServiceContext, label: str, who: str, text: str) -> dict[st
             f"{len(rows)} rows is more than VA_MAX_IMPORT_ROWS={ctx.settings.max_import_rows}; split the file.",
             field="body",
         )
-    ctx.annotations.get_label(label)
+    ctx.store.labels.get(label)
     unmatched: list[dict[str, Any]] = []
     wanted: list[tuple[int, dict[str, str], str | None, bool | None]] = []
     video_shots: dict[str, list[dict[str, Any]]] = {}
@@ -183,9 +184,9 @@ def import_rows(ctx: ServiceContext, label: str, who: str, text: str) -> dict[st
         if shot_id not in known:
             unmatched.append({"line": number, "row": row, "reason": "no such shot"})
             continue
-        before = ctx.annotations.get_annotation(label, str(shot_id), who)
+        before = ctx.store.annotations.get(label, str(shot_id), who)
         try:
-            after = ctx.annotations.annotate(label, str(shot_id), who, value, source="import")
+            after = ctx.store.annotations.annotate(label, str(shot_id), who, value, source="import")
         except ValidationFailed as exc:
             unmatched.append({"line": number, "row": row, "reason": str(exc)})
             continue

@@ -28,7 +28,7 @@ import numpy as np
 
 from annotator_core.errors import NotFoundError
 from annotator_core.settings import Settings
-from serving.scoring.publish import CLASSIFIER_FILE, MODEL_FILE, VA_LABEL_KEY
+from serving.model_store import CLASSIFIER_FILE, MODEL_FILE, VA_LABEL_KEY
 from serving.scoring.requests import BadInput
 
 log = logging.getLogger("va.scoring")

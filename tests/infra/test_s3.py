@@ -170,7 +170,7 @@ def test_ingest_writes_to_s3_and_the_services_and_corpus_scoring_read_there(
     from annotator_core.annotation_store import AnnotationStore
     from annotator_core.classifier import train
     from pipelines.score_corpus import read_scores, run_score_corpus
-    from serving.scoring.publish import publish
+    from serving.model_store import publish
 
     vectors = store.vectors()
     moving = np.arange(len(vectors)) % 2 == 0

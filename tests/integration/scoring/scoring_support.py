@@ -174,7 +174,7 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def scoring_server(tmp_path_factory: pytest.TempPathFactory, corpus: Corpus) -> Iterator[tuple[Server, Any]]:
     """Both labels published and served by a real `bentoml serve` (a low concurrency limit to test shedding)."""
-    from serving.scoring.publish import publish
+    from serving.model_store import publish
 
     folder = tmp_path_factory.mktemp("scoring")
     settings = make_store(folder / "va-data", corpus)

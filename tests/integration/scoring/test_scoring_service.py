@@ -190,7 +190,7 @@ def test_load_is_shed_with_429_while_probes_stay_up(scoring_server, sample_video
 
 
 def test_a_new_publish_is_served_without_a_restart(scoring_server, corpus):
-    from serving.scoring.publish import publish
+    from serving.model_store import publish
 
     server, settings = scoring_server
     version = add_version(settings, corpus, "bikes", positive="bikes", C=0.05)
@@ -212,7 +212,7 @@ def test_a_new_publish_is_served_without_a_restart(scoring_server, corpus):
 
 
 def test_a_corrupt_model_leaves_the_service_up_and_not_ready(tmp_path, corpus):
-    from serving.scoring.publish import publish
+    from serving.model_store import publish
 
     settings = make_store(tmp_path / "va-data", corpus)
     publish("bikes", settings=settings)

@@ -1,4 +1,7 @@
-"""Publish a classifier version: export it to ONNX and save it in the BentoML model store.
+"""The BentoML model store both services share: publish writes a classifier version, scoring reads it.
+
+Publishing goes through this module so neither service imports the other.
+Publish a classifier version: export it to ONNX and save it in the BentoML model store.
 
 Each publish is a new BentoML model version (older ones stay, so a pin can
 roll back). The model folder holds ``model.onnx`` (the one-label graph from
@@ -20,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from annotator_core.annotation_store import AnnotationStore
 from annotator_core.errors import ValidationFailed
 from annotator_core.settings import Settings
+from annotator_core.store import AnnotationStore
 
 # This product never phones home from a model save or a server start; a deployment may opt in.
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
@@ -70,7 +73,7 @@ def publish(label: str, *, version: int | None = None, settings: Settings) -> Pu
 
     store = AnnotationStore.from_settings(settings)
     try:
-        info = store.get_version(label, version)
+        info = store.versions.get(label, version)
         classifier = Classifier.from_bytes(info.model)
         model_bytes = to_onnx({label: classifier})
         _check_export(model_bytes, classifier, label=label, version=info.version)
@@ -98,10 +101,10 @@ def publish(label: str, *, version: int | None = None, settings: Settings) -> Pu
         ) as model:
             Path(model.path_of(MODEL_FILE)).write_bytes(model_bytes)
             Path(model.path_of(CLASSIFIER_FILE)).write_bytes(classifier.to_bytes())
-        store.mark_published(label, info.version)
+        store.versions.mark_published(label, info.version)
         saved = model_store(settings).get(model.tag)
     finally:
-        store.close()
+        store.db.close()
     return PublishedModel(
         tag=str(model.tag),
         label=label,

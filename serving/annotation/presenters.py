@@ -1,0 +1,119 @@
+"""The JSON shapes of the annotation API: what a label, a version, an annotation or a feed item looks like.
+
+Every router answers with these, so one thing has one shape wherever it appears.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from annotator_core.errors import NotFoundError
+from annotator_core.store import AnnotationRow
+from serving.annotation.context import ServiceContext
+
+
+def annotation_out(row: AnnotationRow) -> dict[str, Any]:
+    return {
+        "shot_id": row.shot_id,
+        "annotator": row.annotator,
+        "value": row.value,
+        "version": row.version,
+        "source": row.source,
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def mine(ctx: ServiceContext, label: str, who: str, shot_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The caller's current {value, version} for each shot (version 0: never annotated)."""
+    found = ctx.store.annotations.values_and_versions(label, who, shot_ids)
+    return {sid: {"value": value, "version": version} for sid, (value, version) in found.items()}
+
+
+def shot_info(ctx: ServiceContext, shot_ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = ctx.shots.get_shots(shot_ids, columns=["shot_id", "video_id", "start_s", "end_s"])
+    titles = ctx.video_titles()
+    return {
+        r["shot_id"]: {
+            "video_id": r["video_id"],
+            "title": titles.get(r["video_id"], ""),
+            "start_s": float(r["start_s"]),
+            "end_s": float(r["end_s"]),
+        }
+        for r in rows
+    }
+
+
+def model_scores(ctx: ServiceContext, label: str, shot_ids: list[str]) -> tuple[int | None, dict[str, float]]:
+    """(latest version, {shot_id: P(positive)}) for the given shots; (None, {}) before the first build."""
+    from annotator_core.classifier import Classifier
+
+    try:
+        version = ctx.store.versions.get(label)
+    except NotFoundError:
+        return None, {}
+    if not shot_ids:
+        return version.version, {}
+    clf = Classifier.from_bytes(version.model)
+    rows = ctx.shots.get_shots(shot_ids, columns=["shot_id", "vector"])
+    if not rows or len(rows[0]["vector"]) != clf.dim:
+        return version.version, {}
+    matrix = np.asarray([r["vector"] for r in rows], dtype=np.float32)
+    scores = clf.predict_proba(matrix)
+    return version.version, {r["shot_id"]: float(s) for r, s in zip(rows, scores, strict=True)}
+
+
+def label_summary(ctx: ServiceContext, name: str) -> dict[str, Any]:
+    info = ctx.store.labels.get(name)
+    readiness = ctx.workspace(name).readiness()
+    out: dict[str, Any] = {
+        "name": info.name,
+        "description": info.description,
+        "keywords": info.keywords,
+        "positive_examples": info.positive_examples,
+        "negative_examples": info.negative_examples,
+        "created_by": info.created_by,
+        "created_at": info.created_at.isoformat(),
+        "counts": {"positive": readiness.n_pos, "negative": readiness.n_neg},
+        "readiness": {
+            "need_positive": readiness.need_pos,
+            "need_negative": readiness.need_neg,
+            "ready": readiness.ready,
+        },
+        "latest_version": None,
+    }
+    try:
+        v = ctx.store.versions.get(name)
+    except NotFoundError:
+        return out
+    out["latest_version"] = version_out(v)
+    return out
+
+
+def version_out(v: Any) -> dict[str, Any]:
+    extra = {k: val for k, val in (v.extra or {}).items() if k not in {"feeds", "snapshot"} and len(repr(val)) < 4000}
+    return {
+        "version": v.version,
+        "created_at": v.created_at.isoformat(),
+        "created_by": v.created_by,
+        "n_pos": v.n_pos,
+        "n_neg": v.n_neg,
+        "model_quality": v.model_quality,
+        "data_diversity": v.data_diversity,
+        "encoder": v.encoder,
+        "dim": v.dim,
+        "published_at": v.published_at.isoformat() if v.published_at else None,
+        "recommendation": extra.get("recommendation", ""),
+        "extra": extra,
+    }
+
+
+def feed_items(ctx: ServiceContext, label: str, who: str, items: list[Any]) -> list[dict[str, Any]]:
+    dicts = [
+        i if isinstance(i, dict) else {"shot_id": i.shot_id, "score": i.score, "labeled": i.labeled} for i in items
+    ]
+    ids = [d["shot_id"] for d in dicts]
+    info = shot_info(ctx, ids)
+    own = mine(ctx, label, who, ids)
+    return [{**d, **info.get(d["shot_id"], {}), "annotation": own[d["shot_id"]]} for d in dicts]
