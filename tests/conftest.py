@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from va_testing import S3Server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup must fail fast, never hang a test
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -38,3 +40,21 @@ def make_settings(tmp_path: Path):
         return Settings(**overrides)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One real S3 HTTP API (moto's server mode) on loopback for the whole run; each test module makes its own bucket.
+
+    The server binds port 0 itself and reports the port it got, so no port is picked and released before use.
+    """
+    pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield S3Server(endpoint=f"http://{host}:{port}")
+    finally:
+        server.stop()

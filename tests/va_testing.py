@@ -5,11 +5,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 def free_socket() -> socket.socket:
@@ -18,6 +21,69 @@ def free_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+@contextmanager
+def reserved_port() -> Iterator[int]:
+    """A loopback port held for a server in another process until the block ends (for servers that take a number).
+
+    Picking a free port and closing it before the server binds lets anything else take it in between. Here the
+    socket stays bound, never listening, with SO_REUSEADDR: Linux gives its port to no other ``bind(port 0)``, yet a
+    server that also sets SO_REUSEADDR (uvicorn does, and circus under BentoML does) may bind and listen on it.
+    """
+    with free_socket() as sock:
+        yield int(sock.getsockname()[1])
+
+
+def poll(fetch: Callable[[], T], *, until: Callable[[T], bool], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Call ``fetch`` until ``until(value)`` holds and return that value; fail after ``timeout`` seconds.
+
+    A polling loop with a deadline: a server that stops making progress fails the test with the last value it
+    reported instead of hanging the run.
+    """
+    deadline = time.monotonic() + timeout
+    value = fetch()
+    while not until(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s; last seen: {value!r}"[:2000])
+        time.sleep(interval)
+        value = fetch()
+    return value
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A real S3 HTTP API on loopback (moto's server mode) and the credentials a test client uses with it."""
+
+    endpoint: str
+    region: str = "us-east-1"
+    access_key: str = "testing"
+    secret_key: str = "testing"
+
+    def client(self) -> Any:
+        """A boto3 S3 client for this server."""
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name=self.region,
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+        )  # fmt: skip
+
+    def create_bucket(self, name: str) -> str:
+        """A bucket of this name (creating one that exists is a no-op in us-east-1, as on S3); returns the name."""
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def environment(self) -> dict[str, str]:
+        """The AWS_* variables a pod gets from its Secret and ConfigMap, pointing at this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+        }
 
 
 @contextmanager

@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,25 +33,20 @@ BIN = Path(sys.executable).parent
 RAY = str(BIN / "ray")
 VA = str(BIN / "va")
 
-pytestmark = pytest.mark.slow
+# Two `ray start`s, the cluster coming up and two ingests, each bounded by its own timeout, can pass 300 s in all.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def node_ports() -> list[str]:
-    """Every port a node opens, chosen free, so two nodes on one host (and other tests) never collide."""
-    return [
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-    ]
+# Every port a node opens is 0: each Ray process binds a port of the kernel's choosing itself and reports it, so
+# two nodes on one host (and other tests) never collide, and no port is picked free and released before use.
+NODE_PORTS = [
+    "--node-manager-port=0",
+    "--object-manager-port=0",
+    "--metrics-export-port=0",
+    "--dashboard-agent-listen-port=0",
+    "--dashboard-agent-grpc-port=0",
+    "--runtime-env-agent-port=0",
+]
 
 
 def base_env() -> dict[str, str]:
@@ -94,17 +89,18 @@ def ray_cluster() -> Iterator[str]:
     """A two-node Ray cluster on 127.0.0.1 (1 CPU each; the second node also has `worker_node`); yields its address."""
     # Ray's socket paths must stay short, so not under pytest's long tmp_path.
     temp_dir = tempfile.mkdtemp(prefix="va-ray-", dir="/tmp")
-    port = free_port()
-    address = f"127.0.0.1:{port}"
     common = ["--temp-dir", temp_dir, "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
     try:
-        ray_start(
-            "--head", f"--port={port}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false",
-            *common, *node_ports(),
-        )  # fmt: skip
+        head = ray_start(
+            "--head", "--port=0", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false", *common, *NODE_PORTS
+        )
+        # The GCS bound a port of its own; `ray start` prints the address to join (Ray's drivers parse this line too).
+        joined = re.search(r"ray start --address='([^']+)'", head)
+        assert joined, f"`ray start --head` printed no address to join:\n{head[-3000:]}"
+        address = joined.group(1)
         ray_start(
             f"--address={address}", "--num-cpus=1", "--num-gpus=0", '--resources={"worker_node": 1}',
-            *common, *node_ports(),
+            *common, *NODE_PORTS,
         )  # fmt: skip
         wait_for_nodes(address, 2)
         yield address
@@ -113,11 +109,13 @@ def ray_cluster() -> Iterator[str]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def ray_start(*args: str) -> None:
+def ray_start(*args: str) -> str:
+    """`ray start` with these arguments; its output (stdout and stderr)."""
     result = subprocess.run([RAY, "start", *args], env=base_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, (
         f"ray start {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     )
+    return result.stdout + result.stderr
 
 
 def wait_for_nodes(address: str, n: int) -> None:

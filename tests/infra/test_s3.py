@@ -10,13 +10,13 @@ scoring scores it with a published label.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from va_testing import S3Server
 
 from annotator_core.errors import StoreUnavailable
 from annotator_core.shot_store import ShotStore
@@ -26,18 +26,10 @@ KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A real S3 HTTP API on 127.0.0.1 (a free port), with one bucket, for the whole module."""
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **KEYS).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
+def s3_endpoint(s3_server: S3Server) -> str:
+    """The suite's S3 server (tests/conftest.py) with this module's bucket."""
+    s3_server.create_bucket(BUCKET)
+    return s3_server.endpoint
 
 
 def storage_options(endpoint: str) -> dict[str, str]:
@@ -126,6 +118,7 @@ def test_unreachable_object_store_fails_with_one_clear_error(s3_endpoint: str) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # Ray starts twice (ingest, corpus scoring): ~4 min on a busy 2-core machine
 def test_ingest_writes_to_s3_and_the_services_and_corpus_scoring_read_there(
     s3_endpoint: str, sample_videos_dir: Path, make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

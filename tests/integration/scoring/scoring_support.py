@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from va_testing import reserved_port
 
 WINDOW = 8
 ENCODER = "handcrafted"
@@ -121,12 +121,6 @@ def add_version(settings: Any, corpus: Corpus, label: str, *, positive: str, C: 
     return info.version
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Server:
     url: str
@@ -138,25 +132,25 @@ class Server:
 
 
 def start_server(data_dir: Path, log: Path, **settings: str) -> Server:
-    """`va serve-scoring` as a subprocess on a free port; waits until /livez answers."""
-    port = free_port()
+    """`va serve-scoring` as a subprocess on a reserved port; waits until /livez answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VA_")}
     env.update({"VA_DATA_DIR": str(data_dir), "BENTOML_DO_NOT_TRACK": "True", "HF_HUB_OFFLINE": "1"})
     env.update({f"VA_{k.upper()}": v for k, v in settings.items()})
-    cmd = [sys.executable, "-m", "va_cli.main", "serve-scoring", "--host", "127.0.0.1", "--port", str(port)]
-    out = open(log, "wb")  # noqa: SIM115 - the server writes to it until it stops
-    process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"scoring service exited early:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
-                return Server(url, process, log)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    with reserved_port() as port:  # no other test can be given this port while the service starts on it
+        cmd = [sys.executable, "-m", "va_cli.main", "serve-scoring", "--host", "127.0.0.1", "--port", str(port)]
+        out = open(log, "wb")  # noqa: SIM115 - the server writes to it until it stops
+        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"scoring service exited early:\n{log.read_text(errors='replace')[-3000:]}")
+            try:
+                if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
+                    return Server(url, process, log)
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
     stop_server(process)
     raise RuntimeError(f"scoring service did not start:\n{log.read_text(errors='replace')[-3000:]}")
 

@@ -171,22 +171,34 @@ def test_bad_clips_get_a_4xx(scoring_server, tmp_path):
 
 
 def test_load_is_shed_with_429_while_probes_stay_up(scoring_server, sample_videos_dir):
+    """A burst of clip requests over the concurrency limit (2): some are served, the rest get 429, and /livez and
+    /readyz answer 200 while the served ones are still being worked on."""
     server, _ = scoring_server
     clip = (sample_videos_dir / "bikes.mp4").read_bytes()
 
-    def score_clip(_):
-        return httpx.post(f"{server.url}/v1/score/clip", files={"clip": ("b.mp4", clip, "video/mp4")}, timeout=120)
+    def score_clip() -> tuple[int, float, float]:
+        started = time.monotonic()
+        resp = httpx.post(f"{server.url}/v1/score/clip", files={"clip": ("b.mp4", clip, "video/mp4")}, timeout=120)
+        return resp.status_code, started, time.monotonic()
 
-    def probe(_):
-        time.sleep(0.3)
-        return [httpx.get(f"{server.url}{path}", timeout=10).status_code for path in ("/livez", "/readyz")]
-
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        clips = list(pool.map(score_clip, range(8)))
-        probes = list(pool.map(probe, range(3)))
-    statuses = sorted(r.status_code for r in clips)
+    probes: list[tuple[int, int, float, float]] = []  # (livez, readyz, sent, answered)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        burst = [pool.submit(score_clip) for _ in range(8)]
+        deadline = time.monotonic() + 180
+        while not all(f.done() for f in burst):  # probe for as long as the burst is in flight
+            assert time.monotonic() < deadline, "the burst of clip requests did not finish within 180 s"
+            sent = time.monotonic()
+            live, ready = (httpx.get(f"{server.url}{path}", timeout=10).status_code for path in ("/livez", "/readyz"))
+            probes.append((live, ready, sent, time.monotonic()))
+            time.sleep(0.1)
+        clips = [f.result() for f in burst]
+    statuses = sorted(code for code, _, _ in clips)
     assert 429 in statuses and 200 in statuses, statuses
-    assert all(code == 200 for pair in probes for code in pair), probes
+    assert all(live == ready == 200 for live, ready, _, _ in probes), probes
+    # The probes that count: sent after a request that was then served had been sent, answered before it finished.
+    served = [(start, end) for code, start, end in clips if code == 200]
+    during = [p for p in probes if any(start < p[2] and p[3] < end for start, end in served)]
+    assert len(during) >= 2, (served, probes)
 
 
 def test_a_new_publish_is_served_without_a_restart(scoring_server, corpus):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
+from va_testing import poll, reserved_port
 from va_testing import serve_annotation_app as serve
 
 
@@ -44,26 +43,27 @@ def test_users_add_prints_a_working_token_and_list_and_token_rotate(tmp_path: Pa
         assert httpx.get(f"{url}/api/me", headers={"Authorization": f"Bearer {rotated}"}).status_code == 200
 
 
-def test_va_serve_starts_the_service(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "VA_DATA_DIR": str(tmp_path / "data"), "VA_PORT": str(port)}
-    va = Path(sys.executable).parent / "va"
-    proc = subprocess.Popen([str(va), "serve", "--host", "127.0.0.1"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+def _health(proc: subprocess.Popen[str], port: int) -> httpx.Response | None:
+    """/api/health of the `va serve` in ``proc``; None while it is not answering yet."""
+    assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "va serve did not answer within 90 s"
-                time.sleep(0.3)
-        assert health.status_code == 200 and health.json()["status"] == "ok"
-        assert (tmp_path / "data" / "session_secret").stat().st_mode & 0o077 == 0  # secret readable by owner only
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+    except httpx.TransportError:
+        return None
+
+
+def test_va_serve_starts_the_service(tmp_path: Path) -> None:
+    va = Path(sys.executable).parent / "va"
+    with reserved_port() as port:  # no other test can be given this port while `va serve` starts on it
+        env = {**os.environ, "VA_DATA_DIR": str(tmp_path / "data"), "VA_PORT": str(port)}
+        proc = subprocess.Popen([str(va), "serve", "--host", "127.0.0.1"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        try:
+            health = poll(
+                lambda: _health(proc, port), until=lambda r: r is not None, timeout=90, what="va serve answering"
+            )
+            assert health is not None and health.status_code == 200 and health.json()["status"] == "ok"
+            assert (tmp_path / "data" / "session_secret").stat().st_mode & 0o077 == 0  # secret readable by owner only
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

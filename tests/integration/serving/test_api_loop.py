@@ -6,9 +6,14 @@ import csv
 import io
 
 import pyarrow.parquet as pq
-from va_testing import assert_error
+from va_testing import assert_error, poll
 
 FEEDS = ("top_positive", "top_negative", "borderline", "random")
+BUILD_TIMEOUT_S = 120  # a build of the 1797-shot digits corpus takes about a second; this is for a loaded machine
+
+
+def finished(job: dict) -> bool:
+    return job["state"] not in {"queued", "running"}
 
 
 def test_full_loop_label_build_feeds_review_undo(service) -> None:
@@ -136,10 +141,12 @@ def test_build_in_background_reports_progress_and_result(service) -> None:
     assert started.status_code == 202, started.text
     job_id = started.json()["job"]["id"]
     assert started.headers["location"] == f"/api/jobs/{job_id}"
-    job = ann.get(f"/api/jobs/{job_id}").json()
-    while job["state"] in {"queued", "running"}:
+
+    def job_while_serving_others() -> dict:
         assert ann.get("/api/health").status_code == 200  # other requests are served meanwhile
-        job = ann.get(f"/api/jobs/{job_id}").json()
+        return ann.get(f"/api/jobs/{job_id}").json()
+
+    job = poll(job_while_serving_others, until=finished, timeout=BUILD_TIMEOUT_S, what=f"build job {job_id}")
     assert job["state"] == "done" and job["progress"] == 1.0
     assert job["result"]["version"] == 1 and set(job["result"]["feeds"]) == set(FEEDS)
 
@@ -158,8 +165,10 @@ def test_a_second_replica_answers_for_a_build_the_first_one_runs(service) -> Non
         job_id = started.json()["job"]["id"]
         job = other.get(f"/api/jobs/{job_id}").json()
         assert job["id"] == job_id and job["label"] == label, job
-        while job["state"] in {"queued", "running"}:
-            job = other.get(f"/api/jobs/{job_id}").json()
+        job = poll(
+            lambda: other.get(f"/api/jobs/{job_id}").json(), until=finished, timeout=BUILD_TIMEOUT_S,
+            what=f"build job {job_id} seen from the second replica",
+        )  # fmt: skip
         assert job["state"] == "done" and job["result"]["version"] == 1 and set(job["result"]["feeds"]) == set(FEEDS)
         assert job_id in [j["id"] for j in other.get("/api/jobs").json()["jobs"]]
         assert_error(other.get("/api/jobs/0123456789abcdef"), 404, "not_found")
