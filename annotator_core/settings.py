@@ -68,6 +68,24 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Inverse L2 regularisation C of the label classifier on unit-length embeddings."
     )
 
+    # --- compressed corpus (builds at catalog scale) -------------------------
+    corpus_scorer: Literal["auto", "memory", "mapped"] = Field(
+        "auto", description="How a build scores the corpus: memory (float32 per worker), mapped (shared int8 files)."
+    )
+    corpus_mapped_from: int = Field(
+        1_000_000, ge=0, description="With corpus_scorer=auto, shots from which builds use the mapped corpus."
+    )
+    corpus_dir: str = Field("", description="Folder of the compressed corpus files; empty means DATA_DIR/corpus.")
+    corpus_partitions: int = Field(0, ge=0, description="IVF partitions of the compressed corpus; 0 picks ~sqrt(N).")
+    corpus_prune: bool = Field(True, description="Skip corpus partitions whose score bound cannot reach a feed.")
+    corpus_threads: int = Field(2, ge=1, le=64, description="Threads (in-process shards) that score the corpus.")
+    corpus_max_candidates: int = Field(
+        4096, ge=100, description="Most candidate shots per feed and shard re-scored exactly in float32."
+    )
+    corpus_ray_shards: int = Field(
+        0, ge=0, description="Ray actors holding corpus shards for `va serve` builds; 0 scores in-process."
+    )
+
     # --- ingest ------------------------------------------------------------
     ray_address: str = Field("", description="Ray cluster address for ingest; empty starts local Ray.")
     shot_detector: Literal["adaptive", "content", "threshold"] = Field(
@@ -153,6 +171,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'annotations.db'}"
+
+    @property
+    def resolved_corpus_dir(self) -> Path:
+        return Path(self.corpus_dir) if self.corpus_dir else self.data_dir / "corpus"
 
     @property
     def resolved_model_store(self) -> Path:
