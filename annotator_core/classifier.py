@@ -221,11 +221,11 @@ def _expit(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -z))
 
 
-def corpus_mean(matrix: np.ndarray, *, sample: int = CENTRE_SAMPLE) -> np.ndarray:
-    """Mean of the corpus's unit rows, float32 [dim], from an evenly strided sample of ``sample`` rows.
+def unit_mean(matrix: np.ndarray, *, sample: int = CENTRE_SAMPLE) -> np.ndarray:
+    """Mean of the unit rows of ``matrix`` (a corpus, or a label's labelled set), float32 [dim].
 
-    O(sample · dim) whatever the corpus size (8,192 rows of 512 floats: 16 MB read, a few ms at
-    10M shots), and the same rows every time for a given table, so a build's centre is stable.
+    An evenly strided sample of ``sample`` rows: O(sample · dim) whatever the corpus size (8,192
+    rows of 512 floats: 16 MB read, a few ms at 10M shots), the same rows every time.
     """
     arr = np.asarray(matrix)
     if arr.ndim != 2 or arr.shape[0] == 0:
@@ -280,10 +280,13 @@ def train(
 ) -> Classifier:
     """Train a label's classifier on embeddings ``x`` (float [n, dim]) and labels ``y`` (bool/0-1 [n]).
 
-    ``centre`` (the corpus mean of unit rows, :func:`corpus_mean`) centres the rows before fitting.
-    Embeddings such as CLIP's share a large common offset; on raw unit rows the L2 penalty then
-    fights the intercept and a few labels give a one-class model. Centring removes that and folds
-    into the intercept, so the model's form (and its ONNX export) is unchanged.
+    ``centre`` (a mean of unit rows, :func:`unit_mean`) centres the rows before fitting and
+    rescales them to unit RMS norm. Embeddings such as CLIP's share a large common offset: the
+    rows differ in a small part of their length, so a fixed C regularises far too hard, the
+    solver is ill-conditioned, and 20 labels can give a one-class model. The intercept is not
+    penalised, so the corpus mean and the labelled set's own mean give the same fit (measured:
+    identical AP and quality to 3 decimals); builds use the labelled mean, which needs no corpus
+    pass. Centring folds into the intercept: the model's form and its ONNX export are unchanged.
     """
     if C <= 0:
         raise ValidationFailed(f"C must be positive (inverse regularisation strength), got {C}.")

@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
-from annotator_core.classifier import Centring, Classifier, corpus_mean, fit_logistic, l2_rows, train
+from annotator_core.classifier import Centring, Classifier, fit_logistic, l2_rows, train, unit_mean
 from annotator_core.errors import DimensionMismatch, ValidationFailed
 
 
@@ -111,20 +111,20 @@ def _offset_concept(n: int, *, dim: int = 32, seed: int = 0) -> tuple[np.ndarray
     return l2_rows(x), y
 
 
-def test_corpus_mean_is_a_strided_sample_of_unit_rows() -> None:
+def test_unit_mean_is_a_strided_sample_of_unit_rows() -> None:
     rng = np.random.default_rng(0)
     matrix = l2_rows(rng.normal(size=(10_000, 8)).astype(np.float32) + 3.0)
-    mean = corpus_mean(matrix, sample=1000)
+    mean = unit_mean(matrix, sample=1000)
     np.testing.assert_allclose(mean, matrix[::10].mean(axis=0), atol=1e-6)
     assert np.linalg.norm(mean - matrix.mean(axis=0)) < 0.01
     with pytest.raises(ValidationFailed, match=r"non-empty \[n, dim\] matrix"):
-        corpus_mean(np.zeros((0, 8), dtype=np.float32))
+        unit_mean(np.zeros((0, 8), dtype=np.float32))
 
 
 def test_centring_folds_into_the_intercept() -> None:
     """A centred model scores raw unit rows exactly as its centred fit scores the centred rows."""
     corpus, y = _offset_concept(400)
-    mean = corpus_mean(corpus)
+    mean = unit_mean(corpus)
     clf = train(corpus[:40], y[:40], C=10.0, centre=mean)
     centring = Centring.of(mean, 32)
     coef, intercept, _ = fit_logistic(centring.apply(corpus[:40]), y[:40], C=10.0)
@@ -139,7 +139,7 @@ def test_centring_separates_a_concept_hidden_under_a_common_offset() -> None:
     corpus, y = _offset_concept(2000, seed=1)
     train_rows, test_rows = slice(0, 20), slice(20, None)
     plain = train(corpus[train_rows], y[train_rows], C=10.0)
-    centred = train(corpus[train_rows], y[train_rows], C=10.0, centre=corpus_mean(corpus))
+    centred = train(corpus[train_rows], y[train_rows], C=10.0, centre=unit_mean(corpus))
     auc_centred = roc_auc_score(y[test_rows], centred.predict_proba(corpus[test_rows]))
     assert auc_centred > 0.95
     # both rank well, but only the centred model's probabilities cross 0.5 between the classes

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 from sklearn.datasets import load_digits
 
-from annotator_core.classifier import corpus_mean, l2_rows, train
+from annotator_core.classifier import l2_rows, train, unit_mean
 from annotator_core.errors import DimensionMismatch, ValidationFailed
 from annotator_core.export import onnx_labels, onnx_metadata, to_onnx
 
@@ -64,7 +64,7 @@ def test_centred_classifier_exports_with_parity() -> None:
     rng = np.random.default_rng(0)
     x = l2_rows(data.data.astype(np.float32) + 40.0 * rng.random(64).astype(np.float32))  # a large common offset
     y = data.target == 5
-    clf = train(x[:30], y[:30], encoder="pixels", C=10.0, centre=corpus_mean(x))
+    clf = train(x[:30], y[:30], encoder="pixels", C=10.0, centre=unit_mean(x))
     assert clf.info["centred"] is True
     session = ort.InferenceSession(to_onnx({"five": clf}), providers=["CPUExecutionProvider"])
     inputs = np.concatenate([x, x[:100] * 13.0])
