@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from annotator_core.settings import Settings
-from serving.scoring.requests import BadInput
+from serving.http_errors import ApiError
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class EmbeddedClip:
 
 
 def embed_clip(path: Path, encoder: Any, *, settings: Settings) -> EmbeddedClip:
-    """Shots of the clip at ``path`` and one ``encoder`` vector per shot; BadInput for a refused clip."""
+    """Shots of the clip at ``path`` and one ``encoder`` vector per shot; ApiError for a refused clip."""
     from pipelines.shots import DetectorConfig
     from pipelines.video import DecodeStats, SampleOptions, VideoRefused, decode_shots, probe
 
@@ -52,13 +51,13 @@ def embed_clip(path: Path, encoder: Any, *, settings: Settings) -> EmbeddedClip:
         samples = list(decode_shots(str(path), info, options, DecodeStats()))
     except VideoRefused as exc:
         too_long = str(exc).startswith("too long")
-        raise BadInput(
+        raise ApiError(
+            413 if too_long else 422,
+            "too_large" if too_long else "invalid",
             f"the uploaded clip was refused: {exc}"
             + (" (VA_MAX_CLIP_DURATION_S for the scoring service)." if too_long else "; send a video file."),
             field="clip",
             expected=f"a video of at most {settings.max_clip_duration_s:g} s" if too_long else "a decodable video file",
-            status_code=413 if too_long else 422,
-            code="too_large" if too_long else "invalid",
         ) from None
     fps = info.fps
     shots = [ClipShot(s.start_frame, s.end_frame, s.start_frame / fps, s.end_frame / fps) for s in samples]

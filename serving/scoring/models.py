@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from annotator_core.errors import NotFoundError
 from annotator_core.settings import Settings
+from serving.http_errors import ApiError
 from serving.model_store import CLASSIFIER_FILE, MODEL_FILE, VA_LABEL_KEY
-from serving.scoring.requests import BadInput
 
 log = logging.getLogger("va.scoring")
 
@@ -107,46 +106,50 @@ class ServingSet:
         return bool(self.models) and self.wanted <= set(self.models) and not unreadable
 
     def select(self, labels: Sequence[str] | None, encoder: str | None) -> tuple[ModelGroup, list[str]]:
-        """The group and label columns a request asks for, or a BadInput naming the field."""
+        """The group and label columns a request asks for, or an ApiError naming the field."""
         if encoder is not None and encoder not in self.groups:
-            raise BadInput(
+            raise ApiError(
+                422,
+                "encoder_mismatch",
                 f"encoder {encoder!r} has no published labels here; the served encoders are "
                 f"{sorted(self.groups)}. Embed with one of them.",
                 field="encoder",
                 expected=sorted(self.groups),
-                code="encoder_mismatch",
             )
         if labels:
             unknown = [lbl for lbl in labels if lbl not in self.models]
             if unknown:
                 if unknown[0] in self.wanted:
-                    raise BadInput(
+                    raise ApiError(
+                        503,
+                        "model_unavailable",
                         f"label {unknown[0]!r} has a published model that failed to load; see the service log.",
                         field="labels",
                         expected=sorted(self.models),
-                        status_code=503,
-                        code="model_unavailable",
                     )
-                raise BadInput(
+                raise ApiError(
+                    404,
+                    "unknown_label",
                     f"unknown label {unknown[0]!r}; the served labels are {sorted(self.models)}. "
                     "Publish it first (va publish LABEL).",
                     field="labels",
                     expected=sorted(self.models),
-                    status_code=404,
-                    code="unknown_label",
                 )
             encoders = {self.models[lbl].encoder for lbl in labels}
             if encoder is not None and encoders != {encoder}:
                 other = next(lbl for lbl in labels if self.models[lbl].encoder != encoder)
-                raise BadInput(
+                raise ApiError(
+                    422,
+                    "encoder_mismatch",
                     f"label {other!r} was trained on {self.models[other].encoder!r} embeddings but the request "
                     f"says its vectors come from {encoder!r}; embed with {self.models[other].encoder!r}.",
                     field="encoder",
                     expected=self.models[other].encoder,
-                    code="encoder_mismatch",
                 )
             if len(encoders) > 1:
-                raise BadInput(
+                raise ApiError(
+                    422,
+                    "invalid",
                     f"labels {list(labels)} were trained on different encoders ({sorted(encoders)}); "
                     "score labels of one encoder per request.",
                     field="labels",
@@ -156,15 +159,17 @@ class ServingSet:
         if encoder is not None:
             return self.groups[encoder], self.groups[encoder].labels
         if not self.groups:
-            raise BadInput(
+            raise ApiError(
+                503,
+                "no_models",
                 "no label is published yet; publish one with `va publish LABEL`.",
                 field="labels",
                 expected="a published label",
-                status_code=503,
-                code="no_models",
             )
         if len(self.groups) > 1:
-            raise BadInput(
+            raise ApiError(
+                422,
+                "invalid",
                 f"labels of several encoders are served ({sorted(self.groups)}); say which one made the "
                 "vectors with the encoder field.",
                 field="encoder",

@@ -1,6 +1,6 @@
-"""Decoding and validation of scoring requests, and the one error shape of the scoring service.
+"""Decoding and validation of scoring requests.
 
-Every check raises :class:`BadInput` naming the field, what was sent and what
+Every check raises :class:`~serving.http_errors.ApiError` naming the field, what was sent and what
 is expected, so a client always gets a 4xx it can act on, never a 500.
 Payloads: JSON lists of floats, raw little-endian float32 rows
 (``application/octet-stream``) or an Arrow IPC stream
@@ -10,80 +10,58 @@ Payloads: JSON lists of floats, raw little-endian float32 rows
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from annotator_core.errors import VAError, ValidationFailed
+from serving.http_errors import ApiError
 
 RAW_FLOAT32 = "application/octet-stream"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 BINARY_TYPES = (RAW_FLOAT32, ARROW_STREAM)
 
 
-class BadInput(ValidationFailed):
-    """A request field is wrong: carries the field's name and the value expected."""
-
-    def __init__(
-        self, message: str, *, field: str, expected: Any = None, status_code: int = 422, code: str = "invalid"
-    ) -> None:
-        super().__init__(message)
-        self.field = field
-        self.expected = expected
-        self.status_code = status_code
-        self.code = code
-
-
-def error_body(exc: VAError) -> dict[str, Any]:
-    """``{"error": {"code", "message", "field"?, "expected"?}}`` — the annotation service's shape too."""
-    error: dict[str, Any] = {"code": exc.code, "message": str(exc)}
-    for key in ("field", "expected"):
-        value = getattr(exc, key, None)
-        if value is not None:
-            error[key] = value
-    return {"error": error}
-
-
-def error_json(status_code: int, code: str, message: str, **extra: Any) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message, **extra}}).encode()
-
-
 def check_matrix(x: np.ndarray, *, dim: int, max_vectors: int, field: str = "vectors") -> np.ndarray:
     """A C-contiguous float32 [n, dim] matrix of finite values, 1 <= n <= max_vectors."""
     if x.ndim != 2:
-        raise BadInput(
+        raise ApiError(
+            422,
+            "invalid",
             f"{field} must be a list of vectors (a 2-d array), got {x.ndim} dimension(s).",
             field=field,
             expected=f"[n, {dim}]",
         )
     n = x.shape[0]
     if n == 0:
-        raise BadInput(f"{field} is empty; send at least one vector.", field=field, expected=f"[n >= 1, {dim}]")
+        raise ApiError(
+            422, "invalid", f"{field} is empty; send at least one vector.", field=field, expected=f"[n >= 1, {dim}]"
+        )
     if n > max_vectors:
-        raise BadInput(
+        raise ApiError(
+            413,
+            "too_large",
             f"{field} holds {n} vectors, more than the {max_vectors} one request may carry "
             "(VA_SCORING_MAX_VECTORS); split the batch.",
             field=field,
             expected=f"at most {max_vectors} vectors",
-            status_code=413,
-            code="too_large",
         )
     if x.shape[1] != dim:
-        raise BadInput(
+        raise ApiError(
+            422,
+            "dimension_mismatch",
             f"{field} have {x.shape[1]} values each but the served models expect {dim}; "
             "embed with the encoder the labels were trained on.",
             field=field,
             expected=dim,
-            code="dimension_mismatch",
         )
     if x.dtype != np.float32:
         x = x.astype(np.float32)
     finite = np.isfinite(x)
     if not finite.all():
         row, col = (int(v) for v in np.argwhere(~finite)[0])
-        raise BadInput(
+        raise ApiError(
+            422,
+            "invalid",
             f"{field}[{row}][{col}] is {x[row, col]!r}; every value must be a finite number.",
             field=f"{field}[{row}][{col}]",
             expected="a finite float",
@@ -97,12 +75,13 @@ def matrix_from_lists(rows: Sequence[Sequence[float]], *, dim: int, max_vectors:
         return check_matrix(np.zeros((len(rows), dim), np.float32), dim=dim, max_vectors=max_vectors)
     for i, row in enumerate(rows):
         if len(row) != dim:
-            raise BadInput(
+            raise ApiError(
+                422,
+                "dimension_mismatch",
                 f"vectors[{i}] has {len(row)} values but the served models expect {dim}; "
                 "embed with the encoder the labels were trained on.",
                 field=f"vectors[{i}]",
                 expected=dim,
-                code="dimension_mismatch",
             )
     x = np.asarray(rows, dtype=np.float32).reshape(len(rows), dim)
     return check_matrix(x, dim=dim, max_vectors=max_vectors)
@@ -112,24 +91,25 @@ def matrix_from_body(body: bytes, content_type: str, *, dim: int, max_vectors: i
     """A raw float32 or Arrow IPC body as a checked matrix."""
     if content_type == RAW_FLOAT32:
         if len(body) % (4 * dim):
-            raise BadInput(
+            raise ApiError(
+                422,
+                "dimension_mismatch",
                 f"body has {len(body)} bytes, not a whole number of {dim}-float32 rows ({4 * dim} bytes each); "
                 "send little-endian float32 values, row after row.",
                 field="body",
                 expected=f"a multiple of {4 * dim} bytes",
-                code="dimension_mismatch",
             )
         x = np.frombuffer(body, dtype="<f4").reshape(-1, dim)
         return check_matrix(x, dim=dim, max_vectors=max_vectors)
     if content_type == ARROW_STREAM:
         return check_matrix(_arrow_matrix(body, dim=dim), dim=dim, max_vectors=max_vectors)
-    raise BadInput(
+    raise ApiError(
+        415,
+        "unsupported_media_type",
         f"Content-Type {content_type!r} is not a vector payload; use application/json, {RAW_FLOAT32} "
         f"(float32 rows) or {ARROW_STREAM}.",
         field="Content-Type",
         expected=list(("application/json", *BINARY_TYPES)),
-        status_code=415,
-        code="unsupported_media_type",
     )
 
 
@@ -139,24 +119,36 @@ def _arrow_matrix(body: bytes, *, dim: int) -> np.ndarray:
     try:
         table = pa.ipc.open_stream(io.BytesIO(body)).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
-        raise BadInput(
+        raise ApiError(
+            422,
+            "invalid",
             f"body is not an Arrow IPC stream ({exc}); write one with pyarrow.ipc.new_stream.",
             field="body",
             expected="an Arrow IPC stream",
         ) from None
     name = "vector" if "vector" in table.column_names else (table.column_names or [""])[0]
     if not name:
-        raise BadInput("the Arrow stream has no columns; send a 'vector' column.", field="vector", expected=dim)
+        raise ApiError(
+            422, "invalid", "the Arrow stream has no columns; send a 'vector' column.", field="vector", expected=dim
+        )
     column = table.column(name).combine_chunks()
     kind = column.type
     if not (pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind) or pa.types.is_large_list(kind)):
-        raise BadInput(
+        raise ApiError(
+            422,
+            "invalid",
             f"Arrow column {name!r} has type {kind}; expected fixed_size_list<float32>[{dim}].",
             field=name,
             expected=f"fixed_size_list<float32>[{dim}]",
         )
     if column.null_count:
-        raise BadInput(f"Arrow column {name!r} has null rows; every row must be a vector.", field=name, expected=dim)
+        raise ApiError(
+            422,
+            "invalid",
+            f"Arrow column {name!r} has null rows; every row must be a vector.",
+            field=name,
+            expected=dim,
+        )
     if pa.types.is_fixed_size_list(kind):
         width = kind.list_size
     else:
@@ -167,12 +159,13 @@ def _arrow_matrix(body: bytes, *, dim: int) -> np.ndarray:
             width = int(lengths[bad])
     values = np.asarray(column.flatten().to_numpy(zero_copy_only=False))
     if width != dim or (len(column) and values.size != len(column) * width):
-        raise BadInput(
+        raise ApiError(
+            422,
+            "dimension_mismatch",
             f"Arrow column {name!r} holds {width}-value vectors but the served models expect {dim}; "
             "embed with the encoder the labels were trained on.",
             field=name,
             expected=dim,
-            code="dimension_mismatch",
         )
     return values.astype(np.float32, copy=False).reshape(len(column), dim)
 
@@ -190,18 +183,22 @@ def arrow_scores(labels: Sequence[str], scores: np.ndarray) -> bytes:
 
 def check_shot_ids(shot_ids: Sequence[str], *, max_items: int) -> list[str]:
     if not shot_ids:
-        raise BadInput("shot_ids is empty; send at least one shot id.", field="shot_ids", expected="1 or more ids")
+        raise ApiError(
+            422, "invalid", "shot_ids is empty; send at least one shot id.", field="shot_ids", expected="1 or more ids"
+        )
     if len(shot_ids) > max_items:
-        raise BadInput(
+        raise ApiError(
+            413,
+            "too_large",
             f"shot_ids holds {len(shot_ids)} ids, more than the {max_items} one request may carry; split it.",
             field="shot_ids",
             expected=f"at most {max_items} ids",
-            status_code=413,
-            code="too_large",
         )
     for i, sid in enumerate(shot_ids):
         if not isinstance(sid, str) or not sid.strip():
-            raise BadInput(
+            raise ApiError(
+                422,
+                "invalid",
                 f"shot_ids[{i}] is {sid!r}; shot ids look like '<video_id>:<start_frame>'.",
                 field=f"shot_ids[{i}]",
                 expected="'<video_id>:<start_frame>'",

@@ -22,6 +22,7 @@ import asyncio
 import gc
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,26 +33,27 @@ from bentoml.validators import ContentType
 from starlette.responses import Response
 
 from annotator_core.errors import EncoderUnavailable, VAError
-from annotator_core.settings import load_settings
+from annotator_core.settings import Settings, load_settings
+from serving.http_errors import ApiError, error_response
+from serving.limits import BodyLimit, Limit
+from serving.scoring.middleware import ClipUpload, ErrorShape, LoadShedding, install_client_error_log
 from serving.scoring.models import ModelGroup, ModelRegistry, ServingSet
 from serving.scoring.requests import (
     ARROW_STREAM,
     RAW_FLOAT32,
-    BadInput,
     arrow_scores,
     check_shot_ids,
-    error_body,
     matrix_from_body,
     matrix_from_lists,
 )
 
 log = logging.getLogger("va.scoring")
 
-SETTINGS = load_settings()  # read once at the edge; bentoml imports this module in each worker
 # Batches above this many vectors are scored off the event loop so probes never wait on them.
 INLINE_MAX_VECTORS = 256
 JSON = "application/json"
-SCORING_ROUTES = ("/v1/score/embeddings", "/v1/score/embeddings/binary", "/v1/score/shots", "/v1/score/clip")
+CLIP_ROUTE = "/v1/score/clip"
+SCORING_ROUTES = ("/v1/score/embeddings", "/v1/score/embeddings/binary", "/v1/score/shots", CLIP_ROUTE)
 
 
 def _json(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -59,7 +61,7 @@ def _json(payload: Any, status_code: int = 200, headers: dict[str, str] | None =
 
 
 def _error(exc: VAError) -> Response:
-    return _json(error_body(exc), status_code=int(exc.status_code))
+    return error_response(exc)
 
 
 def _rounded(scores: np.ndarray) -> list[list[float]]:
@@ -68,125 +70,13 @@ def _rounded(scores: np.ndarray) -> list[list[float]]:
     return rows
 
 
-class BodyLimit:
-    """413 with the service's error shape before a body over the limit is read; chunked bodies are counted."""
+class ScoringService:
+    """The routes; :func:`create_service` makes the BentoML service of one settings object."""
 
-    def __init__(self, app: Any, *, limits: dict[str, int], default: int) -> None:
-        self.app = app
-        self.limits = limits
-        self.default = default
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
-            return await self.app(scope, receive, send)
-        limit = self.limits.get(scope["path"], self.default)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None:
-            if length.isdigit() and int(length) > limit:
-                return await self._too_large(send, limit)
-            return await self.app(scope, receive, send)
-        chunks, total = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            total += len(chunks[-1])
-            if total > limit:
-                return await self._too_large(send, limit)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    @staticmethod
-    async def _too_large(send: Any, limit: int) -> None:
-        exc = BadInput(
-            f"the request body is larger than the {limit} bytes this route accepts; send less per request.",
-            field="body",
-            expected=f"at most {limit} bytes",
-            status_code=413,
-            code="too_large",
-        )
-        body = json.dumps(error_body(exc)).encode()
-        headers = [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-class ErrorShape:
-    """BentoML's own 400 for a body that fails its type checks, rewritten to the one error shape (422)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        held: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def wrapped(message: Any) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 400:
-                held["start"] = message
-                return
-            if "start" not in held:
-                return await send(message)
-            chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            body = _reshape_validation_error(b"".join(chunks))
-            headers = [(k, v) for k, v in held["start"]["headers"] if k.lower() != b"content-length"]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send({"type": "http.response.start", "status": 422, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, wrapped)
-
-
-def _reshape_validation_error(raw: bytes) -> bytes:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = {}
-    if isinstance(data, list):
-        data = data[0] if data and isinstance(data[0], dict) else {}
-    detail = data.get("detail") or []
-    first = detail[0] if detail and isinstance(detail[0], dict) else {}
-    loc = [str(p) for p in first.get("loc", [])]
-    field = loc[0] + "".join(f"[{p}]" for p in loc[1:]) if loc else "body"
-    if first.get("type") == "json_invalid" or not loc:
-        message = f"the request body is not valid JSON ({first.get('msg') or data.get('error', 'unreadable')})."
-        field = "body"
-    else:
-        message = f"{field}: {first.get('msg', 'invalid value')}; fix {field} and send again."
-    expected = first.get("type", "").replace("_parsing", "").replace("_type", "") or None
-    return json.dumps({"error": {"code": "invalid", "message": message, "field": field, "expected": expected}}).encode()
-
-
-@bentoml.service(
-    name="va_scoring",
-    workers=SETTINGS.scoring_workers,
-    threads=4,  # shots and clips run in threads; embeddings are scored on the event loop
-    traffic={"max_concurrency": SETTINGS.scoring_max_concurrency, "timeout": 300},
-    logging={"access": {"enabled": SETTINGS.scoring_access_log}},
-    # An OpenTelemetry span pair per request costs more than the model itself (benchmarks/README.md);
-    # the scoring routes are traced only when asked for.
-    tracing={} if SETTINGS.scoring_tracing else {"excluded_urls": list(SCORING_ROUTES)},
-)
-class Scoring:
-    def __init__(self) -> None:
-        self.settings = SETTINGS
-        self.registry = ModelRegistry(SETTINGS)
+    def __init__(self, settings: Settings) -> None:
+        install_client_error_log()
+        self.settings = settings
+        self.registry = ModelRegistry(settings)
         try:
             self.registry.refresh()
         except Exception:  # a store that cannot be read must leave the service up and not ready
@@ -273,23 +163,24 @@ class Scoring:
             found = {r["shot_id"]: r for r in rows}
             missing = [i for i, sid in enumerate(ids) if sid not in found]
             if missing:
-                raise BadInput(
+                raise ApiError(
+                    404,
+                    "not_found",
                     f"shot_ids[{missing[0]}] = {ids[missing[0]]!r} is not an ingested shot "
                     f"({len(missing)} of {len(ids)} ids unknown); list shots with `va search`.",
                     field=f"shot_ids[{missing[0]}]",
                     expected="the id of an ingested shot ('<video_id>:<start_frame>')",
-                    status_code=404,
-                    code="not_found",
                 )
             shot_encoder = str(found[ids[0]]["encoder"])
             group, names = served.select(labels, None if labels else shot_encoder)
             if shot_encoder != group.encoder:
-                raise BadInput(
+                raise ApiError(
+                    422,
+                    "encoder_mismatch",
                     f"the shots were embedded with {shot_encoder!r} but labels {names} were trained on "
                     f"{group.encoder!r} embeddings; publish labels built on {shot_encoder!r}.",
                     field="labels",
                     expected=f"labels trained on {shot_encoder!r}",
-                    code="encoder_mismatch",
                 )
             x = np.asarray([found[sid]["vector"] for sid in ids], dtype=np.float32)
             scores = _columns(group, names, group.scores(x))
@@ -308,17 +199,19 @@ class Scoring:
             served = self.registry.current
             group, names = served.select(labels, None)
             if clip.stat().st_size > self.settings.max_clip_bytes:
-                raise BadInput(
+                raise ApiError(
+                    413,
+                    "too_large",
                     f"the clip has {clip.stat().st_size} bytes, more than {self.settings.max_clip_bytes} "
                     "(VA_MAX_CLIP_BYTES).",
                     field="clip",
                     expected=f"at most {self.settings.max_clip_bytes} bytes",
-                    status_code=413,
-                    code="too_large",
                 )
             embedded = embed_clip(clip, self._encoder(group.encoder), settings=self.settings)
             if not embedded.shots:
-                raise BadInput("the clip has no shots to score.", field="clip", expected="a video with frames")
+                raise ApiError(
+                    422, "invalid", "the clip has no shots to score.", field="clip", expected="a video with frames"
+                )
             scores = _columns(group, names, group.scores(embedded.vectors))
         except VAError as exc:
             return _error(exc)  # type: ignore[return-value]
@@ -374,12 +267,12 @@ class Scoring:
             try:
                 self._encoders[name] = load_encoder(name, device=self.settings.device)
             except EncoderUnavailable as exc:
-                raise BadInput(
+                raise ApiError(
+                    503,
+                    "encoder_unavailable",
                     f"the labels were trained on encoder {name!r}, which cannot be loaded here ({exc}).",
                     field="clip",
                     expected=f"a service that can load {name!r}",
-                    status_code=503,
-                    code="encoder_unavailable",
                 ) from None
         return self._encoders[name]
 
@@ -405,10 +298,42 @@ def _described(served: ServingSet, group: ModelGroup, names: list[str]) -> dict[
     }
 
 
-scoring_service: Any = Scoring  # bentoml.service returned a Service; its type stubs say the class
-scoring_service.add_asgi_middleware(ErrorShape)
-scoring_service.add_asgi_middleware(
-    BodyLimit,
-    limits={"/v1/score/clip": SETTINGS.max_clip_bytes + 1_000_000},  # the clip plus its multipart framing
-    default=SETTINGS.scoring_max_body_bytes,
-)
+def create_service(settings: Settings) -> Any:
+    """The BentoML service for these settings: the routes, their limits and the middleware."""
+
+    class Scoring(ScoringService):
+        def __init__(self) -> None:  # BentoML makes the instance (one per worker) without arguments
+            super().__init__(settings)
+
+    service: Any = bentoml.service(
+        name="va_scoring",
+        workers=settings.scoring_workers,
+        threads=4,  # shots and clips run in threads; embeddings are scored on the event loop
+        traffic={"timeout": 300},  # concurrency is limited by LoadShedding, whose 429 has the one shape
+        logging={"access": {"enabled": settings.scoring_access_log}},
+        # An OpenTelemetry span pair per request costs more than the model itself (benchmarks/README.md);
+        # the scoring routes are traced only when asked for.
+        tracing={} if settings.scoring_tracing else {"excluded_urls": list(SCORING_ROUTES)},
+    )(Scoring)
+    # The first added is the outermost.
+    service.add_asgi_middleware(LoadShedding, max_concurrency=settings.scoring_max_concurrency)
+    service.add_asgi_middleware(BodyLimit, limit_for=body_limits(settings))
+    service.add_asgi_middleware(ClipUpload, path=CLIP_ROUTE)
+    service.add_asgi_middleware(ErrorShape)
+    return service
+
+
+def body_limits(settings: Settings) -> Callable[[str], Limit]:
+    """Route path -> body limit: a clip (plus its multipart framing) has its own."""
+    clip = Limit(settings.max_clip_bytes + 1_000_000, "VA_MAX_CLIP_BYTES")
+    general = Limit(settings.scoring_max_body_bytes, "VA_SCORING_MAX_BODY_BYTES")
+    return lambda path: clip if path == CLIP_ROUTE else general
+
+
+def __getattr__(name: str) -> Any:
+    """``serving.scoring.service:Scoring``, what ``bentoml serve`` loads: built from the settings when asked for."""
+    if name == "Scoring":
+        service = create_service(load_settings())
+        globals()["Scoring"] = service  # BentoML finds its import string by scanning the module
+        return service
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
