@@ -1,7 +1,9 @@
 """SQL tables of the annotation store (SQLAlchemy 2 declarative models).
 
 The schema is created and upgraded by the Alembic migrations in
-``annotator_core/migrations``; these models are what the store code queries.
+``annotator_core/migrations``; these models are what the store code queries
+(``annotator_core/store``). The ``jobs`` table of the same chain belongs to the
+annotation service, which declares and queries it (``serving/annotation/jobs.py``).
 """
 
 from __future__ import annotations
@@ -116,18 +118,3 @@ class ClassifierVersion(Base):
     shots_table_version: Mapped[int] = mapped_column(Integer, default=0)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # feeds, recommendation, timings
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-
-class JobRecord(Base):
-    """State of a long job (a build), so every replica of the service can answer for it."""
-
-    __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_created", "created_at"),)
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    label: Mapped[str] = mapped_column(String(100))
-    created_by: Mapped[str] = mapped_column(String(100), default="")
-    state: Mapped[str] = mapped_column(String(20))  # queued | running | done | failed
-    created_at: Mapped[float] = mapped_column(Float)
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the job as the API shows it

@@ -269,16 +269,16 @@ def ensure_demo_admin(annotations: Any, data_dir: Path, *, name: str = "admin") 
     if path.is_file():
         saved = json.loads(path.read_text())
         try:
-            annotations.get_user(saved["name"])
+            annotations.users.get(saved["name"])
             return saved["name"], saved["password"], False
         except NotFoundError:
             pass
     password = secrets.token_urlsafe(12)
     try:
-        annotations.get_user(name)
-        annotations.set_password(name, password)
+        annotations.users.get(name)
+        annotations.users.set_password(name, password)
     except NotFoundError:
-        annotations.create_user(name, "admin", password=password)
+        annotations.users.create(name, "admin", password=password)
     path.write_text(json.dumps({"name": name, "password": password}))
     path.chmod(0o600)
     return name, password, True

@@ -9,8 +9,8 @@ from annotator_core.settings import Settings
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.shot_store import ShotStore
+    from annotator_core.store import AnnotationStore
 
     report: dict[str, Any] = {"data_dir": str(settings.data_dir)}
     shots = ShotStore.from_settings(settings)
@@ -19,8 +19,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     shown = url.split("@")[-1] if "@" in url else url
     try:
         store = AnnotationStore.from_settings(settings)
-        report["database"] = {"url": shown, "ok": True, "revision": store.revision(), "counts": store.table_counts()}
-        store.close()
+        report["database"] = {"url": shown, "ok": True, "revision": store.db.revision(), "counts": store.table_counts()}
+        store.db.close()
     except VAError as exc:
         report["database"] = {"url": shown, "ok": False, "error": str(exc)}
     report["encoder"] = {"configured": settings.encoder, "in_table": shots.encoder()}

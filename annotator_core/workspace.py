@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from annotator_core.annotation_store import AnnotationStore, VersionInfo
 from annotator_core.classifier import Classifier, train
 from annotator_core.errors import NotEnoughAnnotations, NotFoundError, ValidationFailed
 from annotator_core.feeds import FEEDS, build_feeds
@@ -27,6 +26,7 @@ from annotator_core.metrics import data_diversity, model_quality
 from annotator_core.recommend import Recommender, make_recommender
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore, VectorMatrix
+from annotator_core.store import AnnotationStore, VersionInfo
 
 Progress = Callable[[str, float], None]
 
@@ -66,16 +66,16 @@ class BuildResult:
 
 
 class LabelWorkspace:
-    def __init__(self, label: str, *, shots: ShotStore, annotations: AnnotationStore, settings: Settings) -> None:
+    def __init__(self, label: str, *, shots: ShotStore, store: AnnotationStore, settings: Settings) -> None:
         self.label = label
         self.shots = shots
-        self.annotations = annotations
+        self.store = store
         self.settings = settings
 
     # -- before a build ----------------------------------------------------------
 
     def readiness(self) -> Readiness:
-        n_pos, n_neg = self.annotations.counts(self.label)
+        n_pos, n_neg = self.store.annotations.counts(self.label)
         return _readiness(n_pos, n_neg, self.settings)
 
     def check_ready(self) -> Readiness:
@@ -95,8 +95,8 @@ class LabelWorkspace:
         started = time.perf_counter()
 
         with clock("annotations"):
-            snapshot_event_id = self.annotations.last_event_id(self.label)
-            consensus = self.annotations.consensus(self.label)
+            snapshot_event_id = self.store.annotations.last_event_id(self.label)
+            consensus = self.store.annotations.consensus(self.label)
         n_pos = sum(1 for v in consensus.values() if v)
         readiness = _readiness(n_pos, len(consensus) - n_pos, self.settings)
         if not readiness.ready:
@@ -157,7 +157,7 @@ class LabelWorkspace:
             **diversity_info,
         }
         with clock("save"):
-            saved = self.annotations.save_version(
+            saved = self.store.versions.save(
                 self.label,
                 model=clf.to_bytes(),
                 encoder=encoder,
@@ -174,7 +174,7 @@ class LabelWorkspace:
             )
             state = recommender.to_dict()
             state["last_version"] = saved.version
-            self.annotations.save_recommender_state(self.label, state)
+            self.store.labels.save_recommender_state(self.label, state)
         timings["total"] = time.perf_counter() - started
         report("saved", 1.0)
         return BuildResult(
@@ -201,20 +201,20 @@ class LabelWorkspace:
 
     def _reward(self, quality: float) -> tuple[Recommender, dict[str, float], VersionInfo | None]:
         """Credit the change in quality since the previous build to the sources of the labels since then."""
-        state = self.annotations.recommender_state(self.label)
+        state = self.store.labels.recommender_state(self.label)
         s = self.settings
         if state.get("name") == s.recommender:
             recommender = Recommender.from_dict(state)
         else:
             recommender = make_recommender(s.recommender, c=s.ucb_c, epsilon=s.epsilon)
         try:
-            previous: VersionInfo | None = self.annotations.get_version(self.label)
+            previous: VersionInfo | None = self.store.versions.get(self.label)
         except NotFoundError:
             previous = None
         rewards: dict[str, float] = {}
         if previous is not None:
             gain = float(quality - previous.model_quality)
-            events = self.annotations.events(self.label, since_id=previous.snapshot_event_id)
+            events = self.store.annotations.events(self.label, since_id=previous.snapshot_event_id)
             for source in {e.source for e in events if e.new_value is not None and e.source}:
                 rewards[source] = gain
             if any(src in recommender.counts for src in rewards):
@@ -227,12 +227,12 @@ class LabelWorkspace:
         """A feed of a saved version, each shot marked with its current consensus label (if any)."""
         if name not in FEEDS:
             raise ValidationFailed(f"unknown feed {name!r}; feeds are {', '.join(FEEDS)}.")
-        saved = self.annotations.get_version(self.label, version)
+        saved = self.store.versions.get(self.label, version)
         items = saved.extra.get("feeds", {}).get(name, [])
-        return _items(items, self.annotations.consensus(self.label))
+        return _items(items, self.store.annotations.consensus(self.label))
 
     def classifier(self, version: int | None = None) -> Classifier:
-        return Classifier.from_bytes(self.annotations.get_version(self.label, version).model)
+        return Classifier.from_bytes(self.store.versions.get(self.label, version).model)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -168,9 +168,9 @@ def bench_store(n: int, n_labels: int, repeats: int) -> None:
     """One LabelWorkspace.build over real LanceDB + SQLite stores in a temporary folder."""
     import pyarrow as pa
 
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.records import shots_schema
     from annotator_core.shot_store import ShotStore
+    from annotator_core.store import AnnotationStore
     from annotator_core.workspace import LabelWorkspace
 
     matrix = unit_vectors(n, seed=7)
@@ -197,11 +197,11 @@ def bench_store(n: int, n_labels: int, repeats: int) -> None:
         ).cast(schema)
         shots.upsert_shots(table)
         annotations = AnnotationStore.from_settings(settings)
-        annotations.create_label("bench")
+        annotations.labels.create("bench")
         for r, v in zip(rows.tolist(), y.tolist(), strict=True):
-            annotations.annotate("bench", ids[r], "bench", v, source="random")
+            annotations.annotations.annotate("bench", ids[r], "bench", v, source="random")
         print(f"\nstores at {n:,} shots, {n_labels:,} annotations written in {time.perf_counter() - t0:.1f} s ({tmp})")
-        ws = LabelWorkspace("bench", shots=shots, annotations=annotations, settings=settings)
+        ws = LabelWorkspace("bench", shots=shots, store=annotations, settings=settings)
         runs = []
         for i in range(repeats + 1):
             result = ws.build(created_by="bench")

@@ -80,24 +80,24 @@ def write_corpus(settings, n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 
 def label_shots(settings, truth: np.ndarray, n_each: int = 50) -> list[str]:
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.shot_store import ShotStore
+    from annotator_core.store import AnnotationStore
 
     ids = ShotStore.from_settings(settings).vectors().ids
     store = AnnotationStore.from_settings(settings)
-    store.create_label("bench")
+    store.labels.create("bench")
     rng = np.random.default_rng(1)
     # vectors() order is the table's order, the same order the rows were written in.
     sample = rng.permutation(len(ids))[:20_000]
     pos = [i for i in sample if truth[i] == 0][:n_each]
     neg = [i for i in sample if truth[i] != 0][:n_each]
     for i in pos:
-        store.annotate("bench", str(ids[i]), "bench", True, source="search")
+        store.annotations.annotate("bench", str(ids[i]), "bench", True, source="search")
     for i in neg:
-        store.annotate("bench", str(ids[i]), "bench", False, source="search")
-    store.create_user("bench", "admin")
-    token = store.reset_token("bench")
-    store.close()
+        store.annotations.annotate("bench", str(ids[i]), "bench", False, source="search")
+    store.users.create("bench", "admin")
+    token = store.users.reset_token("bench")
+    store.db.close()
     return [str(ids[i]) for i in rng.permutation(len(ids))[:200]] + [token]
 
 
@@ -124,9 +124,9 @@ def start_service(data_dir: Path) -> tuple[subprocess.Popen, str]:
 
 
 def run(n: int, dim: int, builds: int, searches: int, keep: bool, index: bool = True) -> dict[str, float]:
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.settings import Settings
     from annotator_core.shot_store import ShotStore
+    from annotator_core.store import AnnotationStore
     from annotator_core.workspace import LabelWorkspace
 
     data_dir = Path(tempfile.mkdtemp(prefix=f"va-bench-{n}-"))
@@ -145,7 +145,7 @@ def run(n: int, dim: int, builds: int, searches: int, keep: bool, index: bool = 
 
     shots = ShotStore.from_settings(settings)
     annotations = AnnotationStore.from_settings(settings)
-    ws = LabelWorkspace("bench", shots=shots, annotations=annotations, settings=settings)
+    ws = LabelWorkspace("bench", shots=shots, store=annotations, settings=settings)
     ws.build(created_by="bench")  # warm the vector cache, as the service's first build does
     engine_build = []
     for _ in range(builds):

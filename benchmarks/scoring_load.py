@@ -33,9 +33,9 @@ DIM = 512
 
 def make_labels(data_dir: Path, n_labels: int, *, encoder: str = "bench-512", dim: int = DIM) -> None:
     """``n_labels`` labels trained on random unit vectors (the service cost does not depend on the data)."""
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.classifier import train
     from annotator_core.settings import Settings
+    from annotator_core.store import AnnotationStore
     from serving.model_store import publish
 
     settings = Settings(data_dir=data_dir)
@@ -44,10 +44,10 @@ def make_labels(data_dir: Path, n_labels: int, *, encoder: str = "bench-512", di
     x = rng.standard_normal((400, dim)).astype(np.float32)
     for i in range(n_labels):
         label = f"{encoder}-label-{i:02d}"
-        store.create_label(label)
+        store.labels.create(label)
         y = x @ rng.standard_normal(dim) > 0
         clf = train(x, y, encoder=encoder)
-        store.save_version(
+        store.versions.save(
             label,
             model=clf.to_bytes(),
             encoder=encoder,
@@ -60,7 +60,7 @@ def make_labels(data_dir: Path, n_labels: int, *, encoder: str = "bench-512", di
             snapshot_event_id=0,
         )
         publish(label, settings=settings)
-    store.close()
+    store.db.close()
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

@@ -10,7 +10,7 @@ ROLE_CHOICE = click.Choice(["admin", "annotator", "viewer"])
 
 
 def _store(ctx: click.Context):  # type: ignore[no-untyped-def]
-    from annotator_core.annotation_store import AnnotationStore
+    from annotator_core.store import AnnotationStore
 
     return AnnotationStore.from_settings(settings_from(ctx))
 
@@ -43,7 +43,7 @@ def add(ctx: click.Context, name: str, role: str, password: str | None) -> None:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     if password is not None and len(password) < 8:
         raise click.BadParameter("use at least 8 characters", param_hint="--password")
-    user, token = _store(ctx).create_user(name, role, password=password)
+    user, token = _store(ctx).users.create(name, role, password=password)
     click.echo(f"created {user.role} {user.name!r}" + (" with a password" if password else " (API token only)"))
     click.echo(token)
 
@@ -52,7 +52,7 @@ def add(ctx: click.Context, name: str, role: str, password: str | None) -> None:
 @click.pass_context
 def list_users(ctx: click.Context) -> None:
     """List users with their roles."""
-    rows = _store(ctx).list_users()
+    rows = _store(ctx).users.all()
     if not rows:
         click.echo("no users yet; create one with `va users add NAME --role admin --password`.")
         return
@@ -65,7 +65,7 @@ def list_users(ctx: click.Context) -> None:
 @click.pass_context
 def token(ctx: click.Context, name: str) -> None:
     """Issue a new API token for NAME and print it (the previous token stops working)."""
-    click.echo(_store(ctx).reset_token(name))
+    click.echo(_store(ctx).users.reset_token(name))
 
 
 @users.command("password")
@@ -76,5 +76,5 @@ def set_password(ctx: click.Context, name: str, password: str) -> None:
     """Set or change NAME's password for the web page."""
     if len(password) < 8:
         raise click.BadParameter("use at least 8 characters", param_hint="--password")
-    _store(ctx).set_password(name, password)
+    _store(ctx).users.set_password(name, password)
     click.echo(f"password of {name!r} changed")

@@ -3,7 +3,11 @@
 A job reports progress as ``(stage, fraction)``; ``GET /api/jobs/{id}`` shows
 it. A second build of a label while one runs joins the running job instead of
 starting another. Each change of a job's state is also written to the
-annotation store, so any replica of the service can answer for any job.
+``jobs`` table (:class:`JobTable`), so any replica of the service can answer for any job.
+
+The ``jobs`` table belongs to this service: its queries live here, on the annotation
+store's engine; its schema is migration ``0003`` of the shared chain in
+``annotator_core/migrations`` so one ``migrate`` brings every table to head.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+from sqlalchemy import JSON, Float, Index, String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from annotator_core.errors import VAError
+from annotator_core.store import Database
 from serving.http_errors import ApiError, error_body
 
 Progress = Callable[[str, float], None]
@@ -28,10 +36,59 @@ KEEP_FINISHED = 200
 log = logging.getLogger(__name__)
 
 
-class JobStore(Protocol):
-    def save_job(self, job: dict[str, Any]) -> None: ...
-    def get_job(self, job_id: str) -> dict[str, Any] | None: ...
-    def list_jobs(self, *, limit: int = ...) -> list[dict[str, Any]]: ...
+class _ServiceTables(DeclarativeBase):
+    """Tables of the annotation service, apart from the library's (``annotator_core.db``)."""
+
+
+class JobRecord(_ServiceTables):
+    """State of a long job (a build), so every replica of the service can answer for it."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_created", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(100))
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    state: Mapped[str] = mapped_column(String(20))  # queued | running | done | failed
+    created_at: Mapped[float] = mapped_column(Float)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the job as the API shows it
+
+
+class JobTable:
+    """The ``jobs`` table, in the annotation store's database and transactions."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def save(self, job: dict[str, Any]) -> None:
+        """Insert or update a job's state (keyed on its id); ``job`` is what the API shows."""
+        with self.db.atomic() as s:
+            row = s.get(JobRecord, job["id"])
+            if row is None:
+                row = JobRecord(
+                    id=job["id"],
+                    kind=job["kind"],
+                    label=job["label"],
+                    created_by=job.get("created_by", ""),
+                    created_at=float(job["created_at"]),
+                    state=job["state"],
+                    data=job,
+                )
+                s.add(row)
+            else:
+                row.state, row.data = job["state"], job
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with self.db.read() as s:
+            row = s.get(JobRecord, job_id)
+            return dict(row.data) if row is not None else None
+
+    def newest(self, *, limit: int = KEEP_FINISHED) -> list[dict[str, Any]]:
+        """The newest jobs first."""
+        with self.db.read() as s:
+            rows = s.scalars(select(JobRecord).order_by(JobRecord.created_at.desc()).limit(limit))
+            return [dict(r.data) for r in rows]
 
 
 @dataclass
@@ -69,7 +126,7 @@ class Job:
 
 
 class StoredJob:
-    """A job another replica runs, as the annotation store last saw it."""
+    """A job another replica runs, as the jobs table last saw it."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
@@ -79,7 +136,7 @@ class StoredJob:
 
 
 class JobManager:
-    def __init__(self, max_workers: int = 2, *, store: JobStore | None = None) -> None:
+    def __init__(self, max_workers: int = 2, *, store: JobTable | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="va-job")
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -90,9 +147,9 @@ class JobManager:
             return
         try:
             # Through JSON once, so numpy scalars in a result are stored as plain numbers.
-            self._store.save_job(json.loads(json.dumps(job.to_dict(), default=_plain)))
+            self._store.save(json.loads(json.dumps(job.to_dict(), default=_plain)))
         except Exception:  # the job itself goes on; only other replicas lose sight of it
-            log.warning("could not save the state of job %s to the annotation store", job.id, exc_info=True)
+            log.warning("could not save the state of job %s to the jobs table", job.id, exc_info=True)
 
     def submit(self, kind: str, label: str, created_by: str, work: Callable[[Progress], dict[str, Any]]) -> Job:
         """Start ``work`` in the pool; a running job of the same kind and label is returned instead."""
@@ -143,19 +200,19 @@ class JobManager:
         return await asyncio.wrap_future(job.future)
 
     def get(self, job_id: str) -> Job | StoredJob:
-        """A job of this process, else one another replica runs (from the annotation store)."""
+        """A job of this process, else one another replica runs (from the jobs table)."""
         with self._lock:
             job = self._jobs.get(job_id)
         if job is not None:
             return job
-        stored = self._store.get_job(job_id) if self._store is not None else None
+        stored = self._store.get(job_id) if self._store is not None else None
         if stored is None:
             raise ApiError(404, "not_found", f"no job {job_id!r}; start a build to get a job id.")
         return StoredJob(stored)
 
     def list(self) -> list[Job] | list[StoredJob]:
         if self._store is not None:
-            return [StoredJob(data) for data in self._store.list_jobs(limit=KEEP_FINISHED)]
+            return [StoredJob(data) for data in self._store.newest(limit=KEEP_FINISHED)]
         with self._lock:
             return list(reversed(self._jobs.values()))
 

@@ -52,9 +52,9 @@ def demo_footage(sample_videos_dir: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def annotation_service(tmp_path_factory: pytest.TempPathFactory, demo_footage: list[Path]) -> Iterator[Served]:
     """The real app on a free port over the demo footage, ingested by the real pipeline (handcrafted encoder)."""
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.settings import Settings
     from annotator_core.shot_store import ShotStore
+    from annotator_core.store import AnnotationStore
     from pipelines.ingest import run_ingest
 
     data_dir = tmp_path_factory.mktemp("va-e2e")
@@ -65,8 +65,8 @@ def annotation_service(tmp_path_factory: pytest.TempPathFactory, demo_footage: l
     assert summary.videos_failed == 0, summary.failures
     shots = ShotStore.from_settings(settings).counts()["shots"]
     annotations = AnnotationStore.from_settings(settings)
-    annotations.create_user(EDITOR[0], "annotator", password=EDITOR[1])
-    _, second_token = annotations.create_user("second-editor", "annotator")
+    annotations.users.create(EDITOR[0], "annotator", password=EDITOR[1])
+    _, second_token = annotations.users.create("second-editor", "annotator")
     with serve_annotation_app(settings) as url:
         yield Served(url=url, settings=settings, shots=shots, login=EDITOR, second_token=second_token)
 
@@ -81,10 +81,10 @@ def _tiny_clip_corpus(settings: object, videos: list[Path]) -> int:
 
     import decord
     import numpy as np
+    from pipelines.video import fit_frame, jpeg_thumbnail
 
     from annotator_core.encoders import load_encoder
     from annotator_core.shot_store import ShotStore
-    from pipelines.video import fit_frame, jpeg_thumbnail
 
     encoder = load_encoder("tiny-clip", device="cpu")
     video_rows, shot_rows, frames_per_shot = [], [], []
@@ -141,13 +141,13 @@ def _tiny_clip_corpus(settings: object, videos: list[Path]) -> int:
 @pytest.fixture(scope="session")
 def text_search_service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: Path) -> Iterator[Served]:
     """A second app, over the sample clips embedded with the tiny CLIP: the encoder has a text tower."""
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.settings import Settings
+    from annotator_core.store import AnnotationStore
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("va-e2e-text"), encoder="tiny-clip", n_clusters=4)
     shots = _tiny_clip_corpus(settings, sorted(sample_videos_dir.glob("*.mp4")))
     annotations = AnnotationStore.from_settings(settings)
-    annotations.create_user(EDITOR[0], "annotator", password=EDITOR[1])
+    annotations.users.create(EDITOR[0], "annotator", password=EDITOR[1])
     with serve_annotation_app(settings) as url:
         yield Served(url=url, settings=settings, shots=shots, login=EDITOR, second_token="")
 

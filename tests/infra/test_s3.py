@@ -160,8 +160,8 @@ def test_ingest_writes_to_s3_and_the_services_and_corpus_scoring_read_there(
     # ... and so does corpus scoring, with a label published from those very shots.
     import ray
 
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.classifier import train
+    from annotator_core.store import AnnotationStore
     from pipelines.score_corpus import read_scores, run_score_corpus
     from serving.model_store import publish
 
@@ -169,8 +169,8 @@ def test_ingest_writes_to_s3_and_the_services_and_corpus_scoring_read_there(
     moving = np.arange(len(vectors)) % 2 == 0
     classifier = train(vectors.matrix, moving, seed=0, encoder=store.encoder() or "")
     annotations = AnnotationStore.from_settings(settings)
-    annotations.create_label("moving", created_by="test")
-    annotations.save_version(
+    annotations.labels.create("moving", created_by="test")
+    annotations.versions.save(
         "moving", model=classifier.to_bytes(), encoder=classifier.encoder, dim=classifier.dim,
         n_pos=int(moving.sum()), n_neg=int((~moving).sum()), model_quality=0.5, data_diversity=0.1,
         snapshot=[], snapshot_event_id=0,

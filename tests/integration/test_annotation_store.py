@@ -6,47 +6,47 @@ import threading
 
 import pytest
 
-from annotator_core.annotation_store import AnnotationStore
 from annotator_core.errors import ConflictError, NotFoundError, StoreUnavailable, ValidationFailed
+from annotator_core.store import AnnotationStore
 
 
 @pytest.fixture()
 def store(database_url: str):
     s = AnnotationStore(database_url)
-    s.create_label("establishing", description="wide shots of places", keywords=["wide", "city"], created_by="ana")
+    s.labels.create("establishing", description="wide shots of places", keywords=["wide", "city"], created_by="ana")
     yield s
-    s.close()
+    s.db.close()
 
 
 def test_migrations_bring_a_new_database_to_head_and_are_repeatable(database_url: str) -> None:
     first = AnnotationStore(database_url)
-    rev = first.revision()
-    assert rev == first.migrate()  # running again changes nothing
+    rev = first.db.revision()
+    assert rev == first.db.migrate()  # running again changes nothing
     assert rev != ""
-    first.close()
+    first.db.close()
 
 
 def test_label_round_trip(store: AnnotationStore) -> None:
-    label = store.get_label("establishing")
+    label = store.labels.get("establishing")
     assert label.description == "wide shots of places"
     assert label.keywords == ["wide", "city"]
-    assert [lbl.name for lbl in store.list_labels()] == ["establishing"]
+    assert [lbl.name for lbl in store.labels.all()] == ["establishing"]
     with pytest.raises(ConflictError, match="already exists"):
-        store.create_label("establishing")
+        store.labels.create("establishing")
     with pytest.raises(NotFoundError, match="no label named 'nope'"):
-        store.get_label("nope")
+        store.labels.get("nope")
     with pytest.raises(ValidationFailed, match="not allowed"):
-        store.create_label("../etc")
+        store.labels.create("../etc")
 
 
 def test_annotation_and_event_log(store: AnnotationStore) -> None:
-    row = store.annotate("establishing", "v1:0", "ana", True, source="search")
+    row = store.annotations.annotate("establishing", "v1:0", "ana", True, source="search")
     assert (row.value, row.version) == (True, 1)
-    row = store.annotate("establishing", "v1:0", "ana", False, expected_version=1, source="borderline")
+    row = store.annotations.annotate("establishing", "v1:0", "ana", False, expected_version=1, source="borderline")
     assert (row.value, row.version) == (False, 2)
-    store.annotate("establishing", "v1:0", "ana", None, expected_version=2)
-    assert store.annotations("establishing") == []
-    events = store.events("establishing")
+    store.annotations.annotate("establishing", "v1:0", "ana", None, expected_version=2)
+    assert store.annotations.current("establishing") == []
+    events = store.annotations.events("establishing")
     assert [(e.old_value, e.new_value, e.version) for e in events] == [
         (None, True, 1),
         (True, False, 2),
@@ -56,29 +56,29 @@ def test_annotation_and_event_log(store: AnnotationStore) -> None:
 
 
 def test_repeating_the_same_request_changes_nothing(store: AnnotationStore) -> None:
-    store.annotate("establishing", "v1:0", "ana", True, expected_version=0)
-    again = store.annotate("establishing", "v1:0", "ana", True, expected_version=0)
+    store.annotations.annotate("establishing", "v1:0", "ana", True, expected_version=0)
+    again = store.annotations.annotate("establishing", "v1:0", "ana", True, expected_version=0)
     assert again.version == 1
-    assert len(store.events("establishing")) == 1
+    assert len(store.annotations.events("establishing")) == 1
 
 
 def test_stale_version_is_a_conflict_not_an_overwrite(store: AnnotationStore) -> None:
-    store.annotate("establishing", "v1:0", "ana", True, expected_version=0)
-    store.annotate("establishing", "v1:0", "ana", False, expected_version=1)
+    store.annotations.annotate("establishing", "v1:0", "ana", True, expected_version=0)
+    store.annotations.annotate("establishing", "v1:0", "ana", False, expected_version=1)
     with pytest.raises(ConflictError, match="you saw version 1, it is now version 2"):
-        store.annotate("establishing", "v1:0", "ana", True, expected_version=1)
-    assert store.get_annotation("establishing", "v1:0", "ana").value is False
+        store.annotations.annotate("establishing", "v1:0", "ana", True, expected_version=1)
+    assert store.annotations.get("establishing", "v1:0", "ana").value is False
 
 
 def test_two_concurrent_writers_one_wins_and_no_event_is_lost(store: AnnotationStore) -> None:
-    store.annotate("establishing", "v1:0", "ana", True)
+    store.annotations.annotate("establishing", "v1:0", "ana", True)
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
     def writer(value: bool) -> None:
         barrier.wait()
         try:
-            store.annotate("establishing", "v1:0", "ana", value, expected_version=1)
+            store.annotations.annotate("establishing", "v1:0", "ana", value, expected_version=1)
             outcomes.append("ok")
         except ConflictError:
             outcomes.append("conflict")
@@ -90,9 +90,9 @@ def test_two_concurrent_writers_one_wins_and_no_event_is_lost(store: AnnotationS
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["conflict", "ok"]
-    events = store.events("establishing")
+    events = store.annotations.events("establishing")
     assert len(events) == 2  # the first annotation and the winner's change, nothing else
-    final = store.get_annotation("establishing", "v1:0", "ana")
+    final = store.annotations.get("establishing", "v1:0", "ana")
     assert final.version == 2 and final.value == events[-1].new_value
 
 
@@ -103,7 +103,7 @@ def test_concurrent_first_writes_of_the_same_annotation(store: AnnotationStore) 
     def writer(value: bool) -> None:
         barrier.wait()
         try:
-            store.annotate("establishing", "v9:0", "bo", value, expected_version=0)
+            store.annotations.annotate("establishing", "v9:0", "bo", value, expected_version=0)
             outcomes.append("ok")
         except ConflictError:
             outcomes.append("conflict")
@@ -113,8 +113,8 @@ def test_concurrent_first_writes_of_the_same_annotation(store: AnnotationStore) 
         t.start()
     for t in threads:
         t.join()
-    final = store.get_annotation("establishing", "v9:0", "bo")
-    events = store.events("establishing")
+    final = store.annotations.get("establishing", "v9:0", "bo")
+    events = store.annotations.events("establishing")
     assert final is not None and final.version == len(events) == 1
     # Writers of the winning value are idempotent repeats; the others conflict.
     assert outcomes.count("ok") == 2 and outcomes.count("conflict") == 2
@@ -124,34 +124,34 @@ def test_failure_between_annotation_and_event_leaves_neither(store: AnnotationSt
     def broken_log(session, event):
         raise RuntimeError("disk full while logging")
 
-    monkeypatch.setattr(store, "_append_event", broken_log)
+    monkeypatch.setattr(store.annotations, "_append_event", broken_log)
     with pytest.raises(RuntimeError, match="disk full"):
-        store.annotate("establishing", "v1:0", "ana", True)
+        store.annotations.annotate("establishing", "v1:0", "ana", True)
     monkeypatch.undo()
-    assert store.get_annotation("establishing", "v1:0", "ana") is None
-    assert store.events("establishing") == []
+    assert store.annotations.get("establishing", "v1:0", "ana") is None
+    assert store.annotations.events("establishing") == []
 
 
 def test_consensus_is_the_majority_of_annotators(store: AnnotationStore) -> None:
     for who, value in [("ana", True), ("bo", True), ("cy", False)]:
-        store.annotate("establishing", "v1:0", who, value)
-    store.annotate("establishing", "v1:5", "ana", False)
-    assert store.consensus("establishing") == {"v1:0": True, "v1:5": False}
-    assert store.counts("establishing") == (1, 1)
-    assert {r.annotator for r in store.annotations("establishing", value=True)} == {"ana", "bo"}
+        store.annotations.annotate("establishing", "v1:0", who, value)
+    store.annotations.annotate("establishing", "v1:5", "ana", False)
+    assert store.annotations.consensus("establishing") == {"v1:0": True, "v1:5": False}
+    assert store.annotations.counts("establishing") == (1, 1)
+    assert {r.annotator for r in store.annotations.current("establishing", value=True)} == {"ana", "bo"}
 
 
 def test_users_tokens_and_passwords(store: AnnotationStore) -> None:
-    user, token = store.create_user("ana", "annotator", password="correct horse")
+    user, token = store.users.create("ana", "annotator", password="correct horse")
     assert user.role == "annotator"
-    assert store.user_by_token(token).name == "ana"
-    assert store.user_by_token(token + "x") is None
-    assert store.check_password("ana", "correct horse").name == "ana"
-    assert store.check_password("ana", "wrong") is None
+    assert store.users.by_token(token).name == "ana"
+    assert store.users.by_token(token + "x") is None
+    assert store.users.check_password("ana", "correct horse").name == "ana"
+    assert store.users.check_password("ana", "wrong") is None
     with pytest.raises(ValidationFailed, match="role 'boss' is not one of admin, annotator, viewer"):
-        store.create_user("bo", "boss")
-    new_token = store.reset_token("ana")
-    assert store.user_by_token(token) is None and store.user_by_token(new_token).name == "ana"
+        store.users.create("bo", "boss")
+    new_token = store.users.reset_token("ana")
+    assert store.users.by_token(token) is None and store.users.by_token(new_token).name == "ana"
 
 
 def test_classifier_versions_count_up(store: AnnotationStore) -> None:
@@ -165,15 +165,15 @@ def test_classifier_versions_count_up(store: AnnotationStore) -> None:
         snapshot=[["v1:0", True]],
         snapshot_event_id=7,
     )
-    first = store.save_version("establishing", model_quality=0.7, **common)
-    second = store.save_version("establishing", model_quality=0.8, **common)
+    first = store.versions.save("establishing", model_quality=0.7, **common)
+    second = store.versions.save("establishing", model_quality=0.8, **common)
     assert (first.version, second.version) == (1, 2)
-    assert store.get_version("establishing").model_quality == pytest.approx(0.8)
-    assert store.get_version("establishing", 1).model == b"\x00\x01"
-    store.mark_published("establishing", 1)
-    assert store.get_version("establishing", 1).published_at is not None
+    assert store.versions.get("establishing").model_quality == pytest.approx(0.8)
+    assert store.versions.get("establishing", 1).model == b"\x00\x01"
+    store.versions.mark_published("establishing", 1)
+    assert store.versions.get("establishing", 1).published_at is not None
     with pytest.raises(NotFoundError, match="no version 5"):
-        store.get_version("establishing", 5)
+        store.versions.get("establishing", 5)
 
 
 def test_unreachable_database_is_one_clear_error() -> None:
@@ -182,9 +182,9 @@ def test_unreachable_database_is_one_clear_error() -> None:
 
 
 def test_events_record_who_made_a_change_for_someone_else(store: AnnotationStore) -> None:
-    store.annotate("establishing", "v1:0", "ana", True)
-    store.annotate("establishing", "v1:0", "ana", None, source="undo", actor="admin")
-    first, second = store.events("establishing")
+    store.annotations.annotate("establishing", "v1:0", "ana", True)
+    store.annotations.annotate("establishing", "v1:0", "ana", None, source="undo", actor="admin")
+    first, second = store.annotations.events("establishing")
     assert (first.annotator, first.actor) == ("ana", "ana")
     assert (second.annotator, second.actor, second.source) == ("ana", "admin", "undo")
 
@@ -195,7 +195,7 @@ def test_upgrading_an_old_database_keeps_its_events(database_url: str) -> None:
     from alembic.config import Config
     from sqlalchemy import create_engine, text
 
-    from annotator_core.annotation_store import MIGRATIONS
+    from annotator_core.store import MIGRATIONS
 
     engine = create_engine(database_url)
     cfg = Config()
@@ -221,26 +221,7 @@ def test_upgrading_an_old_database_keeps_its_events(database_url: str) -> None:
     store = AnnotationStore(database_url)
     from alembic.script import ScriptDirectory
 
-    assert store.revision() == ScriptDirectory.from_config(cfg).get_current_head()
-    (event,) = store.events("old")
+    assert store.db.revision() == ScriptDirectory.from_config(cfg).get_current_head()
+    (event,) = store.annotations.events("old")
     assert (event.annotator, event.actor, event.new_value) == ("ana", "ana", True)
-    store.close()
-
-
-def test_job_state_is_shared_through_the_store(store: AnnotationStore) -> None:
-    job = {
-        "id": "j1",
-        "kind": "build",
-        "label": "establishing",
-        "created_by": "ana",
-        "state": "queued",
-        "created_at": 100.0,
-        "progress": 0.0,
-        "result": None,
-    }
-    store.save_job(job)
-    store.save_job({**job, "state": "done", "progress": 1.0, "result": {"version": 3}})
-    store.save_job({**job, "id": "j2", "created_at": 200.0})
-    assert store.get_job("j1") == {**job, "state": "done", "progress": 1.0, "result": {"version": 3}}
-    assert store.get_job("nope") is None
-    assert [j["id"] for j in store.list_jobs()] == ["j2", "j1"]
+    store.db.close()

@@ -87,11 +87,11 @@ def test_encoder_choice_says_why(make_settings, tmp_path: Path) -> None:
 
 
 def test_demo_admin_is_made_once(make_settings) -> None:
-    from annotator_core.annotation_store import AnnotationStore
+    from annotator_core.store import AnnotationStore
 
     settings = make_settings()
     store = AnnotationStore.from_settings(settings)
     name, password, created = ensure_demo_admin(store, settings.data_dir)
-    assert created and store.check_password(name, password) is not None
+    assert created and store.users.check_password(name, password) is not None
     assert ensure_demo_admin(store, settings.data_dir) == (name, password, False)
-    assert store.get_user(name).role == "admin"
+    assert store.users.get(name).role == "admin"

@@ -13,12 +13,12 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
 
-from annotator_core.annotation_store import AnnotationStore
 from annotator_core.classifier import l2_rows
 from annotator_core.errors import NotEnoughAnnotations, ValidationFailed
 from annotator_core.feeds import FEEDS
 from annotator_core.recommend import SOURCES
 from annotator_core.shot_store import ShotStore
+from annotator_core.store import AnnotationStore
 from annotator_core.workspace import LabelWorkspace, Readiness
 
 LABEL = "digit three"
@@ -50,21 +50,21 @@ def corpus(make_settings):
         ]
     )
     annotations = AnnotationStore.from_settings(settings)
-    annotations.create_label(LABEL)
+    annotations.labels.create(LABEL)
     truth = dict(zip(ids, (data.target == 3).tolist(), strict=True))
     return settings, shots, annotations, truth, vectors, ids
 
 
 def _label(annotations, truth, shot_ids, source, annotator="ann"):
     for sid in shot_ids:
-        annotations.annotate(LABEL, sid, annotator, truth[sid], source=source)
+        annotations.annotations.annotate(LABEL, sid, annotator, truth[sid], source=source)
 
 
 def test_build_end_to_end(corpus) -> None:
     settings, shots, annotations, truth, vectors, ids = corpus
     positives = [s for s in ids if truth[s]]
     negatives = [s for s in ids if not truth[s]]
-    ws = LabelWorkspace(LABEL, shots=shots, annotations=annotations, settings=settings)
+    ws = LabelWorkspace(LABEL, shots=shots, store=annotations, settings=settings)
 
     _label(annotations, truth, positives[:7] + negatives[:12], "search")
     assert ws.readiness() == Readiness(7, 12, 3, 0, False)
@@ -103,9 +103,9 @@ def test_build_end_to_end(corpus) -> None:
     rows = [ids.index(item.shot_id) for item in top]
     np.testing.assert_allclose(clf.predict_proba(vectors[rows]), [i.score for i in top], atol=1e-5)
     assert [i.shot_id for i in ws.feed("top_positive")] == [i.shot_id for i in top]
-    saved = annotations.get_version(LABEL, 1)
+    saved = annotations.versions.get(LABEL, 1)
     assert saved.shots_table_version == shots.version() and saved.encoder == "pixels" and saved.dim == 64
-    assert len(saved.snapshot) == 45 and saved.snapshot_event_id == annotations.last_event_id(LABEL)
+    assert len(saved.snapshot) == 45 and saved.snapshot_event_id == annotations.annotations.last_event_id(LABEL)
     with pytest.raises(ValidationFailed, match="unknown feed 'best'"):
         ws.feed("best")
 
@@ -116,13 +116,13 @@ def test_build_end_to_end(corpus) -> None:
     _label(annotations, truth, borderline, "borderline")
     assert [i.labeled for i in ws.feed("borderline", version=1)][:10] == [truth[s] for s in borderline]
 
-    restarted = LabelWorkspace(LABEL, shots=shots, annotations=annotations, settings=settings)
+    restarted = LabelWorkspace(LABEL, shots=shots, store=annotations, settings=settings)
     second = restarted.build()
     assert second.version == 2 and second.n_pos + second.n_neg == 55
     assert second.extra["clustered"] is True and 0 < second.data_diversity <= 1
     gain = second.model_quality - first.model_quality
     assert second.extra["rewards"] == {"borderline": pytest.approx(gain)}
-    state = annotations.recommender_state(LABEL)
+    state = annotations.labels.recommender_state(LABEL)
     assert state["name"] == settings.recommender and state["counts"]["borderline"] == 1
     assert state["steps"] == 1 and state["last_version"] == 2
 
@@ -132,8 +132,8 @@ def test_labels_of_shots_gone_from_the_store_do_not_count(corpus) -> None:
     positives = [s for s in ids if truth[s]]
     negatives = [s for s in ids if not truth[s]]
     _label(annotations, truth, positives[:9] + negatives[:10], "search")
-    annotations.annotate(LABEL, "deleted-video:0", "ann", True, source="search")
-    ws = LabelWorkspace(LABEL, shots=shots, annotations=annotations, settings=settings)
+    annotations.annotations.annotate(LABEL, "deleted-video:0", "ann", True, source="search")
+    ws = LabelWorkspace(LABEL, shots=shots, store=annotations, settings=settings)
     assert ws.readiness().ready
     with pytest.raises(NotEnoughAnnotations, match=r"1 labelled shots are no longer in the shot store"):
         ws.build()

@@ -38,9 +38,9 @@ class Corpus:
 
 def _embed_windows(videos: Path) -> Corpus:
     import decord
+    from pipelines.video import fit_frame
 
     from annotator_core.encoders import load_encoder
-    from pipelines.video import fit_frame
 
     encoder = load_encoder(ENCODER)
     ids, shots, source = [], [], []
@@ -94,18 +94,18 @@ def make_store(data_dir: Path, corpus: Corpus) -> Any:
 
 def add_version(settings: Any, corpus: Corpus, label: str, *, positive: str, C: float = 1.0) -> int:
     """Label every window (positive: from clip ``positive``), train, and save a classifier version."""
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.classifier import train
     from annotator_core.errors import ConflictError
+    from annotator_core.store import AnnotationStore
 
     store = AnnotationStore.from_settings(settings)
     with contextlib.suppress(ConflictError):
-        store.create_label(label)
+        store.labels.create(label)
     y = np.array([s == positive for s in corpus.source])
     for sid, value in zip(corpus.ids, y, strict=True):
-        store.annotate(label, sid, "tester", bool(value), source="import")
+        store.annotations.annotate(label, sid, "tester", bool(value), source="import")
     clf = train(corpus.vectors, y, encoder=ENCODER, C=C)
-    info = store.save_version(
+    info = store.versions.save(
         label,
         model=clf.to_bytes(),
         encoder=ENCODER,
@@ -115,9 +115,9 @@ def add_version(settings: Any, corpus: Corpus, label: str, *, positive: str, C: 
         model_quality=0.9,
         data_diversity=0.5,
         snapshot=[],
-        snapshot_event_id=store.last_event_id(label),
+        snapshot_event_id=store.annotations.last_event_id(label),
     )
-    store.close()
+    store.db.close()
     return info.version
 
 

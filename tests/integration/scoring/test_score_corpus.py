@@ -11,9 +11,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_score_corpus_writes_every_shot_once_and_follows_a_new_version(tmp_path, corpus, monkeypatch):
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.classifier import Classifier
     from annotator_core.shot_store import ShotStore
+    from annotator_core.store import AnnotationStore
     from pipelines.score_corpus import read_scores
     from va_cli.main import cli
 
@@ -31,7 +31,7 @@ def test_score_corpus_writes_every_shot_once_and_follows_a_new_version(tmp_path,
     rows = read_scores(store)
     assert rows.num_rows == 2 * len(corpus.ids)
     annotations = AnnotationStore.from_settings(settings)
-    bikes = Classifier.from_bytes(annotations.get_version("bikes").model)
+    bikes = Classifier.from_bytes(annotations.versions.get("bikes").model)
     got = dict(zip(*read_scores(store, label="bikes").select(["shot_id", "score"]).to_pydict().values(), strict=True))
     np.testing.assert_allclose([got[s] for s in corpus.ids], bikes.predict_proba(corpus.vectors), atol=1e-5)
 

@@ -18,14 +18,14 @@ pytestmark = pytest.mark.slow
 
 
 def classifier(settings, label):
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.classifier import Classifier
+    from annotator_core.store import AnnotationStore
 
     store = AnnotationStore.from_settings(settings)
     try:
-        return Classifier.from_bytes(store.get_version(label).model)
+        return Classifier.from_bytes(store.versions.get(label).model)
     finally:
-        store.close()
+        store.db.close()
 
 
 def probe_vectors(corpus, n_random=20):

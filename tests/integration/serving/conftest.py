@@ -118,8 +118,8 @@ def write_media_video(settings: Any, video: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: Path) -> Iterator[Service]:
     """One running service for these tests (the corpus takes seconds to make); each test uses its own labels."""
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.settings import Settings
+    from annotator_core.store import AnnotationStore
 
     data = tmp_path_factory.mktemp("annotation-service")
     settings = Settings(
@@ -137,8 +137,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: Path) -
     tokens, passwords = {}, {}
     for name, role in (("ada", "admin"), ("ann", "annotator"), ("ben", "annotator"), ("vic", "viewer")):
         passwords[name] = f"{name}-password-1"
-        tokens[name] = store.create_user(name, role, password=passwords[name])[1]
-    store.close()
+        tokens[name] = store.users.create(name, role, password=passwords[name])[1]
+    store.db.close()
 
     with serve_annotation_app(settings) as base_url:
         svc = Service(base_url, settings, tokens, passwords, digit_of, video, media_shots)

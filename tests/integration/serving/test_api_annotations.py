@@ -111,9 +111,9 @@ def test_text_search_with_a_text_tower_ranks_by_the_text_embedding(make_settings
     import httpx
     from va_testing import serve_annotation_app as serve
 
-    from annotator_core.annotation_store import AnnotationStore
     from annotator_core.encoders import l2_normalise, load_encoder
     from annotator_core.shot_store import ShotStore
+    from annotator_core.store import AnnotationStore
 
     settings = make_settings(encoder="tiny-clip")
     encoder = load_encoder("tiny-clip")
@@ -127,7 +127,7 @@ def test_text_search_with_a_text_tower_ranks_by_the_text_embedding(make_settings
         [dict(shot_id=f"v1:{i}", video_id="v1", start_frame=i, end_frame=i + 1, start_s=float(i), end_s=i + 1.0,
               thumbnail=b"", cluster_id=-1, encoder="tiny-clip", vector=v.tolist()) for i, v in enumerate(vectors)]
     )  # fmt: skip
-    token = AnnotationStore.from_settings(settings).create_user("t", "viewer")[1]
+    token = AnnotationStore.from_settings(settings).users.create("t", "viewer")[1]
     expected = np.argsort(-(vectors @ encoder.embed_texts(["a red bicycle"])[0]))[:5]
     with serve(settings) as url:
         got = httpx.get(f"{url}/api/search", params={"q": "a red bicycle", "limit": 5},
