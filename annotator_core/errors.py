@@ -62,3 +62,11 @@ class StoreUnavailable(VAError):
 
     status_code = 503
     code = "store_unavailable"
+
+
+def first_line(exc: BaseException, *, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (native libraries append pages of context)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__

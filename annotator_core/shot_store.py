@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotator_core.errors import DimensionMismatch, NotFoundError, StoreUnavailable
-from annotator_core.records import SHOTS_TABLE, VIDEOS_TABLE, shots_schema, videos_schema
+from annotator_core.records import SCORES_TABLE, SHOTS_TABLE, VIDEOS_TABLE, scores_schema, shots_schema, videos_schema
 
 # Columns a caller normally wants about a shot; the vector and thumbnail are asked for by name.
 SHOT_INFO_COLUMNS = ["shot_id", "video_id", "start_frame", "end_frame", "start_s", "end_s", "cluster_id", "encoder"]
@@ -291,3 +291,25 @@ def _sql_str(value: str) -> str:
 
 def sql_in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN (" + ", ".join(_sql_str(v) for v in values) + ")"
+    # -- scores ----------------------------------------------------------------
+
+    def upsert_scores(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> None:
+        """Merge :class:`~annotator_core.records.ScoreRecord` rows keyed on (shot_id, label): a re-run changes
+        nothing, a new version of a label replaces its rows."""
+        schema = scores_schema()
+        data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
+        if data.num_rows == 0:
+            return
+        if SCORES_TABLE not in self.table_names():
+            self.db.create_table(SCORES_TABLE, schema=schema, exist_ok=True)
+        data = data.select(schema.names).cast(schema)
+        table = self._table(SCORES_TABLE)
+        table.merge_insert(["shot_id", "label"]).when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    def read_scores(self, *, label: str | None = None) -> pa.Table:
+        """The ``scores`` rows, optionally of one label (for analytics and tests)."""
+        table = self._table(SCORES_TABLE)
+        query = table.search()
+        if label is not None:
+            query = query.where(f"label = {_sql_str(label)}")
+        return query.limit(max(1, int(table.count_rows()))).to_arrow()

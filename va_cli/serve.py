@@ -59,10 +59,9 @@ def demo(ctx: click.Context, host: str | None, port: int | None, admin_name: str
     4. starts the annotation service and prints its URL.
     Running it again reuses everything already there.
     """
-    from annotator_core.demo import choose_encoder, ensure_demo_admin, prepare_demo_footage
-
     from annotator_core.shot_store import ShotStore
     from annotator_core.store import AnnotationStore
+    from va_cli.demo import choose_encoder, ensure_demo_admin, prepare_demo_footage
 
     settings = settings_from(ctx, host=host, port=port)
     data_dir = settings.ensure_data_dir()

@@ -1,4 +1,6 @@
-"""CLIP-family encoders through Hugging Face transformers, and the tiny test CLIP built in code.
+"""The CLIP-family encoder through Hugging Face transformers.
+
+Loading one from a folder or the hub is :mod:`.hub`; the tiny test CLIP is :mod:`.tiny_clip`.
 
 ``ClipEncoder`` wraps any model whose class has ``get_image_features`` and
 ``get_text_features`` (CLIP, SigLIP, ...). Frames are preprocessed in torch
@@ -9,30 +11,17 @@ of a shot are L2-normalised and averaged, and the mean is L2-normalised again.
 
 from __future__ import annotations
 
-import logging
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
 from annotator_core.encoders.base import Encoder, l2_normalise
 from annotator_core.errors import EncoderUnavailable
 
-DEFAULT_CLIP = "openai/clip-vit-base-patch32"
-TINY_CLIP_SEED = 0
-TINY_IMAGE_SIZE = 32
-TINY_TEXT_LENGTH = 64
 # Frames per forward pass: large enough to keep a GPU busy, small enough for CPU memory.
 FRAME_BATCH = 64
-
-_OFFLINE_FIX = (
-    "point VA_ENCODER at a local folder `clip:/path/to/clip-vit-base-patch32` "
-    "(made with save_pretrained on a machine with internet) or use `handcrafted`"
-)
 
 
 @dataclass(frozen=True)
@@ -208,175 +197,3 @@ def resolve_device(device: str) -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise EncoderUnavailable(f"device {device!r} is not one of auto, cpu, cuda, cuda:N.")
     return device
-
-
-# -- loading -------------------------------------------------------------------
-
-
-def load_clip(source: str, *, device: str = "auto") -> ClipEncoder:
-    """``source`` is a local folder (from ``save_pretrained``) or a Hugging Face hub id."""
-    name = f"clip:{source}"
-    local = Path(source).expanduser()
-    if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise EncoderUnavailable(
-                f"encoder {name!r}: folder {source!r} has no config.json, so it is not a saved model; {_OFFLINE_FIX}."
-            )
-        return _from_pretrained(str(local), name=name, device=device, local_only=True)
-    if source.startswith(("/", "./", "../", "~")) or local.exists():
-        raise EncoderUnavailable(f"encoder {name!r}: {source!r} is not a folder with a saved model; {_OFFLINE_FIX}.")
-    cached = _hub_cached(source)
-    if not cached:
-        _check_hub_reachable(name)
-    return _from_pretrained(source, name=name, device=device, local_only=cached)
-
-
-def _from_pretrained(source: str, *, name: str, device: str, local_only: bool) -> ClipEncoder:
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
-
-    try:
-        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
-        model = AutoModel.from_pretrained(source, local_files_only=local_only)
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-        with _quiet_transformers():
-            processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError, KeyError) as exc:
-        raise EncoderUnavailable(
-            f"encoder {name!r} could not be loaded ({_first_line(exc)}); {_OFFLINE_FIX}."
-        ) from None
-    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
-        raise EncoderUnavailable(
-            f"encoder {name!r}: {type(model).__name__} has no image and text towers; "
-            "use a CLIP-family model (CLIP, SigLIP) or `handcrafted`."
-        )
-    # SigLIP was trained on texts padded to the full length; CLIP on the longest in the batch.
-    siglip = "siglip" in str(getattr(config, "model_type", ""))
-    max_len = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
-    return ClipEncoder(
-        name=name,
-        model=model,
-        tokenizer=tokenizer,
-        preprocess=Preprocess.from_processor(processor),
-        device=device,
-        text_padding="max_length" if siglip else True,
-        text_max_length=max_len,
-    )
-
-
-def _hub_cached(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:  # an id that is not a valid repo id is simply not cached
-        return False
-    return isinstance(found, str)
-
-
-def _check_hub_reachable(name: str) -> None:
-    """Fail in seconds, not minutes of retries, when the hub cannot be reached."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        raise EncoderUnavailable(
-            f"encoder {name!r} is a hub id that is not in the local cache and HF_HUB_OFFLINE is set; {_OFFLINE_FIX}."
-        )
-    endpoint = urlparse(constants.ENDPOINT)
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=3):
-            pass
-    except OSError as exc:
-        raise EncoderUnavailable(
-            f"encoder {name!r} is a hub id and {constants.ENDPOINT} cannot be reached ({exc}); {_OFFLINE_FIX}."
-        ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-class _quiet_transformers:
-    """Silence transformers' notice that torchvision is missing (the PIL processor's numbers are the same)."""
-
-    def __enter__(self) -> None:
-        self._logger = logging.getLogger("transformers")
-        self._level = self._logger.level
-        self._logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc: object) -> None:
-        self._logger.setLevel(self._level)
-
-
-# -- the tiny CLIP for tests -----------------------------------------------------
-
-
-def tiny_tokenizer(max_length: int = TINY_TEXT_LENGTH) -> Any:
-    """A byte-level tokenizer built in code: 256 byte symbols, then <pad>, <bos>, <eos>; no hub."""
-    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
-    from tokenizers.models import BPE
-    from transformers import PreTrainedTokenizerFast
-
-    # Specials last, so <eos> has the highest id: CLIP pools the text at the first <eos>, and
-    # an eos id of 2 would switch transformers to its legacy "argmax of the ids" pooling.
-    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    for special in ("<pad>", "<bos>", "<eos>"):
-        vocab[special] = len(vocab)
-    core = Tokenizer(BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        model_max_length=max_length,
-    )
-
-
-def load_tiny_clip(*, device: str = "auto") -> ClipEncoder:
-    """A randomly initialised 32-d CLIP with fixed weights (torch seed), for tests: the real code path."""
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
-
-    tokenizer = tiny_tokenizer()
-    config = CLIPConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": TINY_TEXT_LENGTH,
-            "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": TINY_IMAGE_SIZE,
-            "patch_size": 8,
-        },
-        projection_dim=32,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_CLIP_SEED)
-        model = CLIPModel(config)
-    processor = CLIPImageProcessorPil(
-        size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
-    )
-    return ClipEncoder(
-        name="tiny-clip",
-        model=model,
-        tokenizer=tokenizer,
-        preprocess=Preprocess.from_processor(processor),
-        device=device,
-        text_max_length=TINY_TEXT_LENGTH,
-    )

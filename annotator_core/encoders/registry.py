@@ -1,55 +1,113 @@
 """Encoder specs -> encoders: ``clip:<hub id or local folder>``, ``tiny-clip``, ``handcrafted``.
 
-An unknown spec, or a model that cannot be loaded, raises EncoderUnavailable
-with the fix; there is never a silent fallback to another encoder.
+Every kind of encoder is one :class:`EncoderKind` entry in :data:`ENCODERS`; adding an
+encoder is adding an entry. An unknown spec, or a model that cannot be loaded, raises
+EncoderUnavailable with the fix; there is never a silent fallback to another encoder.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from annotator_core.encoders.base import Encoder
 from annotator_core.errors import EncoderUnavailable
 
-SPECS = {
-    "clip:<hub id or local folder>": "a CLIP-family model through transformers (CLIP, SigLIP); "
-    "the production encoder, e.g. clip:openai/clip-vit-base-patch32 or clip:/models/clip-vit-base-patch32",
-    "tiny-clip": "a tiny randomly initialised CLIP with fixed weights, for tests (no download)",
-    "handcrafted": "colour layout, colour histograms, edge and optical-flow motion statistics; "
-    "no weights, no text search",
-}
+
+@dataclass(frozen=True)
+class EncoderKind:
+    """One kind of encoder: the spec form it answers to, one line of help, and how to load it."""
+
+    form: str  # as shown to users: an exact name, or "prefix:<argument>"
+    help: str
+    has_text: bool
+    load: Callable[[str, str], Encoder]  # (the spec's argument after the prefix, device) -> encoder
+
+    @property
+    def prefix(self) -> str | None:
+        """``"clip:"`` for a form ``clip:<...>``; None for an exact name."""
+        return self.form.split("<", 1)[0] if "<" in self.form else None
+
+    def argument(self, spec: str) -> str | None:
+        """What follows the prefix when ``spec`` is of this kind (``""`` for an exact name), else None."""
+        if self.prefix is None:
+            return "" if spec == self.form else None
+        return spec[len(self.prefix) :].strip() if spec.startswith(self.prefix) else None
+
+
+def _handcrafted(argument: str, device: str) -> Encoder:
+    from annotator_core.encoders.handcrafted import HandcraftedEncoder
+
+    return HandcraftedEncoder()
+
+
+def _tiny_clip(argument: str, device: str) -> Encoder:
+    from annotator_core.encoders.tiny_clip import load_tiny_clip
+
+    return load_tiny_clip(device=device)
+
+
+def _clip(argument: str, device: str) -> Encoder:
+    if not argument:
+        raise EncoderUnavailable(
+            "encoder spec 'clip:' names no model; use clip:<hub id or local folder>, "
+            "e.g. clip:openai/clip-vit-base-patch32."
+        )
+    from annotator_core.encoders.hub import load_clip
+
+    return load_clip(argument, device=device)
+
+
+ENCODERS = (
+    EncoderKind(
+        "clip:<hub id or local folder>",
+        "a CLIP-family model through transformers (CLIP, SigLIP); the production encoder, "
+        "e.g. clip:openai/clip-vit-base-patch32 or clip:/models/clip-vit-base-patch32",
+        has_text=True,
+        load=_clip,
+    ),
+    EncoderKind(
+        "tiny-clip",
+        "a tiny randomly initialised CLIP with fixed weights, for tests (no download)",
+        has_text=True,
+        load=_tiny_clip,
+    ),
+    EncoderKind(
+        "handcrafted",
+        "colour layout, colour histograms, edge and optical-flow motion statistics; no weights, no text search",
+        has_text=False,
+        load=_handcrafted,
+    ),
+)
+
+
+def _kind_of(spec: str) -> tuple[EncoderKind, str] | None:
+    for kind in ENCODERS:
+        argument = kind.argument(spec)
+        if argument is not None:
+            return kind, argument
+    return None
 
 
 def available_encoder_specs() -> dict[str, str]:
     """The spec forms ``load_encoder`` accepts, each with one line on what it is."""
-    return dict(SPECS)
+    return {kind.form: kind.help for kind in ENCODERS}
 
 
 def spec_has_text(spec: str | None) -> bool:
     """Whether the encoder a spec names has a text tower, without loading it."""
-    spec = (spec or "").strip()
-    return spec == "tiny-clip" or spec.startswith("clip:")
+    found = _kind_of((spec or "").strip())
+    return found is not None and found[0].has_text
 
 
 def load_encoder(spec: str, *, device: str = "auto") -> Encoder:
     """Build the encoder named by ``spec`` on ``device`` (auto, cpu, cuda, cuda:N)."""
     spec = (spec or "").strip()
-    if spec == "handcrafted":
-        from annotator_core.encoders.handcrafted import HandcraftedEncoder
-
-        return HandcraftedEncoder()
-    if spec == "tiny-clip":
-        from annotator_core.encoders.clip import load_tiny_clip
-
-        return load_tiny_clip(device=device)
-    if spec.startswith("clip:"):
-        source = spec[len("clip:") :].strip()
-        if not source:
-            raise EncoderUnavailable(
-                "encoder spec 'clip:' names no model; use clip:<hub id or local folder>, "
-                "e.g. clip:openai/clip-vit-base-patch32."
-            )
-        from annotator_core.encoders.clip import load_clip
-
-        return load_clip(source, device=device)
-    raise EncoderUnavailable(
-        f"unknown encoder spec {spec!r}; expected one of: {', '.join(SPECS)} (set VA_ENCODER or --encoder)."
-    )
+    found = _kind_of(spec)
+    if found is None:
+        raise EncoderUnavailable(
+            f"unknown encoder spec {spec!r}; expected one of: {', '.join(k.form for k in ENCODERS)} "
+            "(set VA_ENCODER or --encoder)."
+        )
+    kind, argument = found
+    return kind.load(argument, device)

@@ -1,8 +1,8 @@
 """An uploaded clip as shots and shot embeddings, made exactly the way ingest makes them.
 
-Probe, shot detection, frame sampling and resizing are ingest's own functions
-(:func:`pipelines.video.probe`, :func:`pipelines.video.decode_shots`, with the
-shot-detection settings in effect), so a clip scored here gets the vectors
+Probe, shot detection, frame sampling and resizing are the functions ingest uses
+(:func:`annotator_core.media.probe.probe`, :func:`annotator_core.media.decode.decode_shots`,
+with the shot-detection settings in effect), so a clip scored here gets the vectors
 ingest would store for it. Only the limits differ: the scoring service's
 ``max_clip_duration_s``.
 """
@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from annotator_core.media.decode import DecodeStats, decode_shots
+from annotator_core.media.probe import VideoRefused, probe
+from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
 from serving.http_errors import ApiError
 
@@ -37,17 +41,9 @@ class EmbeddedClip:
 
 def embed_clip(path: Path, encoder: Any, *, settings: Settings) -> EmbeddedClip:
     """Shots of the clip at ``path`` and one ``encoder`` vector per shot; ApiError for a refused clip."""
-    from pipelines.shots import DetectorConfig
-    from pipelines.video import DecodeStats, SampleOptions, VideoRefused, decode_shots, probe
-
     try:
         info = probe(str(path), max_duration_s=settings.max_clip_duration_s, max_pixels=settings.max_video_pixels)
-        options = SampleOptions(
-            frame_size=tuple(encoder.frame_size),  # type: ignore[arg-type]
-            frames_per_shot=settings.frames_per_shot,
-            thumbnail_width=settings.thumbnail_width,
-            detector=DetectorConfig.from_settings(settings),
-        )
+        options = SampleOptions.from_settings(settings, frame_size=encoder.frame_size)
         samples = list(decode_shots(str(path), info, options, DecodeStats()))
     except VideoRefused as exc:
         too_long = str(exc).startswith("too long")

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from annotator_core.errors import NotFoundError
+
+from annotator_core.errors import NotFoundError, first_line
+from annotator_core.onnx_session import fused_session, onnx_session
 from annotator_core.settings import Settings
 from serving.http_errors import ApiError
 from serving.model_store import CLASSIFIER_FILE, MODEL_FILE, VA_LABEL_KEY
@@ -76,13 +78,11 @@ class ModelGroup:
     """Every served label of one encoder in one ONNX Runtime session."""
 
     def __init__(self, encoder: str, dim: int, models: Sequence[ServedModel], *, threads: int = 1) -> None:
-        from annotator_core.export import to_onnx
-
         self.encoder = encoder
         self.dim = dim
         self.labels = [m.label for m in models]
         self.column = {label: j for j, label in enumerate(self.labels)}
-        self.session = _session(to_onnx({m.label: m.classifier for m in models}), threads=threads)
+        self.session = fused_session({m.label: m.classifier for m in models}, threads=threads)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """float32 [N, n_labels] for a checked float32 [N, dim] matrix."""
@@ -341,11 +341,11 @@ def _load_model(model: Any, label: str) -> ServedModel:
         raise fail(f"a model file is missing or unreadable ({exc}); publish the label again") from None
     try:
         described = onnx_metadata(graph)
-        session = _session(graph, threads=1)
+        session = onnx_session(graph, threads=1)
         classifier = Classifier.from_bytes(coefficients)
     except Exception as exc:  # onnx / onnxruntime raise their own error types for corrupt graphs
         raise fail(
-            f"{MODEL_FILE} or {CLASSIFIER_FILE} is corrupt ({_first_line(exc)}); publish the label again"
+            f"{MODEL_FILE} or {CLASSIFIER_FILE} is corrupt ({first_line(exc)}); publish the label again"
         ) from None
     if described["labels"] != [label]:
         raise fail(f"{MODEL_FILE} scores {described['labels']}, not [{label!r}]")
@@ -381,27 +381,9 @@ def _check_fused(group: ModelGroup, models: Sequence[ServedModel]) -> None:
             raise RuntimeError(f"fused graph column {served.label!r} differs by {worst:.2e}; this is a bug")
 
 
-def _session(graph: bytes, *, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    # One request is microseconds of work: a thread pool's hand-offs and spinning cost more than they save.
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
-
-
 def _probe(dim: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.standard_normal((32, dim)).astype(np.float32)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def _summary(s: ServingSet) -> tuple[Any, ...]:

@@ -39,7 +39,7 @@ class Served:
 @pytest.fixture(scope="session")
 def demo_footage(sample_videos_dir: Path) -> list[Path]:
     """The demo corpus's videos (the sample clips plus ffmpeg composites with known cuts), made once and cached."""
-    from annotator_core.demo import SAMPLE_CLIPS, prepare_demo_footage
+    from va_cli.demo import SAMPLE_CLIPS, prepare_demo_footage
 
     folder = CACHE / "demo-footage"
     (folder / "clips").mkdir(parents=True, exist_ok=True)
@@ -81,9 +81,9 @@ def _tiny_clip_corpus(settings: object, videos: list[Path]) -> int:
 
     import decord
     import numpy as np
-    from pipelines.video import fit_frame, jpeg_thumbnail
 
     from annotator_core.encoders import load_encoder
+    from annotator_core.media.sampling import fit_frame, jpeg_thumbnail
     from annotator_core.shot_store import ShotStore
 
     encoder = load_encoder("tiny-clip", device="cpu")

@@ -162,8 +162,9 @@ def test_ingest_writes_to_s3_and_the_services_and_corpus_scoring_read_there(
 
     from annotator_core.classifier import train
     from annotator_core.store import AnnotationStore
-    from pipelines.score_corpus import read_scores, run_score_corpus
+    from pipelines.score_corpus import run_score_corpus
     from serving.model_store import publish
+    from va_cli.published import published_models
 
     vectors = store.vectors()
     moving = np.arange(len(vectors)) % 2 == 0
@@ -177,10 +178,10 @@ def test_ingest_writes_to_s3_and_the_services_and_corpus_scoring_read_there(
     )  # fmt: skip
     publish("moving", settings=settings)
     try:
-        run_score_corpus(["moving"], settings=settings)
+        run_score_corpus(published_models(settings, ["moving"]), settings=settings)
     finally:
         ray.shutdown()
-    scores = read_scores(store, label="moving").to_pydict()
+    scores = store.read_scores(label="moving").to_pydict()
     expected = dict(zip(vectors.ids.tolist(), classifier.predict_proba(vectors.matrix).tolist(), strict=True))
     assert sorted(scores["shot_id"]) == sorted(expected)
     for shot, score in zip(scores["shot_id"], scores["score"], strict=True):

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from annotator_core.demo import (
+from va_cli.demo import (
     FPS,
     MOTIONS,
     SAMPLE_CLIPS,

@@ -38,7 +38,7 @@ def ray_local() -> Iterator[None]:
     """One local Ray for the whole session: starting Ray takes seconds, so the pipeline tests share it."""
     import ray
 
-    from pipelines.ingest import start_ray
+    from pipelines.ray_session import start_ray
 
     if ray.is_initialized():
         yield

@@ -10,9 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from annotator_core.media.decode import DecodeStats, decode_shots
+from annotator_core.media.probe import VideoRefused, probe
+from annotator_core.media.sampling import SampleOptions
+from annotator_core.media.shots import DetectorConfig
 from pipelines.catalog import fingerprint, list_videos
-from pipelines.shots import DetectorConfig
-from pipelines.video import DecodeStats, SampleOptions, VideoRefused, decode_shots, probe
 
 LIMITS = {"max_duration_s": 3600.0, "max_pixels": 3840 * 2160}
 

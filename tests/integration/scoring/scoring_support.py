@@ -38,9 +38,9 @@ class Corpus:
 
 def _embed_windows(videos: Path) -> Corpus:
     import decord
-    from pipelines.video import fit_frame
 
     from annotator_core.encoders import load_encoder
+    from annotator_core.media.sampling import fit_frame
 
     encoder = load_encoder(ENCODER)
     ids, shots, source = [], [], []

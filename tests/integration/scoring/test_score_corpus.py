@@ -14,7 +14,6 @@ def test_score_corpus_writes_every_shot_once_and_follows_a_new_version(tmp_path,
     from annotator_core.classifier import Classifier
     from annotator_core.shot_store import ShotStore
     from annotator_core.store import AnnotationStore
-    from pipelines.score_corpus import read_scores
     from va_cli.main import cli
 
     settings = make_store(tmp_path / "va-data", corpus)
@@ -28,21 +27,21 @@ def test_score_corpus_writes_every_shot_once_and_follows_a_new_version(tmp_path,
     result = runner.invoke(cli, ["score-corpus", "--json"])
     assert result.exit_code == 0, result.output
     store = ShotStore.from_settings(settings)
-    rows = read_scores(store)
+    rows = store.read_scores()
     assert rows.num_rows == 2 * len(corpus.ids)
     annotations = AnnotationStore.from_settings(settings)
     bikes = Classifier.from_bytes(annotations.versions.get("bikes").model)
-    got = dict(zip(*read_scores(store, label="bikes").select(["shot_id", "score"]).to_pydict().values(), strict=True))
+    got = dict(zip(*store.read_scores(label="bikes").select(["shot_id", "score"]).to_pydict().values(), strict=True))
     np.testing.assert_allclose([got[s] for s in corpus.ids], bikes.predict_proba(corpus.vectors), atol=1e-5)
 
     # A re-run adds nothing; a newly published version replaces only its label's rows.
     assert runner.invoke(cli, ["score-corpus", "bikes"]).exit_code == 0
-    assert read_scores(store).num_rows == 2 * len(corpus.ids)
+    assert store.read_scores().num_rows == 2 * len(corpus.ids)
     add_version(settings, corpus, "bikes", positive="bikes", C=0.05)
     assert runner.invoke(cli, ["publish", "bikes"]).exit_code == 0
     result = runner.invoke(cli, ["score-corpus", "bikes"])
     assert result.exit_code == 0, result.output
-    rows = read_scores(store)
+    rows = store.read_scores()
     assert rows.num_rows == 2 * len(corpus.ids)
     versions = {
         (lbl, v) for lbl, v in zip(rows.column("label").to_pylist(), rows.column("version").to_pylist(), strict=True)

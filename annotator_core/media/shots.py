@@ -15,6 +15,8 @@ from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode, Thresh
 from scenedetect.detector import SceneDetector
 from scenedetect.scene_manager import DEFAULT_MIN_WIDTH, compute_downscale_factor
 
+from annotator_core.settings import Settings
+
 # Each detector's own default threshold, used when the setting is 0.
 DEFAULT_THRESHOLDS = {"adaptive": 3.0, "content": 27.0, "threshold": 12.0}
 
@@ -29,12 +31,12 @@ class DetectorConfig:
     downscale: int = 0  # 0: pick from the frame width as PySceneDetect does
 
     @classmethod
-    def from_settings(cls, settings: object) -> DetectorConfig:
+    def from_settings(cls, settings: Settings) -> DetectorConfig:
         return cls(
-            detector=settings.shot_detector,  # type: ignore[attr-defined]
-            threshold=settings.detector_threshold,  # type: ignore[attr-defined]
-            min_shot_frames=settings.min_shot_frames,  # type: ignore[attr-defined]
-            downscale=settings.detect_downscale,  # type: ignore[attr-defined]
+            detector=settings.shot_detector,
+            threshold=settings.detector_threshold,
+            min_shot_frames=settings.min_shot_frames,
+            downscale=settings.detect_downscale,
         )
 
 

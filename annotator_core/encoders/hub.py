@@ -1,0 +1,112 @@
+"""A CLIP-family encoder from a local folder (``save_pretrained``) or the Hugging Face hub.
+
+A hub id that is not in the local cache is only tried when the hub answers within
+seconds; offline machines get the fix (a local folder, or ``handcrafted``) instead of
+minutes of retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from annotator_core.encoders.clip import ClipEncoder, Preprocess
+from annotator_core.errors import EncoderUnavailable, first_line
+
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+
+_OFFLINE_FIX = (
+    "point VA_ENCODER at a local folder `clip:/path/to/clip-vit-base-patch32` "
+    "(made with save_pretrained on a machine with internet) or use `handcrafted`"
+)
+
+
+def load_clip(source: str, *, device: str = "auto") -> ClipEncoder:
+    """``source`` is a local folder (from ``save_pretrained``) or a Hugging Face hub id."""
+    name = f"clip:{source}"
+    local = Path(source).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise EncoderUnavailable(
+                f"encoder {name!r}: folder {source!r} has no config.json, so it is not a saved model; {_OFFLINE_FIX}."
+            )
+        return _from_pretrained(str(local), name=name, device=device, local_only=True)
+    if source.startswith(("/", "./", "../", "~")) or local.exists():
+        raise EncoderUnavailable(f"encoder {name!r}: {source!r} is not a folder with a saved model; {_OFFLINE_FIX}.")
+    cached = _hub_cached(source)
+    if not cached:
+        _check_hub_reachable(name)
+    return _from_pretrained(source, name=name, device=device, local_only=cached)
+
+
+def _from_pretrained(source: str, *, name: str, device: str, local_only: bool) -> ClipEncoder:
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        model = AutoModel.from_pretrained(source, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        with _quiet_transformers():
+            processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError, KeyError) as exc:
+        raise EncoderUnavailable(f"encoder {name!r} could not be loaded ({first_line(exc)}); {_OFFLINE_FIX}.") from None
+    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
+        raise EncoderUnavailable(
+            f"encoder {name!r}: {type(model).__name__} has no image and text towers; "
+            "use a CLIP-family model (CLIP, SigLIP) or `handcrafted`."
+        )
+    # SigLIP was trained on texts padded to the full length; CLIP on the longest in the batch.
+    siglip = "siglip" in str(getattr(config, "model_type", ""))
+    max_len = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
+    return ClipEncoder(
+        name=name,
+        model=model,
+        tokenizer=tokenizer,
+        preprocess=Preprocess.from_processor(processor),
+        device=device,
+        text_padding="max_length" if siglip else True,
+        text_max_length=max_len,
+    )
+
+
+def _hub_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an id that is not a valid repo id is simply not cached
+        return False
+    return isinstance(found, str)
+
+
+def _check_hub_reachable(name: str) -> None:
+    """Fail in seconds, not minutes of retries, when the hub cannot be reached."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise EncoderUnavailable(
+            f"encoder {name!r} is a hub id that is not in the local cache and HF_HUB_OFFLINE is set; {_OFFLINE_FIX}."
+        )
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=3):
+            pass
+    except OSError as exc:
+        raise EncoderUnavailable(
+            f"encoder {name!r} is a hub id and {constants.ENDPOINT} cannot be reached ({exc}); {_OFFLINE_FIX}."
+        ) from None
+
+
+class _quiet_transformers:
+    """Silence transformers' notice that torchvision is missing (the PIL processor's numbers are the same)."""
+
+    def __enter__(self) -> None:
+        self._logger = logging.getLogger("transformers")
+        self._level = self._logger.level
+        self._logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.setLevel(self._level)
