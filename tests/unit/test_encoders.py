@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from va_testing import reserved_port
 
 from annotator_core.encoders import available_encoder_specs, load_encoder
 from annotator_core.errors import EncoderUnavailable
@@ -70,13 +70,11 @@ def test_offline_hub_id_fails_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> N
 def test_unreachable_hub_fails_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub import constants
 
-    with socket.socket() as sock:  # a port nothing listens on: connection refused at once
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    with pytest.raises(EncoderUnavailable, match=r"cannot be reached.*clip:/path/to/clip-vit-base-patch32"):
-        load_encoder("clip:someone/some-clip-model")
+    with reserved_port() as port:  # bound and never listening: connections are refused at once, and it stays ours
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+        with pytest.raises(EncoderUnavailable, match=r"cannot be reached.*clip:/path/to/clip-vit-base-patch32"):
+            load_encoder("clip:someone/some-clip-model")
 
 
 def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
