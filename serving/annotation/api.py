@@ -14,8 +14,8 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from annotator_core.errors import NotFoundError
-from annotator_core.shot_store import sql_in
+from annotator_core.errors import DimensionMismatch, NotFoundError
+from annotator_core.shot_store import SearchHit, sql_in
 from serving.annotation.auth import Principal, annotator, viewer
 from serving.annotation.context import ServiceContext, context
 from serving.annotation.inputs import LabelName, check_shot_id, require_shot
@@ -110,15 +110,7 @@ def search(
         raise ApiError(422, "invalid", "give either q (text) or like (a shot id), not both.", field="like")
     if label is not None:
         ctx.store.labels.get(label)
-    video_ids: list[str] | None = None
-    if video is not None:
-        if "'" in video or "/" in video:
-            raise ApiError(422, "invalid", f"video {video!r} is not a video id.", field="video")
-        video_ids = [video]
-    if title is not None:
-        wanted = title.lower()
-        matched = [vid for vid, t in ctx.video_titles().items() if wanted in t.lower()]
-        video_ids = [v for v in matched if video_ids is None or v in video_ids]
+    video_ids = _video_ids(ctx, video, title)
     if video_ids is not None and not video_ids:
         return {"mode": "none", "results": []}
     where = sql_in("video_id", video_ids) if video_ids is not None else None
@@ -139,10 +131,9 @@ def search(
     elif like:
         check_shot_id(like, field="like")
         try:
-            vector = np.asarray(ctx.shots.get_shot(like, columns=["shot_id", "vector"])["vector"], dtype=np.float32)
+            hits = ctx.shots.search_like(like, k=limit, where=where)
         except NotFoundError as exc:
             raise ApiError(404, "not_found", str(exc), field="like") from None
-        hits = [h for h in ctx.shots.search(vector, k=limit + 1, where=where) if h.shot_id != like][:limit]
         mode = "like"
     elif video_ids is not None:
         results = []
@@ -164,11 +155,61 @@ def search(
         return _search_out(ctx, "video", results, label, caller)
     else:
         raise ApiError(422, "invalid", "say what to search: q (text), like (a shot id), video or title.", field="q")
-    results = [
+    return _search_out(ctx, mode, _hits_out(hits), label, caller)
+
+
+class VectorSearch(_Body):
+    vector: list[float] = Field(min_length=1, max_length=4096, description="an embedding as wide as the shots'")
+    limit: int = Field(50, ge=1)
+    video: str | None = Field(None, max_length=200, description="only shots of this video id")
+    title: str | None = Field(None, min_length=1, max_length=200, description="only videos whose title has this")
+    label: str | None = Field(None, max_length=100, description="include your annotation for this label")
+
+
+@router.post("/api/search/vector")
+def search_by_vector(body: VectorSearch, request: Request, caller: Principal = Depends(viewer)) -> dict[str, Any]:
+    """Search by vector: the shots nearest an embedding made elsewhere (same encoder as the shots)."""
+    ctx = context(request)
+    if body.limit > ctx.settings.search_limit:
+        raise ApiError(
+            422, "invalid", f"limit {body.limit} is above VA_SEARCH_LIMIT={ctx.settings.search_limit}.", field="limit"
+        )
+    if body.label is not None:
+        ctx.store.labels.get(body.label)
+    video_ids = _video_ids(ctx, body.video, body.title)
+    if video_ids is not None and not video_ids:
+        return {"mode": "none", "results": []}
+    where = sql_in("video_id", video_ids) if video_ids is not None else None
+    vector = np.asarray(body.vector, dtype=np.float32)
+    if not np.isfinite(vector).all() or not np.any(vector):
+        message = f"vector must be finite numbers, not all zero (cosine needs a direction); got {body.vector[:8]}..."
+        raise ApiError(422, "invalid", message, field="vector")
+    try:
+        hits = ctx.shots.search(vector, k=body.limit, where=where)
+    except DimensionMismatch as exc:
+        raise ApiError(422, "invalid", str(exc), field="vector") from None
+    return _search_out(ctx, "vector", _hits_out(hits), body.label, caller)
+
+
+def _video_ids(ctx: ServiceContext, video: str | None, title: str | None) -> list[str] | None:
+    """The videos a search is limited to (None: all of them), from a video id and a title fragment."""
+    video_ids: list[str] | None = None
+    if video is not None:
+        if "'" in video or "/" in video:
+            raise ApiError(422, "invalid", f"video {video!r} is not a video id.", field="video")
+        video_ids = [video]
+    if title is not None:
+        wanted = title.lower()
+        matched = [vid for vid, t in ctx.video_titles().items() if wanted in t.lower()]
+        video_ids = [v for v in matched if video_ids is None or v in video_ids]
+    return video_ids
+
+
+def _hits_out(hits: list[SearchHit]) -> list[dict[str, Any]]:
+    return [
         {"shot_id": h.shot_id, "video_id": h.video_id, "start_s": h.start_s, "end_s": h.end_s, "score": h.score}
         for h in hits
     ]
-    return _search_out(ctx, mode, results, label, caller)
 
 
 def _search_out(

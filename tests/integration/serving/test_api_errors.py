@@ -30,6 +30,8 @@ BAD_REQUESTS = [
     ("GET", "/api/search?q=", {}, 422, "invalid", "q"),
     ("GET", "/api/search?video=a'b", {}, 422, "invalid", "video"),
     ("GET", "/api/search?video=digits00&label=nope", {}, 404, "not_found", None),
+    ("POST", "/api/search/vector", {"json": {"vector": [0.5, 0.5]}}, 422, "invalid", "vector"),
+    ("POST", "/api/search/vector", {"json": {"vector": "x"}}, 422, "invalid", "vector"),
     ("POST", "/api/labels", {"json": {}}, 422, "invalid", "name"),
     ("POST", "/api/labels", {"content": b"{not json", "headers": {"content-type": "application/json"}},
      422, "invalid", None),
