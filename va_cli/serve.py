@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from annotator_core.errors import ConfigError
+from annotator_core.settings import Settings
 from va_cli.main import settings_from
 
 
@@ -27,7 +31,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         if config:
             os.environ["VA_CONFIG"] = str(config)
         uvicorn.run(
-            "serving.annotation.app:app_from_environment",
+            "va_cli.serve:app_from_environment",
             factory=True,
             host=settings.host,
             port=settings.port,
@@ -35,9 +39,56 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
             log_level="info",
         )
         return
+    uvicorn.run(app_for(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+def app_for(settings: Settings) -> Any:
+    """One worker's annotation app; with ``VA_CORPUS_RAY_SHARDS`` its builds score the corpus on Ray actors."""
     from serving.annotation.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    app = create_app(settings)
+    if settings.corpus_ray_shards:
+        use_ray_shards(app.state.ctx.shots, settings)
+    return app
+
+
+def app_from_environment() -> Any:
+    """Factory for ``uvicorn --factory va_cli.serve:app_from_environment`` (each of several workers)."""
+    from annotator_core.settings import load_settings
+
+    return app_for(load_settings())
+
+
+def use_ray_shards(shots: Any, settings: Settings) -> None:
+    """Builds over ``shots`` send the corpus scan to ``corpus_ray_shards`` Ray actors (each maps N/K rows).
+
+    The serving package cannot import Ray (DESIGN.md); the CLI, which may, hands the shot store a
+    scorer whose shards are actors, and every build through that store uses it.
+    """
+    from annotator_core.corpus.scorer import MappedScorer
+    from pipelines.corpus_shards import RayShards
+    from pipelines.ray_session import start_ray
+
+    if settings.workers > 1 and not settings.ray_address:
+        raise ConfigError(
+            f"VA_CORPUS_RAY_SHARDS={settings.corpus_ray_shards} with VA_WORKERS={settings.workers} needs "
+            "VA_RAY_ADDRESS (a running Ray cluster the workers share); set it, or use one worker."
+        )
+    start_ray(settings.ray_address or None)
+    runner = RayShards(
+        settings.resolved_corpus_dir,
+        shards=settings.corpus_ray_shards,
+        prune=settings.corpus_prune,
+        max_candidates=settings.corpus_max_candidates,
+    )
+    scorer = MappedScorer(
+        shots,
+        settings.resolved_corpus_dir,
+        runner=runner,
+        partitions=settings.corpus_partitions,
+        max_candidates=settings.corpus_max_candidates,
+    )
+    shots.shared("corpus-scorer", lambda: scorer)
 
 
 @click.command()

@@ -315,3 +315,15 @@ class AutoScorer:
     def view(self) -> CorpusView:
         small = self.shots.counts().get("shots", 0) < self.threshold
         return self.memory.view() if small else self.mapped.view()
+
+
+def prepare_corpus(shots: ShotStore, settings: Any) -> Corpus | None:
+    """Bring the compressed corpus up to the shots table where builds will use it (called at the end of ingest).
+
+    Ingest is where the data already streams, so the first build after it does not pay for the corpus.
+    """
+    if settings.corpus_scorer == "memory" or not shots.has_shots():
+        return None
+    if settings.corpus_scorer == "auto" and shots.counts().get("shots", 0) < settings.corpus_mapped_from:
+        return None
+    return sync_corpus(shots, settings.resolved_corpus_dir, partitions=settings.corpus_partitions)
