@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+# The first test's setup ingests the demo footage with Ray: 198 s of setup and 38 s of test measured at load 10-24
+# on 2 cores, too close to 300 s.
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
 LABEL = "street-scenes"
 FEEDS = ("top_positive", "top_negative", "borderline", "random")
