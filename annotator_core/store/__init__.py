@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from annotator_core.db import Annotation, AnnotationEvent, ClassifierVersion, Label, User
-from annotator_core.store.annotations import AnnotationLog, AnnotationRow, EventRow
+from annotator_core.store.annotations import AnnotationLog, AnnotationRow, BulkOutcome, EventRow
 from annotator_core.store.database import MIGRATIONS, Database
 from annotator_core.store.labels import LabelInfo, LabelStore
 from annotator_core.store.users import ROLES, UserInfo, UserStore
@@ -30,6 +30,7 @@ __all__ = [
     "AnnotationLog",
     "AnnotationRow",
     "AnnotationStore",
+    "BulkOutcome",
     "Database",
     "EventRow",
     "LabelInfo",

@@ -9,9 +9,10 @@ An annotation and its event commit in one transaction or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,11 +20,18 @@ from sqlalchemy.orm import Session
 
 from annotator_core.db import Annotation, AnnotationEvent, utcnow
 from annotator_core.errors import ConflictError, ValidationFailed
-from annotator_core.store.database import Database
+from annotator_core.store.batches import (
+    INSERT_ANNOTATION,
+    INSERT_EVENT,
+    UPDATE_ANNOTATION,
+    BulkPlan,
+    checked_items,
+    executemany,
+    stamp,
+    stored_states,
+)
+from annotator_core.store.database import IN_CHUNK, Database
 from annotator_core.store.labels import label_by_name
-
-# Shot ids per ``IN (…)`` query: well under SQLite's and PostgreSQL's bound-parameter limits.
-IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,14 @@ class EventRow:
     version: int
     at: datetime
     actor: str  # who made the change (the annotator, or e.g. an admin undoing it)
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What :meth:`AnnotationLog.annotate_many` did, one count per item given."""
+
+    written: int  # items that created or changed an annotation (one event each)
+    unchanged: int  # items that asked for the value already stored
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,47 @@ class AnnotationLog:
 
     def _append_event(self, s: Session, ev: AnnotationEvent) -> None:
         s.add(ev)
+
+    def annotate_many(
+        self,
+        label: str,
+        annotator: str,
+        values: Iterable[tuple[str, bool | None]],
+        *,
+        source: str = "",
+        actor: str | None = None,
+    ) -> BulkOutcome:
+        """Set or withdraw many of one annotator's annotations of a label in one transaction: all or nothing.
+
+        Each ``(shot_id, value)`` is applied in order as :meth:`annotate` without
+        ``expected_version`` applies it: a repeat changes nothing, every change moves its row one
+        version on and gets its event. Rows and events are written with batched ``executemany``,
+        so an import of tens of thousands of rows is one short transaction; the rows it changes are
+        locked while it runs (``FOR UPDATE`` on PostgreSQL, the write lock on SQLite). If another
+        request creates one of these annotations meanwhile, nothing is written and
+        :class:`ConflictError` says to try again.
+        """
+        items = checked_items(values)
+        who = actor or annotator
+        try:
+            with self.db.atomic() as s:
+                label_id = label_by_name(s, label).id
+                stored = stored_states(s, label_id, annotator, [sid for sid, _ in items])
+                plan = BulkPlan(label_id, annotator, source, who, stored, stamp(s, utcnow()))
+                for shot_id, value in items:
+                    plan.apply(shot_id, value)
+                executemany(s, INSERT_ANNOTATION, plan.new_rows)
+                executemany(s, UPDATE_ANNOTATION, plan.changed_rows)
+                self._append_events(s, plan.events)
+        except IntegrityError:
+            raise ConflictError(
+                f"annotations of {label!r} by {annotator!r} were created by a concurrent request while these "
+                f"{len(items)} were written; nothing was written, send them again."
+            ) from None
+        return BulkOutcome(written=len(plan.events), unchanged=len(items) - len(plan.events))
+
+    def _append_events(self, s: Session, events: list[tuple[Any, ...]]) -> None:
+        executemany(s, INSERT_EVENT, events)
 
     def _settle_concurrent_first_write(self, change: _Change) -> AnnotationRow:
         """A concurrent request created the row first; if it wrote the same value, this is a repeat."""

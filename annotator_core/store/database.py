@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session
 from annotator_core.errors import ConfigError, NotFoundError, StoreUnavailable, ValidationFailed
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# Shot ids per ``IN (…)`` query: well under SQLite's and PostgreSQL's bound-parameter limits.
+IN_CHUNK = 500
 
 
 class Database:

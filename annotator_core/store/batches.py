@@ -1,0 +1,138 @@
+"""The batched write behind :meth:`AnnotationLog.annotate_many`: a CSV import in one short transaction.
+
+The items are checked first (one bad item refuses the batch before anything is written), the
+stored rows they touch are read and locked, the changes are worked out in memory in item order
+(exactly as one :meth:`~annotator_core.store.annotations.AnnotationLog.annotate` per item would
+make them), and rows and events are written with one ``executemany`` per statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
+
+from annotator_core.db import Annotation
+from annotator_core.errors import ConfigError, ValidationFailed
+from annotator_core.store.database import IN_CHUNK
+
+SHOT_ID_MAX = 200  # the width of the shot_id columns
+
+# Bulk writes are plain DBAPI executemany: SQLAlchemy's per-row parameter processing was most of
+# an import's time (measured: about 3x slower on SQLite). Table and column names are constants; values
+# are bound. The column order is the order of the tuples BulkPlan builds.
+INSERT_ANNOTATION = (
+    "INSERT INTO annotations (label_id, shot_id, annotator, value, source, version, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+UPDATE_ANNOTATION = "UPDATE annotations SET value = ?, source = ?, version = ?, updated_at = ? WHERE id = ?"
+INSERT_EVENT = (
+    "INSERT INTO annotation_events (label_id, shot_id, annotator, actor, old_value, new_value, source, version, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def checked_items(values: Iterable[tuple[str, bool | None]]) -> list[tuple[str, bool | None]]:
+    """The items as a list, refused as a whole (before anything is written) if any shot id is unusable."""
+    items = [(str(sid), value) for sid, value in values]
+    for number, (shot_id, value) in enumerate(items):
+        if not shot_id or len(shot_id) > SHOT_ID_MAX:
+            raise ValidationFailed(
+                f"item {number}: shot_id {shot_id[:40]!r} is not a shot id; pass 1-{SHOT_ID_MAX} characters "
+                "(video_id:start_frame). Nothing was written."
+            )
+        if value is not None and not isinstance(value, bool):
+            raise ValidationFailed(f"item {number}: value {value!r} is not true, false or null. Nothing was written.")
+    return items
+
+
+def stored_states(
+    s: Session, label_id: int, annotator: str, shot_ids: list[str]
+) -> dict[str, tuple[int, bool | None, int]]:
+    """shot_id -> (row id, value, version) of the stored rows among ``shot_ids``, locked for this transaction.
+
+    Up to :data:`IN_CHUNK` shots are looked up by name; more read all of the annotator's rows of the
+    label in one query instead: many long ``IN (…)`` lists cost far more than one pass over the
+    rows one person labelled (measured on PostgreSQL after a bulk insert: 6-110 s by IN lists for
+    8,000-20,000 rows, 0.15 s in one pass for 8,000).
+    """
+    unique = list(dict.fromkeys(shot_ids))
+    mine = select(Annotation.id, Annotation.shot_id, Annotation.value, Annotation.version).where(
+        Annotation.label_id == label_id, Annotation.annotator == annotator
+    )
+    if len(unique) <= IN_CHUNK:
+        mine = mine.where(Annotation.shot_id.in_(unique))
+    wanted = set(unique)
+    return {
+        sid: (row_id, value, version)
+        for row_id, sid, value, version in s.execute(mine.with_for_update())
+        if sid in wanted
+    }
+
+
+class BulkPlan:
+    """The rows to insert or update and the events to append, worked out in memory in item order."""
+
+    def __init__(
+        self,
+        label_id: int,
+        annotator: str,
+        source: str,
+        actor: str,
+        stored: dict[str, tuple[int, bool | None, int]],
+        stamp: Any,
+    ) -> None:
+        self.label_id, self.annotator, self.source, self.actor = label_id, annotator, source, actor
+        self.stamp = stamp  # the time of every row and event, already in the driver's form
+        self.state: dict[str, tuple[int | None, bool | None, int]] = dict(stored)
+        self._new: dict[str, tuple[Any, ...]] = {}  # shot_id -> INSERT parameters (the last value wins)
+        self._changed: dict[str, tuple[Any, ...]] = {}  # shot_id -> UPDATE parameters
+        self.events: list[tuple[Any, ...]] = []
+
+    def apply(self, shot_id: str, value: bool | None) -> None:
+        row_id, old_value, old_version = self.state.get(shot_id, (None, None, 0))
+        if (value is None) if old_version == 0 else (old_value == value):
+            return  # a repeat changes nothing, as in annotate()
+        version = old_version + 1
+        fields = (value, self.source, version, self.stamp)
+        if row_id is None:
+            self._new[shot_id] = (self.label_id, shot_id, self.annotator, *fields)
+        else:
+            self._changed[shot_id] = (*fields, row_id)
+        self.state[shot_id] = (row_id, value, version)
+        self.events.append(
+            (self.label_id, shot_id, self.annotator, self.actor, old_value, value, self.source, version, self.stamp)
+        )
+
+    @property
+    def new_rows(self) -> list[tuple[Any, ...]]:
+        return list(self._new.values())
+
+    @property
+    def changed_rows(self) -> list[tuple[Any, ...]]:
+        return list(self._changed.values())
+
+
+def stamp(s: Session, now: datetime) -> Any:
+    """``now`` as the driver takes it for a DateTime column, converted once for a whole batch."""
+    column = cast(Table, Annotation.__table__).c.updated_at
+    process = column.type.bind_processor(s.connection().dialect)
+    return process(now) if process is not None else now
+
+
+def executemany(s: Session, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """One DBAPI ``executemany`` of ``statement`` (written with ``?``) in the session's transaction."""
+    if not rows:
+        return
+    conn = s.connection()
+    mark = _PLACEHOLDERS.get(conn.dialect.paramstyle)
+    if mark is None:
+        raise ConfigError(
+            f"bulk writes need a driver with positional parameters; {conn.dialect.driver!r} uses "
+            f"{conn.dialect.paramstyle!r}. Use sqlite:/// or postgresql+psycopg://."
+        )
+    conn.exec_driver_sql(statement.replace("?", mark), rows)
