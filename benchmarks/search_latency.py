@@ -19,6 +19,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,14 @@ LATENCY_QUERIES = 20
 
 def mixture(n: int, dim: int, *, seed: int, topics: int = 64, scenes: int = 4096, spec_seed: int = 0) -> np.ndarray:
     """``n`` unit vectors from a fixed (by ``spec_seed``) topic/scene mixture; ``seed`` picks the draws."""
+    chunks = mixture_chunks(n, dim, seed=seed, topics=topics, scenes=scenes, spec_seed=spec_seed)
+    return np.concatenate([x for _, x, _ in chunks]) if n else np.empty((0, dim), np.float32)
+
+
+def mixture_chunks(
+    n: int, dim: int, *, seed: int, topics: int = 64, scenes: int = 4096, spec_seed: int = 0, chunk: int = 100_000
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """:func:`mixture` as (first row, vectors, topic of each), ``chunk`` rows at a time (bounded memory at 10M)."""
     spec = np.random.default_rng(spec_seed)
     mean = spec.standard_normal(dim).astype(np.float32)
     mean /= np.linalg.norm(mean)
@@ -49,14 +58,12 @@ def mixture(n: int, dim: int, *, seed: int, topics: int = 64, scenes: int = 4096
     scene_weight /= scene_weight.sum()
     scene_spread = spec.uniform(0.35, 0.8, scenes).astype(np.float32)
     rng = np.random.default_rng(seed)
-    out = np.empty((n, dim), np.float32)
-    for start in range(0, n, 100_000):
-        m = min(100_000, n - start)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
         scene = rng.choice(scenes, m, p=scene_weight)
         noise = rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
         x = 1.0 * mean + scene_centres[scene] + scene_spread[scene, None] * noise
-        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+        yield start, (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), scene_topic[scene]
 
 
 def fill(store: ShotStore, vectors: np.ndarray) -> None:
