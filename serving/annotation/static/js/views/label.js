@@ -66,11 +66,12 @@ export async function renderLabel(main, { session, name, tab, go }) {
   // --- header -----------------------------------------------------------------
   function paintHeader() {
     const s = labelStats(ctx.label || {}, ctx.info);
+    const spread = ((ctx.label?.latest || ctx.label?.latest_version || {}).extra || {}).quality;
     replace(
       stats,
       stat("Positive", s.nPos, "pos", "stat-pos"),
       stat("Negative", s.nNeg, "neg", "stat-neg"),
-      stat("Model quality", fmtMetric(s.quality), "", "stat-quality", "25th percentile of balanced accuracy over 5-fold cross-validation (1 is perfect)"),
+      stat(spread ? `Model quality, folds ${fmtMetric(spread.low)}–${fmtMetric(spread.high)}` : "Model quality", fmtMetric(s.quality), "", "stat-quality", "25th percentile of balanced accuracy over stratified 5-fold cross-validation, averaged over repeated splits (1 is perfect, 0.5 is a coin). 'folds' is the 10th–90th percentile of the folds' scores: with few labels it is wide, so the score is a rough guide."),
       stat("Data diversity", fmtMetric(s.diversity), "", "stat-diversity", "How well your labelled shots cover the corpus's visual clusters (1 is full coverage)"),
       stat("Version", s.version ? `v${s.version}` : "—", "", "stat-version"),
     );
@@ -85,7 +86,7 @@ export async function renderLabel(main, { session, name, tab, go }) {
     buildHint.classList.toggle("missing", !s.ready);
     const rec = s.recommendation;
     if (rec) {
-      replace(suggestion, "Suggested next: ", h("a", { href: "#", class: "suggested-link", onclick: (e) => (e.preventDefault(), openSuggested(rec)) }, FEED_NAMES[rec] || rec), h("span", { class: "muted" }, " — where new labels helped the model most so far"));
+      replace(suggestion, "Hint: ", h("a", { href: "#", class: "suggested-link", onclick: (e) => (e.preventDefault(), openSuggested(rec)) }, FEED_NAMES[rec] || rec), h("span", { class: "muted", title: "In our replays (benchmarks/README.md) following this hint has not beaten labelling the four feeds in turn; use it or ignore it." }, " — a hint, not advice: the source whose latest labels raised model quality most"));
     } else suggestion.replaceChildren();
     for (const btn of tabsNav.querySelectorAll("button")) btn.classList.toggle("suggested", rec === "search" && btn.dataset.tab === "search");
   }
