@@ -23,12 +23,12 @@ from annotator_core.errors import ConflictError, ValidationFailed
 from annotator_core.store.batches import (
     INSERT_ANNOTATION,
     INSERT_EVENT,
-    UPDATE_ANNOTATION,
     BulkPlan,
     checked_items,
-    executemany,
+    insert_rows,
     stamp,
     stored_states,
+    update_annotations,
 )
 from annotator_core.store.database import IN_CHUNK, Database
 from annotator_core.store.labels import label_by_name
@@ -140,11 +140,11 @@ class AnnotationLog:
 
         Each ``(shot_id, value)`` is applied in order as :meth:`annotate` without
         ``expected_version`` applies it: a repeat changes nothing, every change moves its row one
-        version on and gets its event. Rows and events are written with batched ``executemany``,
-        so an import of tens of thousands of rows is one short transaction; the rows it changes are
-        locked while it runs (``FOR UPDATE`` on PostgreSQL, the write lock on SQLite). If another
-        request creates one of these annotations meanwhile, nothing is written and
-        :class:`ConflictError` says to try again.
+        version on and gets its event. Rows and events are written in batches (multi-row INSERTs;
+        ``COPY`` on PostgreSQL), so an import of tens of thousands of rows is one short
+        transaction; the rows it changes are locked while it runs (``FOR UPDATE`` on PostgreSQL,
+        the write lock on SQLite). If another request creates one of these annotations meanwhile,
+        nothing is written and :class:`ConflictError` says to try again.
         """
         items = checked_items(values)
         who = actor or annotator
@@ -155,8 +155,8 @@ class AnnotationLog:
                 plan = BulkPlan(label_id, annotator, source, who, stored, stamp(s, utcnow()))
                 for shot_id, value in items:
                     plan.apply(shot_id, value)
-                executemany(s, INSERT_ANNOTATION, plan.new_rows)
-                executemany(s, UPDATE_ANNOTATION, plan.changed_rows)
+                insert_rows(s, INSERT_ANNOTATION, plan.new_rows)
+                update_annotations(s, plan.changed_rows)
                 self._append_events(s, plan.events)
         except IntegrityError:
             raise ConflictError(
@@ -166,7 +166,7 @@ class AnnotationLog:
         return BulkOutcome(written=len(plan.events), unchanged=len(items) - len(plan.events))
 
     def _append_events(self, s: Session, events: list[tuple[Any, ...]]) -> None:
-        executemany(s, INSERT_EVENT, events)
+        insert_rows(s, INSERT_EVENT, events)
 
     def _settle_concurrent_first_write(self, change: _Change) -> AnnotationRow:
         """A concurrent request created the row first; if it wrote the same value, this is a repeat."""

@@ -3,7 +3,8 @@
 The items are checked first (one bad item refuses the batch before anything is written), the
 stored rows they touch are read and locked, the changes are worked out in memory in item order
 (exactly as one :meth:`~annotator_core.store.annotations.AnnotationLog.annotate` per item would
-make them), and rows and events are written with one ``executemany`` per statement.
+make them), and rows and events are written in batches: multi-row INSERTs and one
+``executemany`` of UPDATEs, or ``COPY`` on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Connection, Table, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from annotator_core.db import Annotation
@@ -21,7 +23,7 @@ from annotator_core.store.database import IN_CHUNK
 
 SHOT_ID_MAX = 200  # the width of the shot_id columns
 
-# Bulk writes are plain DBAPI executemany: SQLAlchemy's per-row parameter processing was most of
+# Bulk writes go to the driver directly: SQLAlchemy's per-row parameter processing was most of
 # an import's time (measured: about 3x slower on SQLite). Table and column names are constants; values
 # are bound. The column order is the order of the tuples BulkPlan builds.
 INSERT_ANNOTATION = (
@@ -34,6 +36,8 @@ INSERT_EVENT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+# Rows per multi-row INSERT: 4,500 parameters at most, under SQLite's 32,766 and PostgreSQL's 65,535.
+ROWS_PER_INSERT = 500
 
 
 def checked_items(values: Iterable[tuple[str, bool | None]]) -> list[tuple[str, bool | None]]:
@@ -124,10 +128,62 @@ def stamp(s: Session, now: datetime) -> Any:
     return process(now) if process is not None else now
 
 
-def executemany(s: Session, statement: str, rows: list[tuple[Any, ...]]) -> None:
-    """One DBAPI ``executemany`` of ``statement`` (written with ``?``) in the session's transaction."""
+def insert_rows(s: Session, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """``statement`` (one ``VALUES (?, …)`` group) for every row: ``COPY`` on PostgreSQL, else multi-row INSERTs.
+
+    On PostgreSQL ``COPY … FROM STDIN`` was 3.4x faster than multi-row INSERTs (20,000 rows: 1.4 s
+    against 4.7 s); elsewhere one INSERT carries :data:`ROWS_PER_INSERT` rows.
+    """
     if not rows:
         return
+    head, group = statement.split(" VALUES ")
+    conn, mark = _connection(s)
+    if _copies(conn):
+        _copy(conn, head.replace("INSERT INTO", "COPY", 1) + " FROM STDIN", rows)
+        return
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start : start + ROWS_PER_INSERT]
+        sql = f"{head} VALUES {', '.join([group] * len(chunk))}".replace("?", mark)
+        conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
+
+
+def update_annotations(s: Session, rows: list[tuple[Any, ...]]) -> None:
+    """:data:`UPDATE_ANNOTATION` for every row; on PostgreSQL one UPDATE from a copied temporary table."""
+    if not rows:
+        return
+    conn, mark = _connection(s)
+    if not _copies(conn):
+        conn.exec_driver_sql(UPDATE_ANNOTATION.replace("?", mark), rows)
+        return
+    # Dropped at commit or rollback; executemany would be one round trip per row.
+    conn.exec_driver_sql(
+        "CREATE TEMPORARY TABLE va_annotation_changes (value BOOLEAN, source VARCHAR(40), version INTEGER, "
+        "updated_at TIMESTAMP WITH TIME ZONE, id INTEGER PRIMARY KEY) ON COMMIT DROP"
+    )
+    _copy(conn, "COPY va_annotation_changes (value, source, version, updated_at, id) FROM STDIN", rows)
+    conn.exec_driver_sql(
+        "UPDATE annotations SET value = c.value, source = c.source, version = c.version, updated_at = c.updated_at "
+        "FROM va_annotation_changes AS c WHERE annotations.id = c.id"
+    )
+
+
+def _copies(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+
+
+def _copy(conn: Connection, copy_from: str, rows: list[tuple[Any, ...]]) -> None:
+    """``COPY … FROM STDIN`` of ``rows`` on psycopg's connection, inside the session's transaction."""
+    driver_connection: Any = conn.connection.dbapi_connection
+    try:
+        with driver_connection.cursor() as cursor, cursor.copy(copy_from) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except conn.dialect.loaded_dbapi.IntegrityError as exc:  # raised by the driver, past SQLAlchemy
+        raise IntegrityError(copy_from, None, exc) from exc
+
+
+def _connection(s: Session) -> tuple[Connection, str]:
+    """The session's connection and its driver's positional placeholder."""
     conn = s.connection()
     mark = _PLACEHOLDERS.get(conn.dialect.paramstyle)
     if mark is None:
@@ -135,4 +191,4 @@ def executemany(s: Session, statement: str, rows: list[tuple[Any, ...]]) -> None
             f"bulk writes need a driver with positional parameters; {conn.dialect.driver!r} uses "
             f"{conn.dialect.paramstyle!r}. Use sqlite:/// or postgresql+psycopg://."
         )
-    conn.exec_driver_sql(statement.replace("?", mark), rows)
+    return conn, mark

@@ -106,14 +106,14 @@ def test_more_rows_than_one_query_can_name(store: AnnotationStore) -> None:
 
 
 def test_a_row_created_meanwhile_is_a_conflict_not_a_duplicate(store: AnnotationStore) -> None:
-    """Another request inserts a row of the batch between the batch's read and its insert (a real race, replayed)."""
+    """Another request inserts a row of the batch between the batch's read and its write (a real race, replayed)."""
     from sqlalchemy import event
 
     engine = store.db.engine
     sneaked: list[bool] = []
 
     def other_request_first(conn, cursor, statement, parameters, context, executemany) -> None:
-        if executemany and statement.startswith("INSERT INTO annotations") and not sneaked:
+        if "FOR UPDATE" in statement and not sneaked:  # the batch has just read (and locked) the stored rows
             sneaked.append(True)
             # The other writer, in its own transaction on its own connection, commits first.
             other = AnnotationStore(store.db.url, migrate=False)
@@ -124,11 +124,12 @@ def test_a_row_created_meanwhile_is_a_conflict_not_a_duplicate(store: Annotation
 
     if store.db.url.startswith("sqlite"):
         pytest.skip("SQLite's write lock makes the race impossible: the other writer waits for the batch")
-    event.listen(engine, "before_cursor_execute", other_request_first)
+    event.listen(engine, "after_cursor_execute", other_request_first)
     try:
         with pytest.raises(ConflictError, match=r"created by a concurrent request.*nothing was written"):
             store.annotations.annotate_many("bulk", "ana", [("v7:0", True), ("v7:1", True)])
     finally:
-        event.remove(engine, "before_cursor_execute", other_request_first)
+        event.remove(engine, "after_cursor_execute", other_request_first)
+    assert sneaked, "the other request never ran: the race was not replayed"
     assert store.annotations.get("bulk", "v7:0", "ana").value is False
     assert store.annotations.get("bulk", "v7:1", "ana") is None
