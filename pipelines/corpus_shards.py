@@ -2,8 +2,8 @@
 
 Each :class:`CorpusShard` actor maps the compressed corpus files
 (:mod:`annotator_core.corpus.files`) and scores only its own partitions
-(partition p belongs to shard p mod K, so each holds about N/K rows and only
-those pages are ever read on its node). :class:`RayShards` is a
+(shard k of K holds the k-th contiguous range of partition ids: about N/K rows,
+one contiguous run per segment, and only those pages are ever read on its node). :class:`RayShards` is a
 :class:`~annotator_core.corpus.scorer.ShardRunner`: the build sends the
 classifier to every shard at once and merges their candidates with the same
 code as the in-process threads, so a sharded build gives the same feeds.
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import ray
+from threadpoolctl import threadpool_limits
 
 from annotator_core.corpus.candidates import Candidates, shard_candidates, shard_parts
 from annotator_core.corpus.files import Corpus, open_corpus
@@ -61,7 +62,8 @@ class CorpusShard:
         self, version: int, coef: np.ndarray, intercept: float, size: int, labelled_rows: np.ndarray
     ) -> Candidates:
         corpus = self._corpus(version)
-        return shard_candidates(
+        with threadpool_limits(1):  # one core per shard: small block GEMVs lose to BLAS threads spinning
+            return shard_candidates(
             corpus, shard_parts(corpus, shard=self.shard, shards=self.shards), coef=coef, intercept=intercept,
             size=size, labelled_rows=labelled_rows, prune=self.prune, max_candidates=self.max_candidates,
             shard=f"ray-{self.shard}/{self.shards}@{os.getpid()}",

@@ -1,0 +1,376 @@
+"""Active learning at catalog scale (issue 12): build latency, worker memory, fidelity and Ray shard throughput.
+
+For each size it writes N synthetic shots × dim (10 Gaussian clusters on the
+unit sphere, written to LanceDB in chunks of 200,000 so memory stays bounded at
+10M), the BTREE key index ingest makes, and the compressed corpus
+(``sync_corpus``, as ingest's last step); labels 500 + 500 shots, then prints
+side by side:
+
+- build p50 in-process (``LabelWorkspace.build`` over the mapped corpus) and
+  over HTTP (``va serve`` in a subprocess, ``VA_WORKERS`` workers,
+  ``VA_CORPUS_SCORER=mapped``), with the in-process breakdown;
+- RSS, PSS and USS of every service worker after the builds (psutil
+  ``memory_full_info``), and the sum of PSS (shared pages counted once);
+- fidelity against an exact float32 build over the same labels (a streamed
+  pass over LanceDB, never the whole matrix in memory): top feeds recall@50,
+  the borderline |p − 0.5| bound, quality and diversity equality, and that the
+  random feed holds distinct unlabelled shots;
+- per-shard throughput with K Ray actors (``pipelines.corpus_shards``) on a
+  local Ray with the machine's cores, K from ``--shards``.
+
+    .venv/bin/python benchmarks/al_scale.py --sizes 1000000 10000000
+    .venv/bin/python benchmarks/al_scale.py --sizes 200000 --builds 3      # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+CHUNK = 200_000
+N_LABELS = 1000
+FEED = 50
+
+
+def log(line: str) -> None:
+    print(f"[{datetime.datetime.now():%H:%M:%S}] {line}", flush=True)
+
+
+def corpus_chunks(n: int, dim: int, seed: int = 0) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(first row, unit vectors, cluster) of N shots in 10 clusters, CHUNK rows at a time, the same for a seed."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(10, dim)).astype(np.float32)
+    for start in range(0, n, CHUNK):
+        m = min(CHUNK, n - start)
+        cluster = rng.integers(0, 10, size=m)
+        x = centres[cluster] + rng.normal(scale=1.5, size=(m, dim)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        yield start, x, cluster
+
+
+def shot_id(row: int) -> str:
+    return f"v{row // 1000:05d}:{row % 1000 * 50}"
+
+
+def write_shots(settings: Any, n: int, dim: int) -> np.ndarray:
+    """N shots into LanceDB; returns the cluster of each row (the truth a label follows)."""
+    from annotator_core.records import SHOTS_TABLE, shots_schema
+    from annotator_core.shot_store import ShotStore
+
+    store = ShotStore.from_settings(settings)
+    store.ensure_tables(dim)
+    table = store.db.open_table(SHOTS_TABLE)
+    truth = np.empty(n, np.int8)
+    for start, x, cluster in corpus_chunks(n, dim):
+        m = x.shape[0]
+        rows = np.arange(start, start + m)
+        truth[start : start + m] = cluster
+        data = pa.table(
+            {
+                "shot_id": [shot_id(r) for r in rows.tolist()],
+                "video_id": [f"v{r // 1000:05d}" for r in rows.tolist()],
+                "start_frame": pa.array(rows % 1000 * 50, pa.int64()),
+                "end_frame": pa.array(rows % 1000 * 50 + 50, pa.int64()),
+                "start_s": pa.array(rows % 1000 * 2.0),
+                "end_s": pa.array(rows % 1000 * 2.0 + 2.0),
+                "thumbnail": pa.array([b""] * m, pa.binary()),
+                "cluster_id": pa.array(cluster, pa.int64()),
+                "encoder": pa.array(["synthetic"] * m),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel(), pa.float32()), dim),
+            }
+        )
+        table.add(data.cast(shots_schema(dim)))
+        if (start // CHUNK) % 5 == 0 or start + m == n:
+            log(f"  LanceDB: {start + m:,} / {n:,} shots written")
+    return truth
+
+
+def label(settings: Any, truth: np.ndarray) -> str:
+    """500 shots of cluster 0 positive, 500 of the others negative; returns an admin's API token."""
+    from annotator_core.store import AnnotationStore
+
+    store = AnnotationStore.from_settings(settings)
+    store.labels.create("bench")
+    rng = np.random.default_rng(1)
+    sample = rng.choice(truth.shape[0], size=min(truth.shape[0], 50 * N_LABELS), replace=False)
+    pos = [r for r in sample.tolist() if truth[r] == 0][: N_LABELS // 2]
+    neg = [r for r in sample.tolist() if truth[r] != 0][: N_LABELS // 2]
+    for rows, value in ((pos, True), (neg, False)):
+        for r in rows:
+            store.annotations.annotate("bench", shot_id(r), "bench", value, source="random")
+    store.users.create("bench", "admin")
+    return store.users.reset_token("bench")
+
+
+class StreamingExact:
+    """The exact float32 reference: every shot scored in a streamed pass over LanceDB (bounded memory)."""
+
+    name = "exact-streamed"
+
+    def __init__(self, shots: Any) -> None:
+        self.shots = shots
+
+    def view(self) -> StreamingExact:
+        self.version = self.shots.version()
+        self.n_shots = self.shots.counts()["shots"]
+        return self
+
+    def cluster_k(self, labelled: Any) -> int:
+        return 10
+
+    def labelled(self, shot_ids: Sequence[str]) -> Any:
+        from annotator_core.corpus.scorer import LabelledShots
+
+        return LabelledShots(*self.shots.vectors_of(shot_ids))
+
+    def feeds(self, clf: Any, *, labelled_ids: Sequence[str], size: int, seed: int) -> Any:
+        from annotator_core.corpus.scorer import FeedPicks
+        from annotator_core.records import SHOTS_TABLE
+
+        labelled = set(labelled_ids)
+        best: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        ds = self.shots.db.open_table(SHOTS_TABLE).to_lance()
+        for batch in ds.to_batches(columns=["shot_id", "vector"], batch_size=CHUNK):
+            ids = np.array(batch.column(0).to_pylist(), dtype=object)
+            dim = batch.schema.field("vector").type.list_size
+            x = np.asarray(batch.column(1).values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
+            p = clf.predict_proba(x, normalised=True)
+            free = np.array([s not in labelled for s in ids.tolist()])
+            keys = {"top_positive": p, "top_negative": -p, "borderline": np.where(free, -np.abs(p - 0.5), -np.inf)}
+            for name, key in keys.items():
+                old_ids, old_p = best.get(name, (np.empty(0, object), np.empty(0, np.float32)))
+                all_ids, all_p = np.concatenate([old_ids, ids]), np.concatenate([old_p, p])
+                all_key = np.concatenate([_key(name, old_p, np.ones(old_p.shape[0], bool)), key])
+                keep = np.argsort(-all_key, kind="stable")[:size]
+                best[name] = (all_ids[keep], all_p[keep])
+        feeds = {name: [(str(s), float(v)) for s, v in zip(*best[name], strict=True)] for name in best}
+        feeds["random"] = []
+        return FeedPicks(feeds, {"scorer": self.name, "exact": True})
+
+
+def _key(name: str, p: np.ndarray, free: np.ndarray) -> np.ndarray:
+    if name == "top_positive":
+        return p
+    if name == "top_negative":
+        return -p
+    return np.where(free, -np.abs(p - 0.5), -np.inf)
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def start_service(data_dir: Path, workers: int) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VA_")}
+    env.update(
+        VA_DATA_DIR=str(data_dir), VA_PORT=str(port), VA_ENCODER="handcrafted", VA_WORKERS=str(workers),
+        VA_CORPUS_SCORER="mapped", VA_FEED_SIZE=str(FEED),
+    )  # fmt: skip
+    va = Path(sys.executable).parent / "va"
+    proc = subprocess.Popen([str(va), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/api/health", timeout=2)
+            return proc, url
+        except httpx.TransportError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("va serve did not start within 5 minutes")
+
+
+def worker_memory(proc: subprocess.Popen) -> list[dict[str, float]]:
+    """RSS, PSS and USS (GB) of the service's worker processes (the children that serve requests)."""
+    import psutil
+
+    parent = psutil.Process(proc.pid)
+    out = []
+    for child in [parent, *parent.children(recursive=True)]:
+        try:
+            info = child.memory_full_info()
+        except psutil.Error:
+            continue
+        if info.rss > 150 << 20:  # the supervisor and resource tracker are small; workers hold the app
+            out.append({"pid": child.pid, "rss": info.rss / 1e9, "pss": info.pss / 1e9, "uss": info.uss / 1e9})
+    return out
+
+
+def bench_http(data_dir: Path, token: str, builds: int, workers: int) -> dict[str, Any]:
+    import httpx
+
+    proc, url = start_service(data_dir, workers)
+    try:
+        client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=900)
+        times = []
+        for i in range(builds + workers):  # the first build of each worker opens the corpus
+            t = time.perf_counter()
+            r = client.post("/api/labels/bench/build")
+            r.raise_for_status()
+            if i >= workers:
+                times.append(time.perf_counter() - t)
+        return {"build_p50_ms": p50(times), "workers": worker_memory(proc)}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def bench_ray(folder: Path, shards: Sequence[int], coef: np.ndarray, intercept: float, repeats: int) -> list[str]:
+    import ray
+
+    from annotator_core.corpus.files import open_corpus
+    from pipelines.corpus_shards import RayShards
+
+    corpus = open_corpus(folder)
+    assert corpus is not None
+    cpus = os.cpu_count() or 1
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    lines = []
+    try:
+        for k in shards:
+            runner = RayShards(folder, shards=k, num_cpus=min(1.0, cpus / k))
+            times, per_shard = [], []
+            for _ in range(repeats + 1):
+                t = time.perf_counter()
+                found = runner.candidates(
+                    corpus, coef=coef, intercept=intercept, size=FEED, labelled_rows=np.empty(0, np.int64)
+                )
+                times.append(time.perf_counter() - t)
+                per_shard.append([c.rows_scored / max(c.seconds, 1e-9) for c in found])
+            runner.close()
+            rates = np.array(per_shard[1:])
+            lines.append(
+                f"  K={k}: candidates p50 {p50(times[1:]):8.1f} ms; rows scored per shard per second "
+                f"{rates.mean() / 1e6:6.1f} M (min {rates.min() / 1e6:.1f} M); "
+                f"rows per shard {corpus.n_rows // k:,}"
+            )
+    finally:
+        ray.shutdown()
+    return lines
+
+
+def run(n: int, args: argparse.Namespace) -> None:
+    from annotator_core.corpus.files import sync_corpus
+    from annotator_core.corpus.scorer import MappedScorer, ThreadShards
+    from annotator_core.records import SHOTS_TABLE
+    from annotator_core.settings import Settings
+    from annotator_core.shot_store import ShotStore
+    from annotator_core.store import AnnotationStore
+    from annotator_core.workspace import LabelWorkspace
+    from pipelines.index import ensure_key_indexes
+
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix=f"va-al-scale-{n}-"))
+    settings = Settings(data_dir=data_dir, encoder="handcrafted", feed_size=FEED, corpus_scorer="mapped")
+    log(f"== {n:,} shots × {args.dim} in {data_dir} (load average {os.getloadavg()[0]:.1f})")
+    shots = ShotStore.from_settings(settings)
+    t0 = time.perf_counter()
+    if not shots.has_shots():
+        truth = write_shots(settings, n, args.dim)
+        ensure_key_indexes(shots.db.open_table(SHOTS_TABLE))
+        token = label(settings, truth)
+        del truth
+    else:
+        store = AnnotationStore.from_settings(settings)
+        token = store.users.reset_token("bench")
+    log(f"corpus in LanceDB in {time.perf_counter() - t0:.0f} s")
+    t0 = time.perf_counter()
+    corpus = sync_corpus(shots, settings.resolved_corpus_dir, progress=lambda line: None)
+    log(f"compressed corpus: {corpus.n_rows:,} rows, {corpus.partitions} partitions, {time.perf_counter() - t0:.0f} s")
+
+    store = AnnotationStore.from_settings(settings)
+    results: dict[str, dict[str, Any]] = {}
+    for prune in (True, False):
+        scorer = MappedScorer(shots, settings.resolved_corpus_dir, runner=ThreadShards(shards=2, prune=prune))
+        ws = LabelWorkspace("bench", shots=shots, store=store, settings=settings, scorer=scorer)
+        ws.build(created_by="bench")
+        runs = [ws.build(created_by="bench") for _ in range(args.builds)]
+        results["pruned" if prune else "full scan"] = {
+            "total": p50([r.timings["total"] for r in runs]),
+            "parts": {k: p50([r.timings[k] for r in runs]) for k in ("vectors", "train", "quality", "score", "save")},
+            "scoring": runs[-1].extra["scoring"],
+            "result": runs[-1],
+        }
+    exact = LabelWorkspace("bench", shots=shots, store=store, settings=settings, scorer=StreamingExact(shots))
+    reference = exact.build(created_by="bench")
+    clf = exact.classifier()
+
+    print(f"\n{n:,} shots × {args.dim}, {N_LABELS} labels, feeds of {FEED} (load average {os.getloadavg()[0]:.1f})")
+    print(f"{'':34}{'p50 ms':>10}")
+    for name, r in results.items():
+        s = r["scoring"]
+        print(
+            f"{'build in-process, ' + name:34}{r['total']:10.1f}   "
+            + " ".join(f"{k} {v:.0f}" for k, v in r["parts"].items())
+            + f"   (scan {s['scan_s'] * 1000:.0f}, exact re-score {s['rescore_s'] * 1000:.0f})"
+            + f"   scored {s['rows_scored']:,}/{s['rows_total']:,} rows, {s['candidates']} candidates"
+        )
+    if not args.skip_http:
+        http = bench_http(data_dir, token, args.builds, args.workers)
+        print(f"{'build over HTTP (' + str(args.workers) + ' workers)':34}{http['build_p50_ms']:10.1f}")
+        for w in http["workers"]:
+            print(f"  worker {w['pid']}: RSS {w['rss']:.2f} GB  PSS {w['pss']:.2f} GB  USS {w['uss']:.2f} GB")
+        print(f"  workers together: PSS {sum(w['pss'] for w in http['workers']):.2f} GB")
+
+    print("fidelity against the exact float32 build (same labels):")
+    for name, r in results.items():
+        mapped = r["result"]
+        row = []
+        for feed in ("top_positive", "top_negative"):
+            got = {i.shot_id for i in mapped.feeds[feed]}
+            want = {i.shot_id for i in reference.feeds[feed]}
+            row.append(f"{feed} recall@{FEED} {len(got & want) / max(len(want), 1):.3f}")
+        worst = max(abs(i.score - 0.5) for i in mapped.feeds["borderline"])
+        bound = max(abs(i.score - 0.5) for i in reference.feeds["borderline"])
+        row.append(f"borderline max|p-0.5| {worst:.5f} (exact {bound:.5f}, allowed {bound + 0.01:.5f})")
+        labelled = set(store.annotations.consensus("bench"))
+        random_ids = [i.shot_id for i in mapped.feeds["random"]]
+        row.append(f"random distinct unlabelled {len(set(random_ids) - labelled)}/{FEED}")
+        same = mapped.model_quality == reference.model_quality and mapped.data_diversity == reference.data_diversity
+        row.append(f"quality/diversity equal: {same}")
+        print(f"  {name}: " + "; ".join(row))
+
+    if args.shards:
+        print("Ray shards (local Ray, one node):")
+        for line in bench_ray(settings.resolved_corpus_dir, args.shards, clf.coef, clf.intercept, args.builds):
+            print(line)
+    if not args.keep and not args.data_dir:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000], help="corpus sizes")
+    parser.add_argument("--dim", type=int, default=512, help="vector width (CLIP ViT-B/32: 512)")
+    parser.add_argument("--builds", type=int, default=5, help="timed builds per measurement")
+    parser.add_argument("--workers", type=int, default=2, help="VA_WORKERS of the served run")
+    parser.add_argument("--shards", type=int, nargs="*", default=[1, 2, 4], help="Ray actor counts (none: skip)")
+    parser.add_argument("--skip-http", action="store_true", help="skip the va serve measurements")
+    parser.add_argument("--keep", action="store_true", help="keep the data folder")
+    parser.add_argument("--data-dir", default="", help="reuse (or create) this data folder; kept afterwards")
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} CPUs, numpy {np.__version__}, load average {os.getloadavg()[0]:.2f}")
+    for n in args.sizes:
+        run(n, args)
+
+
+if __name__ == "__main__":
+    main()
