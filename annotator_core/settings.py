@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     search_limit: int = Field(200, ge=1, description="Most results one search returns.")
     login_max_failures: int = Field(5, ge=1, description="Failed password logins for a name before it is locked.")
     login_lockout_s: float = Field(300.0, gt=0, description="Seconds a name stays locked after too many failures.")
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one client address before it waits, so it cannot lock out everyone."
+    )
 
     # --- scoring service ---------------------------------------------------
     model_store: str = Field("", description="BentoML model store folder; empty means DATA_DIR/bentoml.")

@@ -38,13 +38,24 @@ DEFAULT_RETRY_AFTER_S = 1
 
 
 class ApiError(VAError):
-    """An error answered to a client: its status, code, the field at fault and extras (``expected``, ...)."""
+    """An error answered to a client: its status, code, the field at fault, extras (``expected``, ...) for
+    the body and ``headers`` for the answer (``Content-Range`` on a 416)."""
 
-    def __init__(self, status_code: int, code: str, message: str, *, field: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.field = field
+        self.headers = headers or {}
         self.extra = {k: v for k, v in extra.items() if v is not None}
 
 
@@ -85,4 +96,4 @@ def json_error(status_code: int, body: dict[str, Any], *, headers: dict[str, str
 
 def error_response(exc: VAError, *, headers: dict[str, str] | None = None) -> Response:
     """The answer for one of the package's errors."""
-    return json_error(int(exc.status_code), body_of(exc), headers=headers)
+    return json_error(int(exc.status_code), body_of(exc), headers={**getattr(exc, "headers", {}), **(headers or {})})

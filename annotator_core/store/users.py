@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -73,8 +74,15 @@ class UserStore:
         with self.db.read() as s:
             user = s.scalar(select(User).where(User.name == name))
             if user is None or not user.password_hash:
+                verify_password(_dummy_hash(), password)  # the same argon2 work, so timing tells no names apart
                 return None
             return _user_info(user) if verify_password(user.password_hash, password) else None
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of no one's password, made with the same parameters as real ones."""
+    return hash_password(secrets.token_urlsafe(32))
 
 
 def hash_password(password: str) -> str:

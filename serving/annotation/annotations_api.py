@@ -11,8 +11,8 @@ from annotator_core.errors import ConflictError
 from serving.annotation import review
 from serving.annotation.auth import Principal, annotator, viewer
 from serving.annotation.context import ServiceContext, context
-from serving.annotation.inputs import LabelName, check_shot_id, check_source, require_shot
-from serving.annotation.presenters import annotation_out, model_scores, shot_info
+from serving.annotation.inputs import MAX_ID, LabelName, check_shot_id, check_source, require_shot
+from serving.annotation.presenters import annotation_out, model_scores, shot_info, timestamp
 from serving.http_errors import ApiError
 
 router = APIRouter(tags=["annotation"])
@@ -24,14 +24,14 @@ class _Body(BaseModel):
 
 class AnnotationBody(_Body):
     value: StrictBool
-    expected_version: int | None = Field(None, ge=0, description="The version you saw (0: none yet).")
+    expected_version: int | None = Field(None, ge=0, le=MAX_ID, description="The version you saw (0: none yet).")
     source: str = Field("", max_length=40)
 
 
 class BatchItem(_Body):
     shot_id: str = Field(min_length=1, max_length=200)
     value: StrictBool | None = Field(description="true, false, or null to withdraw")
-    expected_version: int | None = Field(None, ge=0)
+    expected_version: int | None = Field(None, ge=0, le=MAX_ID)
 
 
 class BatchBody(_Body):
@@ -89,7 +89,7 @@ def delete_annotation(
     request: Request,
     shot_id: str,
     label: str = LabelName,
-    expected_version: int | None = Query(None, ge=0),
+    expected_version: int | None = Query(None, ge=0, le=MAX_ID),
     caller: Principal = Depends(annotator),
 ) -> dict[str, Any]:
     """Withdraw your annotation (kept in the history; undo brings it back)."""
@@ -136,7 +136,7 @@ def list_annotations(
     value: bool | None = Query(None),
     annotator_name: str | None = Query(None, alias="annotator", max_length=100),
     limit: int = Query(1000, ge=1, le=100_000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ID),
     _caller: Principal = Depends(viewer),
 ) -> dict[str, Any]:
     """Review: every current annotation of the label with the latest model's score."""
@@ -154,7 +154,7 @@ def list_annotations(
 def events(
     request: Request,
     label: str = LabelName,
-    since_id: int = Query(0, ge=0),
+    since_id: int = Query(0, ge=0, le=MAX_ID),
     limit: int = Query(500, ge=1, le=10_000),
     _caller: Principal = Depends(viewer),
 ) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def events(
                 "new_value": e.new_value,
                 "source": e.source,
                 "version": e.version,
-                "at": e.at.isoformat(),
+                "at": timestamp(e.at),
             }
             for e in rows
         ]
@@ -180,7 +180,10 @@ def events(
 
 @router.post("/api/labels/{label}/events/{event_id}/undo")
 def undo(
-    request: Request, event_id: int = Path(ge=1), label: str = LabelName, caller: Principal = Depends(annotator)
+    request: Request,
+    event_id: int = Path(ge=1, le=MAX_ID),
+    label: str = LabelName,
+    caller: Principal = Depends(annotator),
 ) -> dict[str, Any]:
     """Undo one change: put back the value it replaced (a new event); 409 if the annotation changed since."""
     ctx = context(request)

@@ -18,7 +18,7 @@ from annotator_core.errors import DimensionMismatch, NotFoundError
 from annotator_core.shot_store import SearchHit, sql_in
 from serving.annotation.auth import Principal, annotator, viewer
 from serving.annotation.context import ServiceContext, context
-from serving.annotation.inputs import LabelName, check_shot_id, require_shot
+from serving.annotation.inputs import MAX_ID, NAME_PATTERN, NAME_RULE, LabelName, check_shot_id, require_shot
 from serving.annotation.presenters import annotation_out, label_summary, mine
 from serving.http_errors import ApiError
 
@@ -30,7 +30,7 @@ class _Body(BaseModel):
 
 
 class NewLabel(_Body):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN, description=NAME_RULE)
     description: str = Field("", max_length=5000)
     keywords: list[str] = Field(default_factory=list, max_length=100)
     positive_examples: list[str] = Field(default_factory=list, max_length=100)
@@ -97,7 +97,7 @@ def search(
     video: str | None = Query(None, max_length=200, description="only shots of this video id"),
     title: str | None = Query(None, min_length=1, max_length=200, description="only videos whose title has this"),
     label: str | None = Query(None, max_length=100, description="include your annotation for this label"),
-    limit: int = Query(50, ge=1),
+    limit: int = Query(50, ge=1, le=MAX_ID),
     caller: Principal = Depends(viewer),
 ) -> dict[str, Any]:
     """Text search (needs a text tower), search by example (``like``), or the shots of videos."""
@@ -160,7 +160,7 @@ def search(
 
 class VectorSearch(_Body):
     vector: list[float] = Field(min_length=1, max_length=4096, description="an embedding as wide as the shots'")
-    limit: int = Field(50, ge=1)
+    limit: int = Field(50, ge=1, le=MAX_ID)
     video: str | None = Field(None, max_length=200, description="only shots of this video id")
     title: str | None = Field(None, min_length=1, max_length=200, description="only videos whose title has this")
     label: str | None = Field(None, max_length=100, description="include your annotation for this label")

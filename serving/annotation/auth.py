@@ -27,6 +27,8 @@ from pydantic import BaseModel, Field
 from annotator_core.errors import NotFoundError
 from annotator_core.store import ROLES
 from serving.annotation.context import context
+from serving.annotation.inputs import NAME_PATTERN, NAME_RULE
+from serving.annotation.presenters import timestamp
 from serving.annotation.sessions import SESSION_MAX_AGE_S
 from serving.http_errors import ApiError
 
@@ -129,12 +131,12 @@ admin = require("admin")
 
 
 class LoginBody(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN, description=NAME_RULE)
     password: str = Field(min_length=1, max_length=1000)
 
 
 class NewUserBody(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN, description=NAME_RULE)
     role: str = Field("annotator", description="admin, annotator or viewer")
     password: str | None = Field(None, min_length=8, max_length=1000)
 
@@ -155,21 +157,23 @@ def login(body: LoginBody, request: Request, response: Response) -> dict[str, An
     if not _same_origin(request):
         raise ApiError(403, "csrf", "cross-site login refused: it did not come from this site's pages.")
     ctx = context(request)
-    wait = ctx.login_throttle.retry_after(body.name)
+    address = request.client.host if request.client else ""
+    wait, limit = ctx.login_guard.retry_after(body.name, address)
     if wait > 0:
+        whom = f"from {address}" if limit == "address" else f"for {body.name!r}"
+        setting = "VA_LOGIN_MAX_FAILURES_PER_ADDRESS" if limit == "address" else "VA_LOGIN_MAX_FAILURES"
         raise ApiError(
             429,
             "too_many_attempts",
-            f"too many failed logins for {body.name!r}; try again in {math.ceil(wait)} s "
-            "(VA_LOGIN_MAX_FAILURES, VA_LOGIN_LOCKOUT_S).",
+            f"too many failed logins {whom}; try again in {math.ceil(wait)} s ({setting}, VA_LOGIN_LOCKOUT_S).",
             field="name",
             retry_after_s=math.ceil(wait),
         )
     user = ctx.store.users.check_password(body.name, body.password)
     if user is None:
-        ctx.login_throttle.failed(body.name)
+        ctx.login_guard.failed(body.name, address)
         raise ApiError(401, "bad_credentials", "wrong user name or password.", field="password")
-    ctx.login_throttle.succeeded(body.name)
+    ctx.login_guard.succeeded(body.name)
     csrf_token = secrets.token_urlsafe(32)
     response.set_cookie(
         SESSION_COOKIE,
@@ -198,7 +202,7 @@ def me(caller: Principal = Depends(principal)) -> dict[str, Any]:
 @router.get("/api/users")
 def list_users(request: Request, _caller: Principal = Depends(admin)) -> dict[str, Any]:
     users = context(request).store.users.all()
-    return {"users": [{"name": u.name, "role": u.role, "created_at": u.created_at.isoformat()} for u in users]}
+    return {"users": [{"name": u.name, "role": u.role, "created_at": timestamp(u.created_at)} for u in users]}
 
 
 @router.post("/api/users", status_code=201)

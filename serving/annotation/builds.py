@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from serving.annotation.auth import Principal, admin, annotator, viewer
 from serving.annotation.context import ServiceContext, context
-from serving.annotation.inputs import LabelName
+from serving.annotation.inputs import MAX_ID, LabelName
 from serving.annotation.presenters import feed_items, version_out
 from serving.model_store import publish as publish_model
 
@@ -64,7 +64,7 @@ def feed(
     request: Request,
     feed: Literal["top_positive", "top_negative", "borderline", "random"],
     label: str = LabelName,
-    version: int | None = Query(None, ge=1),
+    version: int | None = Query(None, ge=1, le=MAX_ID),
     caller: Principal = Depends(viewer),
 ) -> dict[str, Any]:
     """One feed of a saved version (latest by default), with your annotation of each shot."""
@@ -82,7 +82,7 @@ def versions(request: Request, label: str = LabelName, _caller: Principal = Depe
 
 @router.post("/api/labels/{label}/versions/{n}/publish")
 def publish(
-    request: Request, n: int = Path(ge=1), label: str = LabelName, _caller: Principal = Depends(admin)
+    request: Request, n: int = Path(ge=1, le=MAX_ID), label: str = LabelName, _caller: Principal = Depends(admin)
 ) -> dict[str, Any]:
     """Publish a version: exported to ONNX and registered in the model store the scoring service reads."""
     ctx = context(request)

@@ -18,7 +18,7 @@ from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
 from annotator_core.store import AnnotationStore
 from serving.annotation.jobs import JobManager, JobTable
-from serving.annotation.sessions import LoginThrottle, SessionSigner, session_secret
+from serving.annotation.sessions import LoginGuard, SessionSigner, session_secret
 
 if TYPE_CHECKING:
     from annotator_core.encoders.base import Encoder
@@ -36,7 +36,11 @@ class ServiceContext:
         self.store = AnnotationStore.from_settings(settings)
         self.signer = SessionSigner(session_secret(settings))
         self.jobs = JobManager(max_workers=2, store=JobTable(self.store.db))
-        self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_s)
+        self.login_guard = LoginGuard(
+            per_name=settings.login_max_failures,
+            per_address=settings.login_max_failures_per_address,
+            lockout_s=settings.login_lockout_s,
+        )
         self._encoder_lock = threading.Lock()
         self._encoder: Encoder | None = None
         self._encoder_error: EncoderUnavailable | None = None

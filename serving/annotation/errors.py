@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from annotator_core.errors import VAError
+from serving.annotation.inputs import NAME_RULE
 from serving.http_errors import HTTP_CODES, error_body, error_response, json_error
 
 log = logging.getLogger("va.annotation")
@@ -47,6 +48,8 @@ def _validation_response(exc: RequestValidationError) -> Response:
         field = "body"
     elif first.get("type") == "missing":
         message = f"{field} is required; add it to the request."
+    elif first.get("type") == "string_pattern_mismatch" and _may_echo(first.get("loc", ())):
+        message = f"{field} {str(first.get('input'))[:80]!r} has a character it cannot have: {NAME_RULE}."
     else:
         got = first.get("input")
         shown = "the value sent"

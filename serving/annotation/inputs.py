@@ -16,7 +16,12 @@ from serving.http_errors import ApiError
 FEEDS = ("top_positive", "top_negative", "borderline", "random")
 # Where an annotation came from: a recommender source, or one of the service's own ways in.
 ANNOTATION_SOURCES = (*FEEDS, "search", "import", "example", "review", "undo", "disagreements", "")
-LabelName = Path(min_length=1, max_length=100, description="Label name")
+# Ids, versions and counts fit a 32-bit signed integer (PostgreSQL's INTEGER); larger ones are refused as 422.
+MAX_ID = 2**31 - 1
+# Label and user names: 1-100 printable characters, no / or \, no control, format or line-separator characters.
+NAME_PATTERN = r"^[^\p{C}\p{Zl}\p{Zp}/\\]+$"
+NAME_RULE = "names are 1-100 printable characters without / or \\ and without control characters (NUL, tab, newline)"
+LabelName = Path(min_length=1, max_length=100, pattern=NAME_PATTERN, description="Label name")
 _BAD_ID_CHARS = re.compile(r"[/\\%\x00-\x1f\x7f]|\.\.")
 
 

@@ -74,9 +74,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _unsatisfiable(size: int) -> ApiError:
-    err = ApiError(416, "range_not_satisfiable", f"the requested range is outside the file ({size} bytes).")
-    err.extra["size"] = size
-    return err
+    return ApiError(
+        416,
+        "range_not_satisfiable",
+        f"the requested range is outside the file ({size} bytes).",
+        field="Range",
+        headers={"Content-Range": f"bytes */{size}"},  # RFC 9110: a 416 names the current length
+        size=size,
+    )
 
 
 def _stream(fs: pafs.FileSystem, path: str, start: int, length: int) -> Iterator[bytes]:

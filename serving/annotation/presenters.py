@@ -5,6 +5,7 @@ Every router answers with these, so one thing has one shape wherever it appears.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,11 @@ from annotator_core.store import AnnotationRow
 from serving.annotation.context import ServiceContext
 
 
+def timestamp(at: datetime) -> str:
+    """ISO 8601 in UTC with its offset, the same whether the database returned the time zone or not."""
+    return (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)).isoformat()
+
+
 def annotation_out(row: AnnotationRow) -> dict[str, Any]:
     return {
         "shot_id": row.shot_id,
@@ -21,7 +27,7 @@ def annotation_out(row: AnnotationRow) -> dict[str, Any]:
         "value": row.value,
         "version": row.version,
         "source": row.source,
-        "updated_at": row.updated_at.isoformat(),
+        "updated_at": timestamp(row.updated_at),
     }
 
 
@@ -74,7 +80,7 @@ def label_summary(ctx: ServiceContext, name: str) -> dict[str, Any]:
         "positive_examples": info.positive_examples,
         "negative_examples": info.negative_examples,
         "created_by": info.created_by,
-        "created_at": info.created_at.isoformat(),
+        "created_at": timestamp(info.created_at),
         "counts": {"positive": readiness.n_pos, "negative": readiness.n_neg},
         "readiness": {
             "need_positive": readiness.need_pos,
@@ -95,7 +101,7 @@ def version_out(v: Any) -> dict[str, Any]:
     extra = {k: val for k, val in (v.extra or {}).items() if k not in {"feeds", "snapshot"} and len(repr(val)) < 4000}
     return {
         "version": v.version,
-        "created_at": v.created_at.isoformat(),
+        "created_at": timestamp(v.created_at),
         "created_by": v.created_by,
         "n_pos": v.n_pos,
         "n_neg": v.n_neg,
@@ -103,7 +109,7 @@ def version_out(v: Any) -> dict[str, Any]:
         "data_diversity": v.data_diversity,
         "encoder": v.encoder,
         "dim": v.dim,
-        "published_at": v.published_at.isoformat() if v.published_at else None,
+        "published_at": timestamp(v.published_at) if v.published_at else None,
         "recommendation": extra.get("recommendation", ""),
         "extra": extra,
     }

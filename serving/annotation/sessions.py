@@ -52,7 +52,7 @@ class SessionSigner:
 
 
 class LoginThrottle:
-    """Failed password logins per user name: past the limit, that name is locked for a while.
+    """Failed password logins per key: past ``max_failures`` within ``lockout_s``, that key waits.
 
     Kept in memory per worker process, so with several workers the limit applies per worker.
     """
@@ -63,20 +63,50 @@ class LoginThrottle:
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
-    def retry_after(self, name: str) -> float:
-        """Seconds until ``name`` may try again (0: now)."""
+    def retry_after(self, key: str) -> float:
+        """Seconds until ``key`` may try again (0: now)."""
         now = time.monotonic()
         with self._lock:
-            recent = [t for t in self._failures.get(name, []) if now - t < self.lockout_s]
-            self._failures[name] = recent
+            recent = [t for t in self._failures.get(key, []) if now - t < self.lockout_s]
+            if recent:
+                self._failures[key] = recent
+            else:
+                self._failures.pop(key, None)  # forgotten keys do not pile up
             if len(recent) < self.max_failures:
                 return 0.0
             return self.lockout_s - (now - recent[0])
 
-    def failed(self, name: str) -> None:
+    def failed(self, key: str) -> None:
         with self._lock:
-            self._failures.setdefault(name, []).append(time.monotonic())
+            self._failures.setdefault(key, []).append(time.monotonic())
+
+    def succeeded(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+class LoginGuard:
+    """Both limits on password logins: per user name (the lockout) and per client address.
+
+    An address past its own limit waits before its failures count against any name, so one
+    address can lock out at most ``per_address // per_name`` names per lockout period.
+    """
+
+    def __init__(self, *, per_name: int, per_address: int, lockout_s: float) -> None:
+        self.names = LoginThrottle(per_name, lockout_s)
+        self.addresses = LoginThrottle(per_address, lockout_s)
+
+    def retry_after(self, name: str, address: str) -> tuple[float, str]:
+        """(seconds to wait, which limit: "address" or "name"); (0, "") when the login may be tried."""
+        wait = self.addresses.retry_after(address)
+        if wait > 0:
+            return wait, "address"
+        wait = self.names.retry_after(name)
+        return (wait, "name") if wait > 0 else (0.0, "")
+
+    def failed(self, name: str, address: str) -> None:
+        self.addresses.failed(address)
+        self.names.failed(name)
 
     def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(name, None)
+        self.names.succeeded(name)

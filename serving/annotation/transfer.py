@@ -10,11 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, Request, Response
 
-from annotator_core.errors import ValidationFailed
 from serving.annotation.auth import Principal, annotator, viewer
 from serving.annotation.context import ServiceContext, context
 from serving.annotation.inputs import LabelName
-from serving.annotation.presenters import model_scores, shot_info
+from serving.annotation.presenters import model_scores, shot_info, timestamp
 from serving.http_errors import ApiError
 
 router = APIRouter(tags=["import and export"])
@@ -26,6 +25,8 @@ EXPORT_COLUMNS = [
 TRUE_WORDS = {"1", "true", "yes", "y", "positive", "pos", "t"}
 FALSE_WORDS = {"0", "false", "no", "n", "negative", "neg", "f"}
 MAX_REPORTED = 1000
+# Cells a spreadsheet reads as a formula (OWASP CSV injection); exported CSV cells never start with one.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _export_rows(ctx: ServiceContext, label: str) -> list[dict[str, Any]]:
@@ -48,12 +49,19 @@ def _export_rows(ctx: ServiceContext, label: str) -> list[dict[str, Any]]:
                 "value": bool(r.value),
                 "source": r.source,
                 "version": r.version,
-                "updated_at": r.updated_at.isoformat(),
+                "updated_at": timestamp(r.updated_at),
                 "model_score": scores.get(r.shot_id),
                 "model_version": version,
             }
         )
     return out
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ tab or CR gets a leading quote (OWASP)."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 def _filename(label: str, ext: str) -> str:
@@ -63,12 +71,16 @@ def _filename(label: str, ext: str) -> str:
 
 @router.get("/api/labels/{label}/export.csv", response_class=Response)
 def export_csv(request: Request, label: str = LabelName, _caller: Principal = Depends(viewer)) -> Response:
-    """Every current annotation with annotator, time and the latest model's score, as CSV."""
+    """Every current annotation with annotator, time and the latest model's score, as CSV.
+
+    Text cells that a spreadsheet would run as a formula (starting with = + - @ tab or CR) get a
+    leading ``'``; the Parquet export keeps every value raw.
+    """
     rows = _export_rows(context(request), label)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
     return Response(buffer.getvalue(), media_type="text/csv", headers={"Content-Disposition": _filename(label, "csv")})
 
 
@@ -133,10 +145,26 @@ def _match_span(shots: list[dict[str, Any]], start: float, end: float) -> str | 
     return best
 
 
+def _read_csv(text: str, *, max_field: int) -> tuple[list[str], list[dict[str, str]]]:
+    """(lower-cased header, rows) of a CSV; a row the csv module refuses is a 422 naming its line."""
+    # The csv module's own default (128 KiB a field) would fail as a 500: the import's body limit bounds it instead.
+    csv.field_size_limit(max(max_field, csv.field_size_limit()))
+    reader = csv.DictReader(io.StringIO(text), strict=True)  # bad quoting is an error naming its line
+    try:
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        rows = list(reader)
+    except csv.Error as exc:
+        line = reader.line_num + 1  # the csv module counts the lines it finished; the error is in the next
+        raise ApiError(
+            422, "invalid", f"line {line} of the CSV cannot be read ({exc}); fix that line.", field="body", line=line
+        ) from None
+    return header, rows
+
+
 def import_rows(ctx: ServiceContext, label: str, who: str, text: str) -> dict[str, Any]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    """Import one annotator's values from CSV text: every matched row commits in one transaction, or none."""
+    header, rows = _read_csv(text, max_field=ctx.settings.max_import_bytes)
     by_shot = {"shot_id", "value"} <= set(header)
     by_span = {"video_id", "start_s", "end_s", "value"} <= set(header)
     if not (by_shot or by_span):
@@ -146,7 +174,6 @@ def import_rows(ctx: ServiceContext, label: str, who: str, text: str) -> dict[st
             f"the CSV header {header!r} needs the columns shot_id,value or video_id,start_s,end_s,value.",
             field="header",
         )
-    rows = list(reader)
     if len(rows) > ctx.settings.max_import_rows:
         raise ApiError(
             413,
@@ -156,7 +183,7 @@ def import_rows(ctx: ServiceContext, label: str, who: str, text: str) -> dict[st
         )
     ctx.store.labels.get(label)
     unmatched: list[dict[str, Any]] = []
-    wanted: list[tuple[int, dict[str, str], str | None, bool | None]] = []
+    wanted: list[tuple[int, dict[str, str], str, bool | None]] = []
     video_shots: dict[str, list[dict[str, Any]]] = {}
     for number, row in enumerate(rows, start=2):  # line 1 is the header
         value = _parse_value(row.get("value", ""))
@@ -176,27 +203,18 @@ def import_rows(ctx: ServiceContext, label: str, who: str, text: str) -> dict[st
                 continue
         wanted.append((number, row, shot_id, value))
     known = {r["shot_id"] for r in ctx.shots.get_shots([w[2] for w in wanted if w[2]], columns=["shot_id"])}
-    imported = unchanged = 0
+    values: dict[str, bool] = {}
     for number, row, shot_id, value in wanted:
         if value is None:
             unmatched.append({"line": number, "row": row, "reason": "value is not true/false (or 1/0, yes/no)"})
-            continue
-        if shot_id not in known:
+        elif shot_id not in known:
             unmatched.append({"line": number, "row": row, "reason": "no such shot"})
-            continue
-        before = ctx.store.annotations.get(label, str(shot_id), who)
-        try:
-            after = ctx.store.annotations.annotate(label, str(shot_id), who, value, source="import")
-        except ValidationFailed as exc:
-            unmatched.append({"line": number, "row": row, "reason": str(exc)})
-            continue
-        if before is not None and before.version == after.version:
-            unchanged += 1
         else:
-            imported += 1
+            values[shot_id] = value  # a shot named twice: the later line wins, as it would row by row
+    written = ctx.store.annotations.annotate_many(label, who, values.items(), source="import")
     return {
-        "imported": imported,
-        "unchanged": unchanged,
+        "imported": written.written,
+        "unchanged": written.unchanged,
         "n_unmatched": len(unmatched),
         "unmatched": sorted(unmatched, key=lambda u: u["line"])[:MAX_REPORTED],
     }
