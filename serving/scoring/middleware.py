@@ -74,7 +74,8 @@ class LoadShedding:
 
 
 class ClipUpload:
-    """On ``path``, only multipart bodies whose ``clip`` part is a file (has a filename) get through.
+    """On ``path``, only multipart bodies whose ``clip`` part is a file (has a filename) get through;
+    elsewhere multipart bodies are refused (415).
 
     The body is spooled (memory up to 1 MiB, then a temporary file) while its part headers are read,
     then handed on unchanged; BodyLimit, outside this, has already bounded it.
@@ -86,11 +87,21 @@ class ClipUpload:
         self.field = field
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))
         content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if scope["path"] != self.path:
+            if content_type.lower().startswith("multipart/"):  # BentoML fails on these with a 500
+                refusal = (
+                    f"{scope['path']} takes JSON or vectors, not a multipart form; only {self.path} takes uploads."
+                )
+                body = error_body("unsupported_media_type", refusal, field="Content-Type", expected=JSON)
+                await answer(send, 415, body)
+                return
+            await self.app(scope, receive, send)
+            return
         if not content_type.lower().startswith("multipart/form-data"):
             await self._refuse(send, f"the request is {content_type or 'not multipart'!s}")
             return

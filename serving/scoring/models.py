@@ -123,7 +123,8 @@ class ServingSet:
                     raise ApiError(
                         503,
                         "model_unavailable",
-                        f"label {unknown[0]!r} has a published model that failed to load; see the service log.",
+                        f"label {unknown[0]!r} has a published model that failed to load: "
+                        + next((p.line() for p in self.problems if p.label == unknown[0]), "see the service log."),
                         field="labels",
                         expected=sorted(self.models),
                     )
@@ -159,6 +160,15 @@ class ServingSet:
         if encoder is not None:
             return self.groups[encoder], self.groups[encoder].labels
         if not self.groups:
+            if self.problems:  # published, but nothing loads: say what failed, not that nothing was published
+                raise ApiError(
+                    503,
+                    "model_unavailable",
+                    f"no published model could be loaded: {self.problems[0].line()}"
+                    + (f" (and {len(self.problems) - 1} more; see /v1/labels)" if len(self.problems) > 1 else ""),
+                    field="labels",
+                    expected="a published label whose model loads",
+                )
             raise ApiError(
                 503,
                 "no_models",

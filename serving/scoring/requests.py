@@ -118,7 +118,7 @@ def _arrow_matrix(body: bytes, *, dim: int) -> np.ndarray:
 
     try:
         table = pa.ipc.open_stream(io.BytesIO(body)).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise ApiError(
             422,
             "invalid",
@@ -133,11 +133,15 @@ def _arrow_matrix(body: bytes, *, dim: int) -> np.ndarray:
         )
     column = table.column(name).combine_chunks()
     kind = column.type
-    if not (pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+    is_list = pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind) or pa.types.is_large_list(kind)
+    # Checked before any conversion: list<string> or list<list<float>> must not reach numpy.
+    numeric = is_list and (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type))
+    if not numeric:
         raise ApiError(
             422,
             "invalid",
-            f"Arrow column {name!r} has type {kind}; expected fixed_size_list<float32>[{dim}].",
+            f"Arrow column {name!r} has type {kind}; expected fixed_size_list<float32>[{dim}] "
+            "(a list of numbers per row).",
             field=name,
             expected=f"fixed_size_list<float32>[{dim}]",
         )

@@ -30,6 +30,7 @@ import anyio
 import bentoml
 import numpy as np
 from bentoml.validators import ContentType
+from pydantic import Strict
 from starlette.responses import Response
 
 from annotator_core.errors import EncoderUnavailable, VAError
@@ -48,6 +49,8 @@ from serving.scoring.requests import (
 )
 
 log = logging.getLogger("va.scoring")
+# A vector value is a JSON number: "0.5" and true are refused (pydantic's lax mode would take them).
+StrictNumber = Annotated[float, Strict()]
 
 # Batches above this many vectors are scored off the event loop so probes never wait on them.
 INLINE_MAX_VECTORS = 256
@@ -114,7 +117,7 @@ class ScoringService:
 
     @bentoml.api(route="/v1/score/embeddings")
     async def score_embeddings(
-        self, vectors: list[list[float]], labels: list[str] | None = None, encoder: str | None = None
+        self, vectors: list[list[StrictNumber]], labels: list[str] | None = None, encoder: str | None = None
     ) -> dict[str, Any]:
         """Every label's P(positive) for each vector (JSON in, JSON out)."""
         try:
