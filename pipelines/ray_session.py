@@ -1,10 +1,10 @@
 """Starting and stopping Ray for a `va` job: local (all cores) or a cluster, and always stopped again.
 
 A local Ray is a tree of processes (GCS, raylet, dashboard and runtime-env agents, workers)
-that outlive the driver unless ``ray.shutdown()`` runs, and a SIGTERM ends Python without
-running any ``finally``. So while a session this process started is open, SIGTERM (and
-SIGHUP) are turned into :class:`Terminated`, which unwinds like Ctrl-C's KeyboardInterrupt
-through the ``finally`` that shuts Ray down.
+that outlive the driver unless it stops them. So while a session this process started is
+open, SIGTERM (and SIGHUP) are turned into :class:`Terminated`, which unwinds like Ctrl-C's
+KeyboardInterrupt through the ``finally`` that runs ``ray.shutdown()``; then whatever the
+session started and shutdown left running (the agents do) is ended.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+import psutil
 import ray
 
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+LEFTOVER_GRACE_S = 3.0  # how long Ray's own processes get to exit after ray.shutdown() before they are ended
 
 
 class Terminated(SystemExit):
@@ -90,12 +92,37 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    with signals_raise():
-        try:
-            start_ray(address)
+    before = _descendants()
+    try:
+        start_ray(address)
+        # After ray.init: it installs its own SIGTERM handler (sys.exit), which this one replaces while open.
+        with signals_raise():
             yield
-        finally:
-            ray.shutdown()
+    finally:
+        started = [p for p in _descendants() if p.pid not in {b.pid for b in before}]
+        ray.shutdown()
+        _stop_leftovers(started)
+
+
+def _descendants() -> list[psutil.Process]:
+    try:
+        return psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _stop_leftovers(processes: list[psutil.Process], *, grace_s: float = LEFTOVER_GRACE_S) -> None:
+    """End what this session started and ``ray.shutdown()`` left running (its dashboard and runtime-env
+    agents outlive the raylet and ignore SIGTERM): SIGTERM, then SIGKILL after ``grace_s``."""
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=grace_s)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=grace_s)
 
 
 @contextlib.contextmanager

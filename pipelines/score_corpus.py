@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import ray
 
 from annotator_core.classifier import Classifier
 from annotator_core.errors import NotFoundError, ValidationFailed
@@ -28,6 +29,7 @@ from annotator_core.onnx_session import fused_session
 from annotator_core.records import SHOTS_TABLE, scores_schema
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
+from pipelines.ray_session import ray_session
 
 
 @dataclass(frozen=True)
@@ -100,43 +102,45 @@ def run_score_corpus(
     batch_size: int = 4096,
     progress: Callable[[int, int], None] | None = None,
 ) -> ScoreCorpusSummary:
-    """Score every shot with the published ``models`` and merge the rows into ``scores``."""
-    import ray
+    """Score every shot with the published ``models`` and merge the rows into ``scores``.
 
+    Uses the Ray already running in this process, else starts one (local unless ``address``) and
+    shuts it down on every way out, signals included.
+    """
     started = time.perf_counter()
     if not models:
         raise NotFoundError("no label is published yet; run `va publish LABEL` first.")
-    store = ShotStore.from_settings(settings)
-    if not store.has_shots():
-        raise NotFoundError(f"no shots table in {store.uri}; run `va ingest PATH` first.")
-    shots_uri = store.db.open_table(SHOTS_TABLE).to_lance().uri
-    bad = [m for m in models if m.dim != store.dim()]
-    if bad:
-        raise ValidationFailed(
-            f"label {bad[0].label!r} expects {bad[0].dim}-d vectors but the shots table holds "
-            f"{store.dim()}-d ones; publish labels built on this corpus."
+    # Ray starts (forking its processes) before LanceDB's runtime does in this process.
+    with ray_session(address or settings.ray_address or None):
+        store = ShotStore.from_settings(settings)
+        if not store.has_shots():
+            raise NotFoundError(f"no shots table in {store.uri}; run `va ingest PATH` first.")
+        shots_uri = store.db.open_table(SHOTS_TABLE).to_lance().uri
+        bad = [m for m in models if m.dim != store.dim()]
+        if bad:
+            raise ValidationFailed(
+                f"label {bad[0].label!r} expects {bad[0].dim}-d vectors but the shots table holds "
+                f"{store.dim()}-d ones; publish labels built on this corpus."
+            )
+        total = int(store.counts()["shots"])
+        dataset = ray.data.read_lance(
+            shots_uri, columns=["shot_id", "vector", "encoder"], storage_options=settings.storage_options or None
         )
-    total = int(store.counts()["shots"])
-    if not ray.is_initialized():
-        ray.init(address=address or settings.ray_address or None, include_dashboard=False, log_to_driver=False)
-    dataset = ray.data.read_lance(
-        shots_uri, columns=["shot_id", "vector", "encoder"], storage_options=settings.storage_options or None
-    )
-    scored = dataset.map_batches(
-        LabelScorer,
-        fn_constructor_kwargs={"models": models},
-        batch_size=batch_size,
-        batch_format="numpy",
-        concurrency=1,
-    )
-    rows = done = 0
-    for batch in scored.iter_batches(batch_size=max(batch_size * len(models), 65_536), batch_format="pyarrow"):
-        chunk = pa.table(batch)
-        store.upsert_scores(chunk)
-        rows += chunk.num_rows
-        done = min(total, rows // max(1, len(models)))
-        if progress is not None:
-            progress(done, total)
+        scored = dataset.map_batches(
+            LabelScorer,
+            fn_constructor_kwargs={"models": models},
+            batch_size=batch_size,
+            batch_format="numpy",
+            concurrency=1,
+        )
+        rows = done = 0
+        for batch in scored.iter_batches(batch_size=max(batch_size * len(models), 65_536), batch_format="pyarrow"):
+            chunk = pa.table(batch)
+            store.upsert_scores(chunk)
+            rows += chunk.num_rows
+            done = min(total, rows // max(1, len(models)))
+            if progress is not None:
+                progress(done, total)
     return ScoreCorpusSummary(
         labels=[m.label for m in models],
         versions={m.label: m.version for m in models},
