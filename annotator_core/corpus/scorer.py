@@ -12,7 +12,7 @@ one :class:`CorpusView` per build that answers those.
 - :class:`MappedScorer` — the compressed corpus of :mod:`annotator_core.corpus.files`
   shared by every worker through the page cache (dim + ~50 bytes a shot: 5.6 GB
   at 10M × 512, counted once however many workers map it), scored in shards,
-  candidates re-scored exactly from LanceDB. The shards run in a thread pool
+  candidates re-scored exactly from the corpus's float32 vectors. The shards run in a thread pool
   here; ``pipelines.corpus_shards`` runs them on Ray actors through the same
   :class:`ShardRunner` interface.
 
@@ -207,13 +207,15 @@ class _MappedView:
         self.n_shots = len(corpus)
 
     def cluster_k(self, labelled: LabelledShots) -> int:
-        # The files' clusters can trail a re-clustering; the labelled shots' come fresh from LanceDB.
+        # The manifest's maximum can trail a re-clustering; the labelled shots' clusters are refreshed by sync.
         top = max(self.corpus.cluster_max, int(labelled.cluster_ids.max(initial=-1)))
         return top + 1 if top >= 0 else 0
 
     def labelled(self, shot_ids: Sequence[str]) -> LabelledShots:
-        ids, vectors, clusters = self.shots.vectors_of(shot_ids)
-        return LabelledShots(ids, vectors, clusters)
+        rows = self.corpus.rows_of(list(shot_ids))
+        found = np.flatnonzero(rows >= 0)
+        ids = [shot_ids[i] for i in found.tolist()]
+        return LabelledShots(ids, self.corpus.exact_vectors(rows[found]), self.corpus.clusters_of(rows[found]))
 
     def feeds(self, clf: Classifier, *, labelled_ids: Sequence[str], size: int, seed: int) -> FeedPicks:
         started = time.perf_counter()
@@ -246,20 +248,12 @@ class _MappedView:
         return FeedPicks(feeds, info)
 
     def _exact(self, clf: Classifier, rows: np.ndarray) -> dict[int, tuple[str, float]]:
-        """Exact float32 P(positive) of each corpus row, from the vectors in LanceDB."""
+        """Exact float32 P(positive) of each corpus row, from the corpus's float32 vectors."""
         if not rows.shape[0]:
             return {}
         ids = self.corpus.ids_of(rows)
-        found, vectors, _clusters = self.shots.vectors_of(ids)
-        if len(found) != len(ids):
-            missing = sorted(set(ids) - set(found))[:3]
-            raise RuntimeError(
-                f"the compressed corpus names shots the table no longer has ({', '.join(missing)}); "
-                "the table changed during the build — build again."
-            )
-        p = clf.predict_proba(vectors, normalised=True)
-        by_id = {sid: float(v) for sid, v in zip(found, p.tolist(), strict=True)}
-        return {r: (sid, by_id[sid]) for r, sid in zip(rows.tolist(), ids, strict=True)}
+        p = clf.predict_proba(self.corpus.exact_vectors(rows), normalised=True)
+        return {r: (sid, float(v)) for r, sid, v in zip(rows.tolist(), ids, p.tolist(), strict=True)}
 
 
 def uniform_rows(corpus: Corpus, *, size: int, excluded: np.ndarray, seed: int) -> np.ndarray:

@@ -121,3 +121,13 @@ def test_auto_scorer_switches_at_the_threshold(digits, make_settings) -> None:
     large = make_scorer(shots, settings.model_copy(update={"corpus_mapped_from": 1000}))
     assert build(settings, shots, store, small).extra["scoring"]["scorer"] == "memory"
     assert build(settings, shots, store, large).extra["scoring"]["scorer"] == "mapped"
+
+
+def test_a_re_clustering_reaches_the_next_build(digits) -> None:
+    settings, shots, store, _vectors, ids = digits
+    scorer = MappedScorer(shots, settings.resolved_corpus_dir, runner=ThreadShards(shards=1))
+    build(settings, shots, store, scorer)
+    shots.set_cluster_ids(ids, [i % 3 for i in range(len(ids))])  # as ingest's k-means does after new shots
+    mapped = build(settings, shots, store, scorer)
+    exact = build(settings, shots, store, InMemoryScorer(shots))
+    assert mapped.data_diversity == exact.data_diversity
