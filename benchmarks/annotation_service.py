@@ -18,7 +18,8 @@ client does not share its interpreter.
 
     .venv/bin/python benchmarks/annotation_service.py --sizes 100000,1000000
     # 10M, search only, the table kept for later runs (write ~15 min, index build hours on 2 cores):
-    .venv/bin/python benchmarks/annotation_service.py --sizes 10000000 --builds 0 --sweep 16,32,64 --data-dir /var/tmp/va-10m
+    .venv/bin/python benchmarks/annotation_service.py --sizes 10000000 --builds 0 --sweep 16,32,64 \\
+        --data-dir /var/tmp/va-10m
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def prepare(data_dir: Path, n: int, dim: int, index: bool) -> str:
 
 
 def run(
-    n: int, dim: int, *, builds: int, searches: int, data_dir: Path, index: bool, sweep: list[int]
+    n: int, dim: int, *, builds: int, searches: int, warmup: int, data_dir: Path, index: bool, sweep: list[int]
 ) -> dict[str, float]:
     from annotator_core.settings import Settings
     from annotator_core.shot_store import ShotStore
@@ -228,6 +229,11 @@ def run(
             timings[name].append(time.perf_counter() - t)
             found[name].append(ids)
 
+    # A running service has the index partitions it searches cached; the first search to touch a
+    # partition after a start reads and decodes it (about twice the time at 1M). Other queries warm it.
+    warm = [x for _, x, _ in mixture_chunks(warmup, dim, seed=4)]
+    for v in np.concatenate(warm) if warm else []:
+        shots.search(v, k=LIMIT)
     timed("like engine", lambda sid: [h.shot_id for h in shots.search_like(sid, k=LIMIT)], examples)
     timed("vector engine", lambda v: [h.shot_id for h in shots.search(v, k=LIMIT)], list(fresh))
     if sweep:
@@ -272,6 +278,8 @@ def run(
             assert len(r.json()["feeds"]) == 4
             return []
 
+        for v in np.concatenate(warm) if warm else []:
+            http_vector(v)
         timed("like http", http_like, examples)
         timed("vector http", http_vector, list(fresh))
         if builds:
@@ -311,6 +319,7 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=50, help="timed searches of each kind per size")
     parser.add_argument("--data-dir", default=None, help="keep each size's data in DIR/N and reuse it next time")
     parser.add_argument("--no-index", action="store_true", help="search without the ANN index ingest builds")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed searches (other queries) before timing")
     parser.add_argument("--sweep", default="", help="also time in-process search at these nprobes, e.g. 16,32,64")
     args = parser.parse_args()
     for n in (int(s) for s in args.sizes.split(",")):
@@ -320,8 +329,9 @@ def main() -> None:
         else:
             data_dir = Path(tempfile.mkdtemp(prefix=f"va-bench-{n}-"))
         try:
-            run(n, args.dim, builds=args.builds, searches=args.searches, data_dir=data_dir, index=not args.no_index,
-                sweep=[int(v) for v in args.sweep.split(",") if v])  # fmt: skip
+            sweep = [int(v) for v in args.sweep.split(",") if v]
+            run(n, args.dim, builds=args.builds, searches=args.searches, warmup=args.warmup, data_dir=data_dir,
+                index=not args.no_index, sweep=sweep)  # fmt: skip
         finally:
             if not args.data_dir:
                 shutil.rmtree(data_dir, ignore_errors=True)

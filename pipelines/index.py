@@ -3,9 +3,10 @@
 Shot vectors are L2-normalised and compared by cosine, so the index is trained
 with the cosine distance (an IVF-PQ index trained with the default L2 settings
 is what returned recall@10 of 0.10). The index type is a setting; queries scan
-``nprobes`` partitions and re-rank ``refine_factor`` x k candidates exactly,
-both settings applied by ``ShotStore.search``. Measured choices are in
-benchmarks/README.md (``benchmarks/search_latency.py``).
+``nprobes`` partitions and re-rank the larger of k and ``refine_factor`` x 10
+candidates exactly, both settings applied by ``ShotStore.search``. Measured
+choices are in benchmarks/README.md (``benchmarks/search_latency.py``,
+``benchmarks/annotation_service.py`` for search over HTTP, 10M included).
 
 Shots added after a build are appended to the index with ``optimize()`` (no
 retraining); once they pass ``REBUILD_FRACTION`` of the indexed rows, the
