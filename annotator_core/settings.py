@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     max_video_pixels: int = Field(
         3840 * 2160, gt=0, description="Videos with more pixels per frame than this are refused."
     )
+    max_video_frames: int = Field(
+        1_000_000, gt=0, description="Videos declaring more frames than this are refused at probe, before any decode."
+    )
+    probe_timeout_s: float = Field(60.0, gt=0, description="Seconds ffprobe may take reading a file's metadata.")
+    follow_external_links: bool = Field(
+        False, description="Ingest follows symlinks that point outside the folder being ingested."
+    )
     embed_batch_size: int = Field(64, ge=1, description="Shots per batch sent to an embedding actor.")
     embed_concurrency: int = Field(1, ge=1, description="Embedding actors in the pool (one GPU each if any).")
     decode_concurrency: int = Field(0, ge=0, description="Parallel decode tasks; 0 means one per CPU.")

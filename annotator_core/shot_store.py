@@ -243,6 +243,10 @@ class ShotStore:
     def done_video_ids(self) -> set[str]:
         return {v["video_id"] for v in self.videos(status="done")}
 
+    def failed_video_ids(self) -> set[str]:
+        """Fingerprints of the videos whose last ingest failed (a changed file has a new fingerprint)."""
+        return {v["video_id"] for v in self.videos(status="failed")}
+
     def vectors(self) -> VectorMatrix:
         """All shot vectors as one float32 matrix with their ids, cached by table version."""
         table = self._table(SHOTS_TABLE)

@@ -9,6 +9,10 @@ JSON) in a catalog folder do not become failed rows.
 
 ``video_id`` is a content fingerprint (size plus the first and last MiB), so a
 moved or renamed file is the same video and a re-run finds it done.
+
+A symlink found inside a folder or glob that points outside it is skipped, with the
+reason, unless ``follow_external_links``: a catalog folder must not be a way to read
+any file the ingest job can (``x.mp4 -> /etc/passwd``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -42,21 +46,37 @@ class CatalogEntry:
     size: int
 
 
+@dataclass
+class Catalog:
+    """What the paths name: the files to ingest and the ones left out, each with its reason."""
+
+    entries: list[CatalogEntry] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path as found, why)
+
+
 def is_remote(uri: str) -> bool:
     return uri.startswith(REMOTE_SCHEMES)
 
 
-def list_videos(paths: Iterable[str]) -> list[CatalogEntry]:
+def scan_catalog(paths: Iterable[str], *, follow_external_links: bool = False) -> Catalog:
     """Every file the given paths name, de-duplicated, in a stable (sorted per path) order."""
+    catalog = Catalog()
     seen: set[str] = set()
-    out: list[CatalogEntry] = []
     for raw in paths:
-        entries = _list_remote(raw) if is_remote(raw) else _list_local(raw)
+        if is_remote(raw):
+            entries = _list_remote(raw)
+        else:
+            entries = _list_local(raw, catalog.skipped, follow_external_links=follow_external_links)
         for entry in entries:
             if entry.uri not in seen:
                 seen.add(entry.uri)
-                out.append(entry)
-    return out
+                catalog.entries.append(entry)
+    return catalog
+
+
+def list_videos(paths: Iterable[str], *, follow_external_links: bool = False) -> list[CatalogEntry]:
+    """The files :func:`scan_catalog` would ingest."""
+    return scan_catalog(paths, follow_external_links=follow_external_links).entries
 
 
 def _is_video_name(name: str) -> bool:
@@ -64,21 +84,32 @@ def _is_video_name(name: str) -> bool:
     return not base.startswith(".") and os.path.splitext(base)[1].lower() in VIDEO_SUFFIXES
 
 
-def _list_local(raw: str) -> list[CatalogEntry]:
+def _list_local(raw: str, skipped: list[tuple[str, str]], *, follow_external_links: bool) -> list[CatalogEntry]:
     path = Path(raw).expanduser()
-    if path.is_file():
+    if path.is_file():  # named explicitly: taken as the user gave it, link or not
         return [CatalogEntry(str(path.resolve()), path.stat().st_size)]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_video_name(p.name))
-        return [CatalogEntry(str(p.resolve()), p.stat().st_size) for p in files]
-    if glob.has_magic(raw):
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-        return [
-            CatalogEntry(str(p.resolve()), p.stat().st_size) for p in files if p.is_file() and _is_video_name(p.name)
-        ]
-    raise ValidationFailed(
-        f"path {raw!r} does not exist; give video files, folders, globs (quoted) or s3:// / gs:// prefixes."
-    )
+        root, files = path, sorted(p for p in path.rglob("*") if _is_video_name(p.name))
+    elif glob.has_magic(raw):
+        fixed = str(path).split("*")[0].split("?")[0].split("[")[0]  # the part of the pattern before any wildcard
+        root = Path(os.path.dirname(fixed) or ".")
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if _is_video_name(p))
+    else:
+        raise ValidationFailed(
+            f"path {raw!r} does not exist; give video files, folders, globs (quoted) or s3:// / gs:// prefixes."
+        )
+    inside = root.resolve()
+    out = []
+    for found in files:
+        target = found.resolve()
+        if not follow_external_links and not target.is_relative_to(inside):
+            skipped.append(
+                (str(found), f"a link to {target}, outside {inside}; set VA_FOLLOW_EXTERNAL_LINKS=true to ingest it")
+            )
+            continue
+        if target.is_file():
+            out.append(CatalogEntry(str(target), target.stat().st_size))
+    return out
 
 
 def _list_remote(raw: str) -> list[CatalogEntry]:

@@ -40,7 +40,7 @@ from annotator_core.media.sampling import SampleOptions
 from annotator_core.records import VideoRecord, shot_id, shots_schema
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
-from pipelines.catalog import fingerprint, list_videos, local_copy, title_of
+from pipelines.catalog import Catalog, fingerprint, local_copy, scan_catalog, title_of
 from pipelines.ray_session import data_context, ray_session
 
 SHOTS_PER_YIELD = 16  # shots per batch a decode task hands on (small: frames are ~150 KB a shot)
@@ -66,6 +66,8 @@ class IngestSummary:
     videos_done: int = 0
     videos_failed: int = 0
     videos_skipped: int = 0
+    failed_before: int = 0  # of the skipped: failed on an earlier run and unchanged since (see retry_failed)
+    links_skipped: list[tuple[str, str]] = field(default_factory=list)  # symlinks out of the catalog, and why
     shots: int = 0
     seconds: float = 0.0
     video_seconds: float = 0.0
@@ -106,6 +108,8 @@ class DecodeJob:
     options: SampleOptions
     max_duration_s: float
     max_pixels: int
+    max_frames: int
+    probe_timeout_s: float
     encoder: str
 
 
@@ -132,7 +136,10 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
         stats = DecodeStats()
         try:
             with local_copy(entry["uri"]) as path:
-                info = probe(path, max_duration_s=job.max_duration_s, max_pixels=job.max_pixels)
+                info = probe(
+                    path, max_duration_s=job.max_duration_s, max_pixels=job.max_pixels, max_frames=job.max_frames,
+                    timeout_s=job.probe_timeout_s,
+                )  # fmt: skip
                 video = video.model_copy(
                     update={"duration_s": info.duration_s, "fps": info.fps, "width": info.width,
                             "height": info.height, "n_frames": info.n_frames}
@@ -202,12 +209,14 @@ def _fingerprint_row(row: dict[str, Any]) -> dict[str, Any]:
     return {"uri": row["uri"], "size": row["size"], "video_id": fingerprint(row["uri"], row["size"])}
 
 
-def catalog_rows(paths: Sequence[str]) -> list[dict[str, Any]]:
-    """List the paths on the driver, fingerprint the files as a Ray Data map; one row per distinct video."""
-    entries = list_videos(paths)
+def catalog_rows(catalog: Catalog, paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Fingerprint the catalog's files as a Ray Data map; one row per file, in catalog order."""
+    entries = catalog.entries
     if not entries:
+        left_out = f" ({len(catalog.skipped)} link(s) out of the folder skipped)" if catalog.skipped else ""
         raise ValidationFailed(
-            f"no video files found under {', '.join(paths)}; give video files, folders or s3:// / gs:// prefixes."
+            f"no video files found under {', '.join(paths)}{left_out}; give video files, folders or "
+            "s3:// / gs:// prefixes."
         )
     items = [{"uri": e.uri, "size": e.size} for e in entries]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64)).map(_fingerprint_row)
@@ -225,10 +234,13 @@ def run_ingest(
     address: str | None = None,
     progress: ProgressFn | None = None,
     decode_fn: DecodeFn | None = None,
+    retry_failed: bool = False,
 ) -> IngestSummary:
     """Ingest the videos under ``paths`` into the shot store named by ``settings``; see the module doc.
 
-    ``decode_fn`` replaces the per-title UDF (:func:`decode_title`); tests use it to crash a worker.
+    Videos done before are skipped; so are videos that failed before, unless their content changed
+    (a new fingerprint) or ``retry_failed``. ``decode_fn`` replaces the per-title UDF
+    (:func:`decode_title`); tests use it to crash a worker.
     """
     started = time.perf_counter()
     spec = encoder_spec or settings.encoder
@@ -245,14 +257,19 @@ def run_ingest(
                 f"ingest with --encoder {existing}, or point VA_LANCEDB_URI at a new folder."
             )
         t0 = time.perf_counter()
-        rows = catalog_rows(paths)
+        catalog = scan_catalog(paths, follow_external_links=settings.follow_external_links)
+        summary.links_skipped = catalog.skipped
+        rows = catalog_rows(catalog, paths)
         summary.stage_seconds["catalog"] = time.perf_counter() - t0
         done = store.done_video_ids()
+        failed = set() if retry_failed else store.failed_video_ids()
         todo: list[dict[str, Any]] = []
         seen: set[str] = set()
         for row in rows:
-            if row["video_id"] in done or row["video_id"] in seen:
-                summary.videos_skipped += 1  # done before, or the same content under another name
+            if row["video_id"] in done or row["video_id"] in failed or row["video_id"] in seen:
+                summary.videos_skipped += 1  # done or failed before, or the same content under another name
+                summary.failed_before += row["video_id"] in failed and row["video_id"] not in seen
+                seen.add(row["video_id"])
                 continue
             seen.add(row["video_id"])
             todo.append(row)
@@ -268,6 +285,8 @@ def run_ingest(
             options=SampleOptions.from_settings(settings, frame_size=encoder.frame_size),
             max_duration_s=settings.max_video_duration_s,
             max_pixels=settings.max_video_pixels,
+            max_frames=settings.max_video_frames,
+            probe_timeout_s=settings.probe_timeout_s,
             encoder=encoder.name,
         )
         del encoder  # the actors load their own; the driver keeps no model

@@ -32,6 +32,11 @@ from va_cli.main import settings_from
     default=None,
     help="Exit with status 1 when any video failed (default VA_STRICT, off: failures are rows, the run goes on).",
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Try again the videos that failed before; by default a failed video is retried only once its file changed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def ingest(
@@ -42,6 +47,7 @@ def ingest(
     limit: int | None,
     dry_run: bool,
     strict: bool | None,
+    retry_failed: bool,
     as_json: bool,
 ) -> None:
     """Ingest videos: detect shots, sample frames, embed them and write them to LanceDB.
@@ -49,13 +55,16 @@ def ingest(
     PATH may be a video file, a folder (searched recursively for video files), a quoted
     glob, or an s3:// / gs:// prefix. Each title is decoded once on Ray Data; videos already
     ingested are skipped, so running the same command again resumes an interrupted run.
-    A file that is not a readable video becomes a `failed` row with its reason.
+    A file that is not a readable video becomes a `failed` row with its reason, and is not
+    tried again until it changes (or with --retry-failed). Symlinks that lead out of a folder
+    being ingested are skipped (VA_FOLLOW_EXTERNAL_LINKS=true follows them).
 
     \b
     Examples:
       va ingest ~/footage --encoder handcrafted
       va ingest s3://bucket/catalog/ --address ray://head:10001 --limit 100
       va ingest ~/footage --dry-run
+      va ingest ~/footage --retry-failed
     """
     from pipelines.ingest import run_ingest
 
@@ -69,6 +78,7 @@ def ingest(
             dry_run=dry_run,
             address=address,
             progress=display.update,
+            retry_failed=retry_failed,
         )
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
@@ -114,6 +124,10 @@ class _ProgressDisplay:
 
 
 def _print_summary(s: Any) -> None:
+    for path, why in s.links_skipped:
+        click.secho(f"skipped: {path}: {why}", fg="yellow", err=True)
+    if s.failed_before:
+        click.echo(f"{s.failed_before} video(s) failed before and are unchanged: not retried (use --retry-failed).")
     if s.dry_run:
         click.echo(
             f"dry run: {s.videos_total} video(s) would be ingested with {s.encoder}, "

@@ -1,13 +1,34 @@
-"""What a video file is (duration, fps, size, frame count), and whether it is worth decoding at all."""
+"""What a video file is (duration, fps, size, frame count), and whether it is worth decoding at all.
+
+A catalog and an uploaded clip are untrusted: a 750 KB H.264 file can hold 16000x16000 frames,
+and decoding one takes gigabytes. So the limits are checked first on the container's own
+metadata, read by ``ffprobe`` with every frame skipped (about 55 MB however large the frames),
+and only a file within them is opened by the decoder.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
+from functools import partial
 
 import decord
 
+from annotator_core.errors import ConfigError
+
 SNIFF_BYTES = 4096
+DEFAULT_MAX_FRAMES = 1_000_000  # the max_video_frames setting's default
+DEFAULT_PROBE_TIMEOUT_S = 60.0  # the probe_timeout_s setting's default
+# Read the first video stream's header without decoding a frame (skip_frame all): memory stays flat.
+FFPROBE_ARGS = (
+    "-v", "error", "-skip_frame", "all", "-select_streams", "v:0",
+    "-show_entries", "stream=width,height,nb_frames,avg_frame_rate,r_frame_rate,duration:format=duration",
+    "-of", "json",
+)  # fmt: skip
 
 
 class VideoRefused(Exception):
@@ -38,29 +59,103 @@ def describe_unreadable(path: str) -> str:
     return "unrecognised content, not a video container the decoder knows"
 
 
-def probe(path: str, *, max_duration_s: float, max_pixels: int) -> VideoInfo:
-    """Duration, fps, size and frame count; raises VideoRefused for anything not worth decoding."""
+@dataclass(frozen=True)
+class StreamHeader:
+    """What the container says about its first video stream, before any frame is decoded."""
+
+    width: int
+    height: int
+    duration_s: float | None  # None where the container does not say
+    n_frames: int | None  # declared, or duration x frame rate; None where neither is known
+
+
+def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> StreamHeader:
+    """The first video stream's size, duration and frame count from the container (ffprobe, no frame decoded)."""
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        raise ConfigError("ffprobe is not installed; ingest and clip scoring need it (apt-get install ffmpeg).")
+    try:
+        done = subprocess.run(
+            [ffprobe, *FFPROBE_ARGS, path], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        raise VideoRefused(
+            f"its metadata took over {timeout_s:g} s to read (VA_PROBE_TIMEOUT_S); not a video worth decoding"
+        ) from None
+    try:
+        found = json.loads(done.stdout or "{}")
+    except json.JSONDecodeError:
+        found = {}
+    streams = found.get("streams") or []
+    if done.returncode != 0 or not streams or not streams[0].get("width") or not streams[0].get("height"):
+        raise VideoRefused(f"not a readable video: {describe_unreadable(path)}")
+    stream = streams[0]
+    duration = _number(stream.get("duration")) or _number((found.get("format") or {}).get("duration"))
+    rate = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
+    declared = _number(stream.get("nb_frames"))
+    n_frames = int(declared) if declared else (round(duration * rate) if duration and rate else None)
+    width, height = int(stream["width"]), int(stream["height"])
+    return StreamHeader(width=width, height=height, duration_s=duration, n_frames=n_frames)
+
+
+def _number(value: object) -> float | None:
+    try:
+        number = float(str(value))
+    except ValueError:
+        return None
+    return number if number > 0 and number != float("inf") else None
+
+
+def _rate(value: object) -> float | None:
+    try:
+        rate = Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return float(rate) if rate > 0 else None
+
+
+def check_limits(
+    *, width: int, height: int, duration_s: float | None, n_frames: int | None,
+    max_duration_s: float, max_pixels: int, max_frames: int,
+) -> None:  # fmt: skip
+    """Raise VideoRefused naming the first limit the video is over (and the setting that sets it)."""
+    if duration_s is not None and duration_s > max_duration_s:
+        raise VideoRefused(
+            f"too long: {duration_s:.0f} s over the limit of {max_duration_s:.0f} s (VA_MAX_VIDEO_DURATION_S)"
+        )
+    if width * height > max_pixels:
+        raise VideoRefused(f"too large: {width}x{height} over the limit of {max_pixels} pixels (VA_MAX_VIDEO_PIXELS)")
+    if n_frames is not None and n_frames > max_frames:
+        raise VideoRefused(f"too many frames: {n_frames} over the limit of {max_frames} (VA_MAX_VIDEO_FRAMES)")
+
+
+def probe(
+    path: str,
+    *,
+    max_duration_s: float,
+    max_pixels: int,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
+) -> VideoInfo:
+    """Duration, fps, size and frame count; raises VideoRefused for anything not worth decoding.
+
+    The limits are checked on the container's metadata before the decoder opens the file, and
+    again on the decoder's own count (a container may under-declare).
+    """
     size = os.path.getsize(path)
     if size == 0:
         raise VideoRefused("empty file (0 bytes)")
+    header = read_header(path, timeout_s=timeout_s)
+    limits = partial(check_limits, max_duration_s=max_duration_s, max_pixels=max_pixels, max_frames=max_frames)
+    limits(width=header.width, height=header.height, duration_s=header.duration_s, n_frames=header.n_frames)
     try:
         reader = decord.VideoReader(path, num_threads=1)
         n_frames = len(reader)
         fps = float(reader.get_avg_fps())
-        height, width = reader.next().shape[:2]
-    except StopIteration:
-        raise VideoRefused("no decodable video frames") from None
     except (RuntimeError, decord.DECORDError):
         raise VideoRefused(f"not a readable video: {describe_unreadable(path)}") from None
     if n_frames < 2 or not fps > 0:
         raise VideoRefused(f"a still image or empty stream, not a video ({n_frames} frame(s), {fps:g} fps)")
-    info = VideoInfo(duration_s=n_frames / fps, fps=fps, width=int(width), height=int(height), n_frames=n_frames)
-    if info.duration_s > max_duration_s:
-        raise VideoRefused(
-            f"too long: {info.duration_s:.0f} s over the limit of {max_duration_s:.0f} s (VA_MAX_VIDEO_DURATION_S)"
-        )
-    if info.width * info.height > max_pixels:
-        raise VideoRefused(
-            f"too large: {info.width}x{info.height} over the limit of {max_pixels} pixels (VA_MAX_VIDEO_PIXELS)"
-        )
+    info = VideoInfo(duration_s=n_frames / fps, fps=fps, width=header.width, height=header.height, n_frames=n_frames)
+    limits(width=info.width, height=info.height, duration_s=info.duration_s, n_frames=info.n_frames)
     return info

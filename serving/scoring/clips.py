@@ -42,7 +42,13 @@ class EmbeddedClip:
 def embed_clip(path: Path, encoder: Any, *, settings: Settings) -> EmbeddedClip:
     """Shots of the clip at ``path`` and one ``encoder`` vector per shot; ApiError for a refused clip."""
     try:
-        info = probe(str(path), max_duration_s=settings.max_clip_duration_s, max_pixels=settings.max_video_pixels)
+        info = probe(
+            str(path),
+            max_duration_s=settings.max_clip_duration_s,
+            max_pixels=settings.max_video_pixels,
+            max_frames=settings.max_video_frames,
+            timeout_s=settings.probe_timeout_s,
+        )
         options = SampleOptions.from_settings(settings, frame_size=encoder.frame_size)
         samples = list(decode_shots(str(path), info, options, DecodeStats()))
     except VideoRefused as exc:

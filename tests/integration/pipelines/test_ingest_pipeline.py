@@ -113,7 +113,7 @@ def test_a_rerun_skips_done_videos_and_writes_nothing_twice(ingested, catalog_di
     settings, _ = ingested
     store = ShotStore.from_settings(settings)
     before_shots, before_videos = shot_rows(store), video_rows(store)
-    again = run_ingest([str(catalog_dir)], settings=settings, encoder_spec="handcrafted")
+    again = run_ingest([str(catalog_dir)], settings=settings, encoder_spec="handcrafted", retry_failed=True)
     assert (again.videos_done, again.videos_skipped, again.shots) == (0, 2, 0)
     assert again.videos_failed == 4  # failed files are tried again, and fail again, as one row each
     assert shot_rows(store) == before_shots
@@ -130,7 +130,7 @@ def test_a_run_killed_after_writing_shots_but_before_the_done_row_resumes_to_the
     # The state a kill between the shots write and the videos write leaves: shots there, no done row.
     bikes = _video_id(catalog_dir / "bikes.mp4")
     store.db.open_table("videos").delete(f"video_id = '{bikes}'")
-    resumed = run_ingest([str(catalog_dir)], settings=settings, encoder_spec="handcrafted")
+    resumed = run_ingest([str(catalog_dir)], settings=settings, encoder_spec="handcrafted", retry_failed=True)
     assert (resumed.videos_done, resumed.videos_skipped, resumed.shots) == (1, 1, 6)
     assert shot_rows(store) == shot_rows(reference)
     assert video_rows(store) == video_rows(reference)

@@ -1,0 +1,148 @@
+"""A catalog is untrusted input: decompression bombs, links out of the folder, files that keep failing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from annotator_core.media.probe import VideoRefused, probe
+from annotator_core.settings import Settings
+from annotator_core.shot_store import ShotStore
+from pipelines.catalog import scan_catalog
+from pipelines.ingest import DecodeJob, decode_title, run_ingest
+from va_cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[3]
+# Peak resident memory allowed for refusing the bomb, per process (the Python probe and its ffprobe):
+# decoding one of its frames took the scoring worker from 0.7 GB to 4.0 GB.
+PROBE_RSS_BOUND_MB = 300
+BOMB_REFUSAL = "too large: 16000x16000 over the limit of 8294400 pixels (VA_MAX_VIDEO_PIXELS)"
+
+PROBE_IN_A_FRESH_PROCESS = """
+import json, resource, sys
+from annotator_core.media.probe import VideoRefused, probe
+try:
+    probe(sys.argv[1], max_duration_s=3600.0, max_pixels=3840 * 2160)
+    message = "accepted"
+except VideoRefused as exc:
+    message = str(exc)
+# VmHWM, not ru_maxrss: the latter keeps the forking parent's (pytest's) peak across exec.
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+peak = {"self": int(status["VmHWM"].split()[0]), "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
+print(json.dumps({"message": message, "peak_kb": peak}))
+"""
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The issue's file: ~750 KB of H.264 holding two 16000x16000 black frames (made with ffmpeg)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is required to make the test file (apt-get install -y ffmpeg)")
+    path = tmp_path_factory.mktemp("bomb") / "big.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "color=c=black:s=16000x16000:r=1",
+         "-frames:v", "2", "-c:v", "libx264", "-preset", "ultrafast", str(path)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    assert path.stat().st_size < 2_000_000
+    return path
+
+
+def test_a_decompression_bomb_is_refused_from_its_metadata_in_bounded_memory(bomb: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE_IN_A_FRESH_PROCESS, str(bomb)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["message"] == BOMB_REFUSAL
+    peak_mb = {who: kb / 1024 for who, kb in result["peak_kb"].items()}  # both in KiB on Linux
+    assert peak_mb["self"] < PROBE_RSS_BOUND_MB, peak_mb
+    assert peak_mb["children"] < PROBE_RSS_BOUND_MB, peak_mb
+
+
+def test_ingest_refuses_the_bomb_as_one_failed_row(bomb: Path) -> None:
+    job = DecodeJob(
+        options=None,  # type: ignore[arg-type]  # never reached: the probe refuses first
+        max_duration_s=3600.0, max_pixels=3840 * 2160, max_frames=1_000_000, probe_timeout_s=60.0,
+        encoder="handcrafted",
+    )  # fmt: skip
+    batch = pa.Table.from_pylist([{"uri": str(bomb), "size": bomb.stat().st_size, "video_id": "bomb"}])
+    rows = [row for table in decode_title(batch, job) for row in table.to_pylist()]
+    assert [row["kind"] for row in rows] == ["video"]
+    video = json.loads(rows[0]["video"])["record"]
+    assert (video["status"], video["error"], video["n_shots"]) == ("failed", BOMB_REFUSAL, 0)
+
+
+def test_the_frame_count_limit_is_checked_before_decoding(sample_videos_dir: Path) -> None:
+    with pytest.raises(VideoRefused, match=r"too many frames: 250 over the limit of 100 \(VA_MAX_VIDEO_FRAMES\)"):
+        probe(str(sample_videos_dir / "bikes.mp4"), max_duration_s=3600.0, max_pixels=10**8, max_frames=100)
+
+
+@pytest.fixture()
+def linked_catalog(sample_videos_dir: Path, tmp_path: Path) -> Path:
+    """A folder with a real video, a link to it inside the folder, and a link out of it to /etc/passwd."""
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    shutil.copy(sample_videos_dir / "bikes.mp4", folder / "bikes.mp4")
+    (folder / "same-bikes.mp4").symlink_to(folder / "bikes.mp4")
+    (folder / "x.mp4").symlink_to("/etc/passwd")
+    return folder
+
+
+def test_a_link_out_of_the_folder_is_skipped_with_the_reason(linked_catalog: Path) -> None:
+    catalog = scan_catalog([str(linked_catalog)])
+    assert [e.uri for e in catalog.entries] == [str((linked_catalog / "bikes.mp4").resolve())]
+    [(path, why)] = catalog.skipped
+    assert path == str(linked_catalog / "x.mp4")
+    assert "a link to /etc/passwd, outside" in why and "VA_FOLLOW_EXTERNAL_LINKS=true" in why
+    # A glob over the folder keeps to it too; the setting lets an operator follow links on purpose.
+    assert [p for p, _ in scan_catalog([str(linked_catalog / "*.mp4")]).skipped] == [str(linked_catalog / "x.mp4")]
+    followed = scan_catalog([str(linked_catalog)], follow_external_links=True)
+    assert "/etc/passwd" in [e.uri for e in followed.entries] and not followed.skipped
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_failed_videos_are_retried_only_when_changed_or_asked(linked_catalog: Path, tmp_path: Path) -> None:
+    (linked_catalog / "bikes.mp4").unlink()
+    (linked_catalog / "same-bikes.mp4").unlink()
+    notes = linked_catalog / "notes.mp4"
+    notes.write_text("Shot list for reel 3\nINT. KITCHEN - DAY\n" * 50)
+    settings = Settings(data_dir=tmp_path / "va-data", n_clusters=2)
+    store = ShotStore.from_settings(settings)
+
+    first = run_ingest([str(linked_catalog)], settings=settings, encoder_spec="handcrafted")
+    assert (first.videos_failed, first.videos_done) == (1, 0)
+    assert [Path(p).name for p, _ in first.links_skipped] == ["x.mp4"]
+    uris = [v["uri"] for v in store.videos()]
+    assert uris == [str(notes)] and "/etc/passwd" not in uris
+    [failed] = store.videos(status="failed")
+    assert "a text file" in failed["error"]
+
+    # Unchanged: not probed again, and said so.
+    again = run_ingest([str(linked_catalog)], settings=settings, encoder_spec="handcrafted")
+    assert (again.videos_total, again.videos_failed, again.videos_skipped, again.failed_before) == (0, 0, 1, 1)
+    assert store.videos(status="failed")[0]["ingested_at"] == failed["ingested_at"]
+
+    # Asked: tried again, still one row for the file.
+    env = {"VA_DATA_DIR": str(tmp_path / "va-data"), "VA_ENCODER": "handcrafted", "VA_N_CLUSTERS": "2"}
+    runner = CliRunner()
+    asked = runner.invoke(cli, ["ingest", str(linked_catalog), "--retry-failed", "--json"], env=env)
+    assert asked.exit_code == 0, asked.output
+    summary = json.loads(asked.stdout)
+    assert (summary["videos_total"], summary["videos_failed"], summary["failed_before"]) == (1, 1, 0)
+    assert [v["ingested_at"] for v in store.videos()] != [failed["ingested_at"]] and len(store.videos()) == 1
+    plain = runner.invoke(cli, ["ingest", str(linked_catalog)], env=env)
+    assert "1 video(s) failed before and are unchanged: not retried (use --retry-failed)" in plain.output
+    assert "skipped: " in plain.stderr and "x.mp4: a link to /etc/passwd" in plain.stderr
+
+    # Changed: a new fingerprint, so it is tried without being asked.
+    notes.write_text("still not a video\n" * 80)
+    changed = run_ingest([str(linked_catalog)], settings=settings, encoder_spec="handcrafted")
+    assert (changed.videos_total, changed.videos_failed, changed.failed_before) == (1, 1, 0)
