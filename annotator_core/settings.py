@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     )
     corpus_dir: str = Field("", description="Folder of the compressed corpus files; empty means DATA_DIR/corpus.")
     corpus_partitions: int = Field(0, ge=0, description="IVF partitions of the compressed corpus; 0 picks ~sqrt(N).")
-    corpus_prune: bool = Field(True, description="Skip corpus partitions whose score bound cannot reach a feed.")
+    corpus_prune: bool = Field(
+        False, description="Skip corpus partitions whose score bound cannot reach a feed (pays off on tight clusters)."
+    )
     corpus_threads: int = Field(2, ge=1, le=64, description="Threads (in-process shards) that score the corpus.")
     corpus_max_candidates: int = Field(
         4096, ge=100, description="Most candidate shots per feed and shard re-scored exactly in float32."

@@ -43,7 +43,9 @@ class CorpusShardsFailed(StoreUnavailable):
 class CorpusShard:
     """Shard ``shard`` of ``shards`` of the corpus in ``folder``, opened (memory-mapped) in the constructor."""
 
-    def __init__(self, folder: str, shard: int, shards: int, *, prune: bool = True, max_candidates: int = 4096) -> None:
+    def __init__(
+        self, folder: str, shard: int, shards: int, *, prune: bool = False, max_candidates: int = 4096
+    ) -> None:
         self.folder = Path(folder)
         self.shard = shard
         self.shards = shards
@@ -85,7 +87,7 @@ class RayShards:
     """A :class:`ShardRunner` over ``shards`` Ray actors (on the cluster ``ray.init`` joined)."""
 
     def __init__(
-        self, folder: str | Path, *, shards: int, prune: bool = True, max_candidates: int = 4096, **options: Any
+        self, folder: str | Path, *, shards: int, prune: bool = False, max_candidates: int = 4096, **options: Any
     ) -> None:
         self.folder = str(folder)
         self.actors = [

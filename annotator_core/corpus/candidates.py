@@ -28,7 +28,11 @@ Pruning (Exquisitor-style): every row of partition p lies within radius r_p of
 centroid c_p, so its exact logit lies in w·c_p + b ± ‖w‖·r_p. Partitions are
 visited best bound first and a feed stops visiting once no remaining partition
 can beat its current ``size``-th approximate score; the borderline feed visits
-only partitions whose interval comes near 0.
+only partitions whose interval comes near 0. Measured: on tight clusters (the
+unit test) it scores under half the rows; on the benchmark's broad clusters in
+512-d every ball bound reaches the feeds, nothing is skipped and the bound-ordered
+visits cost ~25% more than the plain scan (200k: 278 vs 220 ms), so pruning is a
+setting (``VA_CORPUS_PRUNE``), off by default.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ class _InMemoryView:
 class ThreadShards:
     """The corpus's partitions split into ``shards`` and scored in a thread pool (numpy releases the GIL)."""
 
-    def __init__(self, *, shards: int = 2, prune: bool = True, max_candidates: int = 4096) -> None:
+    def __init__(self, *, shards: int = 2, prune: bool = False, max_candidates: int = 4096) -> None:
         self.shards = max(1, shards)
         self.prune = prune
         self.max_candidates = max_candidates
