@@ -1,6 +1,9 @@
-"""Encoders: ``load_encoder(spec)`` turns a spec (clip:<id or folder>, tiny-clip, handcrafted) into an Encoder."""
+"""Encoders: ``load_encoder(spec)`` turns a spec (clip:<id or folder>, tiny-clip, handcrafted) into an Encoder.
+
+``random-clip:<arch>`` (real-size architectures, random weights) exists for throughput benchmarks only.
+"""
 
 from annotator_core.encoders.base import Encoder, l2_normalise
-from annotator_core.encoders.registry import available_encoder_specs, load_encoder, spec_has_text
+from annotator_core.encoders.registry import available_encoder_specs, is_benchmark_only, load_encoder, spec_has_text
 
-__all__ = ["Encoder", "available_encoder_specs", "l2_normalise", "load_encoder", "spec_has_text"]
+__all__ = ["Encoder", "available_encoder_specs", "is_benchmark_only", "l2_normalise", "load_encoder", "spec_has_text"]

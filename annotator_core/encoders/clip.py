@@ -23,6 +23,12 @@ from annotator_core.errors import EncoderUnavailable
 # Frames per forward pass: large enough to keep a GPU busy, small enough for CPU memory.
 FRAME_BATCH = 64
 
+# How a CLIP runs on CPU (the VA_CPU_PRECISION setting): float32, or bfloat16 autocast (vectors at
+# cosine >= 0.99 to float32's). "auto" takes bfloat16 only where the CPU computes it natively (AVX512-BF16,
+# AMX); without it bfloat16 is emulated and several times slower (benchmarks/embed_cpu.py). GPUs use float16.
+CPU_PRECISIONS = ("auto", "float32", "bfloat16")
+DEFAULT_CPU_PRECISION = "auto"
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -83,6 +89,7 @@ class ClipEncoder(Encoder):
         tokenizer: Any,
         preprocess: Preprocess,
         device: str = "auto",
+        cpu_precision: str | None = None,
         text_padding: str | bool = True,
         text_max_length: int | None = None,
     ) -> None:
@@ -91,6 +98,9 @@ class ClipEncoder(Encoder):
         self.name = name
         self.device = resolve_device(device)
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.cpu_precision = resolve_cpu_precision(cpu_precision or DEFAULT_CPU_PRECISION)
+        # Weights stay float32 on CPU; bfloat16 autocast runs the matrix products in bfloat16.
+        self._autocast = self.device == "cpu" and self.cpu_precision == "bfloat16"
         self.model = model.to(self.device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer
         self.preprocess = preprocess
@@ -137,7 +147,7 @@ class ClipEncoder(Encoder):
             return_tensors="pt",
         )
         inputs = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
-        with torch.inference_mode():
+        with torch.inference_mode(), self._precision():
             out = self.model.get_text_features(**inputs)
         return l2_normalise(_features(out).float().cpu().numpy())
 
@@ -152,8 +162,18 @@ class ClipEncoder(Encoder):
 
         with torch.inference_mode():
             pixels = self._pixels(frames)
-            out = self.model.get_image_features(pixel_values=pixels)
+            with self._precision():
+                out = self.model.get_image_features(pixel_values=pixels)
         return _features(out).float().cpu().numpy()
+
+    def _precision(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self._autocast:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _pixels(self, frames: np.ndarray) -> Any:
         """uint8 [n, H, W, 3] -> normalised [n, 3, h, w] on the device, as the model's processor would."""
@@ -197,3 +217,24 @@ def resolve_device(device: str) -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise EncoderUnavailable(f"device {device!r} is not one of auto, cpu, cuda, cuda:N.")
     return device
+
+
+def resolve_cpu_precision(precision: str) -> str:
+    """``float32`` or ``bfloat16``; ``auto`` is bfloat16 where the CPU has native bfloat16 instructions."""
+    if precision not in CPU_PRECISIONS:
+        raise EncoderUnavailable(
+            f"CPU precision {precision!r} is not one of {', '.join(CPU_PRECISIONS)}; set VA_CPU_PRECISION to one."
+        )
+    if precision != "auto":
+        return precision
+    return "bfloat16" if cpu_has_native_bfloat16() else "float32"
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (x86 AVX512-BF16 or AMX; Linux flags)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))

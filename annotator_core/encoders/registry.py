@@ -1,4 +1,4 @@
-"""Encoder specs -> encoders: ``clip:<hub id or local folder>``, ``tiny-clip``, ``handcrafted``.
+"""Encoder specs -> encoders: ``clip:<hub id or local folder>``, ``tiny-clip``, ``handcrafted``, ``random-clip:<arch>``.
 
 Every kind of encoder is one :class:`EncoderKind` entry in :data:`ENCODERS`; adding an
 encoder is adding an entry. An unknown spec, or a model that cannot be loaded, raises
@@ -21,7 +21,9 @@ class EncoderKind:
     form: str  # as shown to users: an exact name, or "prefix:<argument>"
     help: str
     has_text: bool
-    load: Callable[[str, str], Encoder]  # (the spec's argument after the prefix, device) -> encoder
+    load: Callable[[str, str, str | None], Encoder]  # (argument after the prefix, device, cpu precision) -> encoder
+    #: Random weights for measuring speed only: refused by ``va ingest`` without its benchmark flag.
+    benchmark_only: bool = False
 
     @property
     def prefix(self) -> str | None:
@@ -35,19 +37,25 @@ class EncoderKind:
         return spec[len(self.prefix) :].strip() if spec.startswith(self.prefix) else None
 
 
-def _handcrafted(argument: str, device: str) -> Encoder:
+def _handcrafted(argument: str, device: str, cpu_precision: str | None) -> Encoder:
     from annotator_core.encoders.handcrafted import HandcraftedEncoder
 
     return HandcraftedEncoder()
 
 
-def _tiny_clip(argument: str, device: str) -> Encoder:
+def _tiny_clip(argument: str, device: str, cpu_precision: str | None) -> Encoder:
     from annotator_core.encoders.tiny_clip import load_tiny_clip
 
-    return load_tiny_clip(device=device)
+    return load_tiny_clip(device=device, cpu_precision=cpu_precision)
 
 
-def _clip(argument: str, device: str) -> Encoder:
+def _random_clip(argument: str, device: str, cpu_precision: str | None) -> Encoder:
+    from annotator_core.encoders.random_clip import load_random_clip
+
+    return load_random_clip(argument, device=device, cpu_precision=cpu_precision)
+
+
+def _clip(argument: str, device: str, cpu_precision: str | None) -> Encoder:
     if not argument:
         raise EncoderUnavailable(
             "encoder spec 'clip:' names no model; use clip:<hub id or local folder>, "
@@ -55,7 +63,7 @@ def _clip(argument: str, device: str) -> Encoder:
         )
     from annotator_core.encoders.hub import load_clip
 
-    return load_clip(argument, device=device)
+    return load_clip(argument, device=device, cpu_precision=cpu_precision)
 
 
 ENCODERS = (
@@ -78,6 +86,13 @@ ENCODERS = (
         has_text=False,
         load=_handcrafted,
     ),
+    EncoderKind(
+        "random-clip:<vit-b-32|vit-l-14>",
+        "a real-size CLIP architecture with RANDOM weights, for throughput benchmarks only; its vectors mean nothing",
+        has_text=True,
+        load=_random_clip,
+        benchmark_only=True,
+    ),
 )
 
 
@@ -94,14 +109,23 @@ def available_encoder_specs() -> dict[str, str]:
     return {kind.form: kind.help for kind in ENCODERS}
 
 
+def is_benchmark_only(spec: str | None) -> bool:
+    """Whether ``spec`` names a random-weights model that only benchmarks may use."""
+    found = _kind_of((spec or "").strip())
+    return found is not None and found[0].benchmark_only
+
+
 def spec_has_text(spec: str | None) -> bool:
     """Whether the encoder a spec names has a text tower, without loading it."""
     found = _kind_of((spec or "").strip())
     return found is not None and found[0].has_text
 
 
-def load_encoder(spec: str, *, device: str = "auto") -> Encoder:
-    """Build the encoder named by ``spec`` on ``device`` (auto, cpu, cuda, cuda:N)."""
+def load_encoder(spec: str, *, device: str = "auto", cpu_precision: str | None = None) -> Encoder:
+    """Build the encoder named by ``spec`` on ``device`` (auto, cpu, cuda, cuda:N).
+
+    ``cpu_precision`` (float32 or bfloat16; None is the default of :mod:`.clip`) applies to CLIP models on CPU.
+    """
     spec = (spec or "").strip()
     found = _kind_of(spec)
     if found is None:
@@ -110,4 +134,4 @@ def load_encoder(spec: str, *, device: str = "auto") -> Encoder:
             "(set VA_ENCODER or --encoder)."
         )
     kind, argument = found
-    return kind.load(argument, device)
+    return kind.load(argument, device, cpu_precision)

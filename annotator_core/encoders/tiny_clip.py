@@ -40,7 +40,7 @@ def tiny_tokenizer(max_length: int = TINY_TEXT_LENGTH) -> Any:
     )
 
 
-def load_tiny_clip(*, device: str = "auto") -> ClipEncoder:
+def load_tiny_clip(*, device: str = "auto", cpu_precision: str | None = None) -> ClipEncoder:
     """A randomly initialised 32-d CLIP with fixed weights (torch seed), for tests: the real code path."""
     import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
@@ -80,5 +80,6 @@ def load_tiny_clip(*, device: str = "auto") -> ClipEncoder:
         tokenizer=tokenizer,
         preprocess=Preprocess.from_processor(processor),
         device=device,
+        cpu_precision=cpu_precision,
         text_max_length=TINY_TEXT_LENGTH,
     )
