@@ -37,6 +37,12 @@ from va_cli.main import settings_from
     is_flag=True,
     help="Try again the videos that failed before; by default a failed video is retried only once its file changed.",
 )
+@click.option(
+    "--allow-random-weights-benchmark",
+    "allow_random_weights",
+    is_flag=True,
+    help="Allow a random-clip:<arch> encoder (real-size model, RANDOM weights, meaningless vectors): benchmarks only.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def ingest(
@@ -48,6 +54,7 @@ def ingest(
     dry_run: bool,
     strict: bool | None,
     retry_failed: bool,
+    allow_random_weights: bool,
     as_json: bool,
 ) -> None:
     """Ingest videos: detect shots, sample frames, embed them and write them to LanceDB.
@@ -66,9 +73,17 @@ def ingest(
       va ingest ~/footage --dry-run
       va ingest ~/footage --retry-failed
     """
+    from annotator_core.encoders import is_benchmark_only
     from pipelines.ingest import run_ingest
 
     settings = settings_from(ctx, strict=strict)
+    spec = encoder_spec or settings.encoder
+    if is_benchmark_only(spec) and not allow_random_weights:
+        raise click.UsageError(
+            f"encoder {spec!r} has random weights: its vectors mean nothing, so it is for throughput benchmarks "
+            "only; pass --allow-random-weights-benchmark to ingest with it anyway (into a store of its own), "
+            "or use clip:<hub id or local folder> or handcrafted."
+        )
     with _ProgressDisplay(enabled=not as_json) as display:
         summary = run_ingest(
             list(paths),
