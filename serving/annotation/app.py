@@ -8,7 +8,7 @@ The web UI is the files under ``static/``: served at ``/static``, with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ def _install_ui(app: FastAPI) -> None:
         return FileResponse(index)
 
 
-def body_limits(settings: Settings) -> Any:
+def body_limits(settings: Settings) -> Callable[[str], Limit]:
     """Route path -> body limit: CSV imports (paths ending in ``/import``) have their own, larger one."""
     general = Limit(settings.max_body_bytes, "VA_MAX_BODY_BYTES")
     imports = Limit(settings.max_import_bytes, "VA_MAX_IMPORT_BYTES")
