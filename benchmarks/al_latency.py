@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator_core.classifier import train
+from annotator_core.classifier import train, unit_mean
 from annotator_core.feeds import build_feeds
 from annotator_core.metrics import data_diversity, model_quality
 from annotator_core.recommend import make_recommender
@@ -85,8 +85,9 @@ def with_cpu(build: Callable[[], dict[str, float]]) -> dict[str, float]:
 def ours(matrix: np.ndarray, clusters: np.ndarray, rows: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
     t: dict[str, float] = {}
     x = matrix[rows]
-    t["train"], clf = timed(lambda: train(x, y, seed=seed, C=C))
-    t["quality CV"], _ = timed(lambda: model_quality(x, y, folds=5, seed=seed, C=C))
+    centre = unit_mean(x)  # as a build does: centred on the labelled rows' own mean
+    t["train"], clf = timed(lambda: train(x, y, seed=seed, C=C, centre=centre))
+    t["quality CV"], _ = timed(lambda: model_quality(x, y, folds=5, seed=seed, C=C, centre=centre))
     t["score corpus"], scores = timed(lambda: clf.predict_proba(matrix, normalised=True))
     t["feeds"], _ = timed(lambda: build_feeds(scores, labeled=rows, size=50, seed=seed))
     labelled_clusters = clusters[rows]

@@ -1,31 +1,46 @@
 """Sample efficiency of Video Annotator's loop, replayed with simulated annotators (paper §5.1 and §5.2).
 
 Data: Fashion-MNIST (Debian ``dataset-fashion-mnist``), a random pool of
-``--pool`` of its 70,000 images (20,000 by default, to keep the run to minutes
-on 2 cores). Features: PCA of the pixels (64 components, fitted on the pool),
+``--pool`` of its 70,000 images (20,000 by default, to keep the run on 2 cores
+in bounds). Features: PCA of the pixels (64 components, fitted on the pool),
 L2-normalised like shot embeddings. Each of the 10 classes against the rest is
-one label (10% positive); 20% of the pool is held out for testing, the rest is
-the corpus annotators label from. A simulated annotator labels with the ground
+one label; 20% of the pool is held out for testing, the rest is the corpus
+annotators label from. ``--prevalence`` sub-samples each label's positives in
+the corpus and the test part (10% is the data's own; 2% and 0.5% are closer to
+the paper's video concepts). A simulated annotator labels with the ground
 truth. Classifiers are what a build trains (``annotator_core.classifier.train``
-with the default ``classifier_c``); AP is measured on the held-out part.
+with the default ``classifier_c``, centred on the labelled rows' mean); AP is
+measured on the held-out part.
+
+Zero-shot proxy (there are no CLIP weights offline and PCA has no text tower):
+the "text query" is the normalised mean of ``--zs-examples`` positives drawn
+from the 50,000 images outside the pool (never in the corpus or the test part),
+plus Gaussian noise of norm ``--zs-noise`` (relative to the unit query), again
+normalised. With the defaults (5 examples, noise 1.0) the proxy's AP at n = 25
+sits below CC's, as the paper's zero-shot baseline does (Table 1 there).
 
 Methods, each a sequence of labelled corpus items whose first n are used:
 
-- RCC: random items.
-- search: nearest neighbours of the mean of 3 positive examples (standing in
-  for zero-shot text retrieval, which needs a text tower PCA does not have).
-- CC: search and random, alternating (50/50) — the paper's strongest baseline.
-- VA: bootstrap like CC (search for positives, some random items as
-  negatives) until 10 positives and 10 negatives, the build minimum; then batches of d = 25 from the four feeds of
-  the latest build in turn (top positive, borderline, top negative, random),
-  rebuilding after every batch — the loop the paper's users followed.
-- VA + round robin / ε-greedy (ε = 0.25) / UCB (c = 0.01): as VA, but each batch
-  comes from the source (search or a feed) the recommender picks. The reward is
-  the change in test AP since the previous build, as in the paper's replay
-  (``--reward test-ap``), or the change in CV model quality, the only signal the
-  product has (``--reward quality``).
+- RCC: random items. ZS: the zero-shot ranking. CC: ZS and random alternating
+  (50/50) — the paper's strongest baseline.
+- VA: bootstrap like CC (ZS for positives, random for negatives) until 10
+  positives and 10 negatives, the build minimum; then batches of d = 25 from
+  the four feeds of the latest build in turn (top positive, borderline, top
+  negative, random), rebuilding after every batch.
+- VA+UCB[reward]: as VA, but UCB (c = 0.01) picks each batch's source among the
+  product's arms (search = the zero-shot ranking, and the four feeds), rewarded
+  by one of ``annotator_core.rewards`` (``quality``, ``random-ap``, ``yield``)
+  or by the paper's oracle (``test-ap``: change in test AP, not available live).
+- VA+UCB-paper[reward]: the paper's Experiment 2 arms instead: the VA process
+  (next feed of the cycle), random items, zero-shot items.
 
-    .venv/bin/python benchmarks/sample_efficiency.py        # ~5-10 minutes on 2 cores
+Reports per prevalence: mean AP and coverage (runs with ≥ 5 + 5, the paper's
+Figure 7), the Table 2 analogue (VA − CC), the Table 3 analogue (each
+recommender − VA), and how well the quality score a build shows tracks test AP
+(Spearman ρ over every label × run × n × method point).
+
+    .venv/bin/python benchmarks/sample_efficiency.py                   # see benchmarks/README.md for time
+    .venv/bin/python benchmarks/sample_efficiency.py --bootstraps 1 --labels 0 6 --prevalence 0.02   # smoke
 """
 
 from __future__ import annotations
@@ -34,17 +49,19 @@ import argparse
 import gzip
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
-from annotator_core.classifier import Classifier, l2_rows, train
+from annotator_core.classifier import Classifier, l2_rows, train, unit_mean
 from annotator_core.feeds import build_feeds
-from annotator_core.metrics import model_quality
+from annotator_core.metrics import model_quality_estimate
 from annotator_core.recommend import make_recommender
+from annotator_core.rewards import REWARDS, BuildSignals, batch_counts, random_sample_ap, rewards_for
 from annotator_core.settings import Settings
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
@@ -54,8 +71,11 @@ BATCH = 25
 MIN_EACH = 10  # the build minimum (settings min_positive / min_negative)
 MIN_TRAIN = 5  # the paper's coverage rule: 5 positives and 5 negatives to train and cross-validate
 FEED_CYCLE = ("top_positive", "borderline", "top_negative", "random")
-RECOMMENDERS = ("round-robin", "epsilon-greedy", "ucb")
+PRODUCT_ARMS = ("search", *FEED_CYCLE)
+PAPER_ARMS = ("va", "random", "zero_shot")
 C = float(Settings.model_fields["classifier_c"].default)
+LIVE_REWARDS = tuple(REWARDS)  # quality, random-ap, yield
+ORACLE = "test-ap"
 
 
 def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -70,15 +90,24 @@ def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(-1, 784), labels
 
 
-def search_ranking(corpus: np.ndarray, truth: np.ndarray, rng: np.random.Generator, examples: int = 3) -> np.ndarray:
-    """Corpus rows by cosine similarity to the mean of a few positive examples (the examples come first)."""
-    chosen = rng.choice(np.flatnonzero(truth), size=examples, replace=False)
-    query = corpus[chosen].mean(axis=0)
-    order = np.argsort(-(corpus @ query), kind="stable")
-    return np.concatenate([chosen, order[~np.isin(order, chosen)]])
+def fit(x: np.ndarray, y: np.ndarray) -> Classifier:
+    """What a build trains: the default C, centred on the labelled rows' own mean."""
+    return train(x, y, C=C, centre=unit_mean(x))
+
+
+def zero_shot_ranking(
+    corpus: np.ndarray, held_out_positives: np.ndarray, rng: np.random.Generator, *, examples: int, noise: float
+) -> np.ndarray:
+    """Corpus rows by cosine similarity to a noisy mean of held-out positives (the zero-shot proxy)."""
+    chosen = held_out_positives[rng.choice(len(held_out_positives), size=examples, replace=False)]
+    query = l2_rows(chosen.mean(axis=0, keepdims=True))[0]
+    jitter = rng.standard_normal(query.shape[0]).astype(np.float32)
+    query = query + noise * jitter / np.linalg.norm(jitter)
+    return np.argsort(-(corpus @ query), kind="stable")
 
 
 def interleave(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Alternate two rankings (a first), skipping items already taken, until n items."""
     out: list[int] = []
     seen: set[int] = set()
     ia = ib = 0
@@ -96,189 +125,309 @@ def interleave(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Test:
-    x: np.ndarray
-    y: np.ndarray
+class Task:
+    """One label at one prevalence: its corpus, truth, held-out test part and the two fixed rankings."""
+
+    corpus: np.ndarray
+    truth: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    random: np.ndarray
+    search: np.ndarray
 
 
+@dataclass
 class Annotator:
     """A simulated annotator working one label through the VA loop; ``order`` is what they labelled."""
 
-    def __init__(self, corpus: np.ndarray, truth: np.ndarray, search: np.ndarray, test: Test, seed: int) -> None:
-        self.corpus, self.truth, self.search, self.test, self.seed = corpus, truth, search, test, seed
-        self.labelled = np.zeros(len(truth), dtype=bool)
-        self.order: list[int] = []
-        self.random = np.random.default_rng(seed).permutation(len(truth))
+    task: Task
+    seed: int
+    order: list[int] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
 
-    def take(self, ranked: np.ndarray, k: int) -> None:
+    def __post_init__(self) -> None:
+        self.labelled = np.zeros(len(self.task.truth), dtype=bool)
+
+    def take(self, ranked: np.ndarray, k: int, source: str) -> None:
         """Label the next ``k`` unlabelled items of a ranking."""
         fresh = ranked[~self.labelled[ranked]][:k].tolist()
         self.labelled[fresh] = True
         self.order.extend(fresh)
+        self.sources.extend([source] * len(fresh))
 
     def counts(self) -> tuple[int, int]:
-        pos = int(self.truth[self.labelled].sum())
+        pos = int(self.task.truth[self.labelled].sum())
         return pos, int(self.labelled.sum()) - pos
 
     def bootstrap(self) -> None:
-        """Search for positives and pick some negatives (as CC does) until a build is allowed."""
-        self.order = interleave(self.search, self.random, BATCH).tolist()
-        self.labelled[self.order] = True
+        """Search for positives and take random items (as CC does) until a build is allowed."""
+        t = self.task
+        for i, row in enumerate(interleave(t.search, t.random, BATCH).tolist()):
+            self.labelled[row] = True
+            self.order.append(row)
+            self.sources.append("search" if i % 2 == 0 else "random")
         while min(self.counts()) < MIN_EACH:
-            self.take(self.search if self.counts()[0] < MIN_EACH else self.random, BATCH)
+            if self.counts()[0] < MIN_EACH:
+                self.take(t.search, BATCH, "search")
+            else:
+                self.take(t.random, BATCH, "random")
 
-    def value(self, clf: Classifier, rows: np.ndarray, reward: str) -> float:
-        """What the recommender is rewarded on: test AP (the paper's replay) or CV model quality (the product)."""
-        if reward == "test-ap":
-            return float(average_precision_score(self.test.y, clf.predict_proba(self.test.x, normalised=True)))
-        return model_quality(self.corpus[rows], self.truth[rows], folds=5, seed=self.seed, C=C)
+    def signals(self, clf: Classifier, batch_start: int, reward: str) -> BuildSignals:
+        """What the live product measures at this build (only what ``reward`` needs)."""
+        rows = np.asarray(self.order)
+        y = self.task.truth[rows]
+        quality, random_ap = float("nan"), float("nan")
+        if reward in ("quality", "random-ap"):
+            x = self.task.corpus[rows]
+            estimate = model_quality_estimate(x, y, C=C, centre=unit_mean(x), seed=self.seed, threshold="prior")
+            quality = estimate.value
+            from_random = np.asarray(self.sources) == "random"
+            random_ap = random_sample_ap(estimate.out_of_fold, y, from_random)
+        if reward == ORACLE:  # the paper's replay: the oracle's "quality" is test AP
+            quality = float(average_precision_score(self.task.test_y, clf.predict_proba(self.task.test_x)))
+        new = slice(batch_start, None)
+        return BuildSignals(quality, random_ap, batch_counts(self.sources[new], y[new].tolist()))
 
-    def run(self, n_max: int, recommender: str | None, reward: str) -> np.ndarray:
+    def run(self, n_max: int, *, reward: str | None = None, arms: str = "product") -> np.ndarray:
+        """Label until ``n_max``: plain VA (``reward=None``) or VA with UCB over ``arms``."""
+        t = self.task
         self.bootstrap()
-        bandit = make_recommender(recommender, seed=self.seed) if recommender else None
-        previous: tuple[str, float] | None = None
-        step = 0
+        names = PRODUCT_ARMS if arms == "product" else PAPER_ARMS
+        bandit = make_recommender("ucb", seed=self.seed, sources=names) if reward else None
+        previous: BuildSignals | None = None
+        batch_start, step, va_step = 0, 0, 0
         while True:
             rows = np.asarray(self.order)
-            clf = train(self.corpus[rows], self.truth[rows], C=C)  # the build after each batch
-            if bandit is not None:
-                value = self.value(clf, rows, reward)
-                if previous is not None:
-                    bandit.update({previous[0]: value - previous[1]})
+            clf = fit(t.corpus[rows], t.truth[rows])  # the build after each batch
+            if bandit is not None and reward is not None:
+                current = self.signals(clf, batch_start, reward)
+                # a batch is credited to the arm it was taken for; bootstrap batches to their own sources
+                rewarded = rewards_for("quality" if reward == ORACLE else reward, previous, current)
+                bandit.update({self._arm(s, arms): r for s, r in rewarded.items()})
+                previous = current
             if len(self.order) >= n_max:
                 return np.asarray(self.order[:n_max])
-            scores = clf.predict_proba(self.corpus, normalised=True)
+            scores = clf.predict_proba(t.corpus, normalised=True)
+            # the top feeds include labelled shots (marked in the UI), so ask for enough to fill a batch
             feeds = build_feeds(scores, labeled=self.labelled, size=len(rows) + BATCH, seed=self.seed + step)
-            sources = {"search": self.search, **feeds.as_dict()}
-            source = FEED_CYCLE[step % len(FEED_CYCLE)] if bandit is None else bandit.recommend()
-            self.take(sources[source], BATCH)
-            if bandit is not None:
-                previous = (source, value)
+            batch_start = len(self.order)
+            if bandit is None:
+                source = FEED_CYCLE[step % len(FEED_CYCLE)]
+                self.take(feeds.as_dict()[source], BATCH, source)
+            else:
+                arm = bandit.recommend()
+                if arm == "va":
+                    source = FEED_CYCLE[va_step % len(FEED_CYCLE)]
+                    va_step += 1
+                    self.take(feeds.as_dict()[source], BATCH, source)
+                    self.sources[batch_start:] = [f"va:{source}"] * (len(self.order) - batch_start)
+                elif arm in ("search", "zero_shot"):
+                    self.take(t.search, BATCH, "search" if arm == "search" else "zero_shot")
+                elif arm == "random" and arms == "paper":
+                    self.take(t.random, BATCH, "random")
+                else:
+                    self.take(feeds.as_dict()[arm], BATCH, arm)
+            if len(self.order) == batch_start:
+                raise RuntimeError(f"step {step} labelled nothing new; a source ran dry")
             step += 1
 
+    @staticmethod
+    def _arm(source: str, arms: str) -> str:
+        """The bandit arm a labelled item's source belongs to."""
+        if arms == "product":
+            return source
+        if source.startswith("va:"):
+            return "va"
+        return {"search": "zero_shot"}.get(source, source)
 
-def evaluate(
-    order: np.ndarray, corpus: np.ndarray, truth: np.ndarray, test_x: np.ndarray, test_y: np.ndarray
-) -> list[float]:
-    """AP on the test set at each n (NaN where the first n lack 5 positives or 5 negatives)."""
+
+@dataclass
+class Point:
+    """One (label, run, n, method) point: test AP and AUC, and the quality score a build would show."""
+
+    ap: float
+    auc: float
+    quality: float
+
+
+def evaluate(order: np.ndarray, task: Task, seed: int) -> list[Point]:
+    """Test AP, AUC and model quality at each n (NaN where the first n lack 5 positives or 5 negatives)."""
     out = []
     for n in SIZES:
         rows = order[:n]
-        pos = int(truth[rows].sum())
-        if pos < MIN_TRAIN or n - pos < MIN_TRAIN:
-            out.append(float("nan"))
+        y = task.truth[rows]
+        pos = int(y.sum())
+        if len(rows) < n or pos < MIN_TRAIN or n - pos < MIN_TRAIN:
+            out.append(Point(float("nan"), float("nan"), float("nan")))
             continue
-        clf = train(corpus[rows], truth[rows], C=C)
-        out.append(float(average_precision_score(test_y, clf.predict_proba(test_x, normalised=True))))
+        x = task.corpus[rows]
+        p = fit(x, y).predict_proba(task.test_x, normalised=True)
+        quality = model_quality_estimate(x, y, C=C, centre=unit_mean(x), seed=seed, threshold="prior").value
+        out.append(Point(float(average_precision_score(task.test_y, p)), float(roc_auc_score(task.test_y, p)), quality))
     return out
+
+
+def subsample(classes: np.ndarray, label: int, prevalence: float, rng: np.random.Generator) -> np.ndarray:
+    """Rows keeping every negative and enough positives for ``prevalence`` (all of them at the data's own)."""
+    pos, neg = np.flatnonzero(classes == label), np.flatnonzero(classes != label)
+    want = round(prevalence * len(neg) / (1.0 - prevalence))
+    keep = pos if want >= len(pos) else rng.choice(pos, size=max(want, MIN_TRAIN), replace=False)
+    return np.sort(np.concatenate([neg, keep]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pool", type=int, default=20_000, help="images drawn from the 70,000")
     parser.add_argument("--components", type=int, default=64, help="PCA components of the features")
-    parser.add_argument("--bootstraps", type=int, default=5)
+    parser.add_argument("--bootstraps", type=int, default=3, help="runs per label and prevalence")
     parser.add_argument("--labels", type=int, nargs="*", default=list(range(10)), help="class ids to run")
+    parser.add_argument("--prevalence", type=float, nargs="+", default=[0.1, 0.02, 0.005], help="positive shares")
     parser.add_argument(
-        "--reward",
-        choices=["test-ap", "quality"],
-        default="test-ap",
-        help="recommender reward: change in test AP (the paper's replay) or in CV model quality (the product's)",
+        "--rewards", nargs="*", default=[*LIVE_REWARDS, ORACLE], choices=[*LIVE_REWARDS, ORACLE], help="UCB rewards"
     )
+    parser.add_argument("--arms", nargs="*", default=["product", "paper"], choices=["product", "paper"])
+    parser.add_argument("--zs-examples", type=int, default=5, help="held-out positives behind the zero-shot query")
+    parser.add_argument("--zs-noise", type=float, default=1.0, help="norm of the noise added to the unit query")
     parser.add_argument("--plot", default=str(Path(__file__).with_name("sample_efficiency.png")))
     args = parser.parse_args()
     started = time.perf_counter()
 
     images, classes = load_fashion_mnist()
     rng = np.random.default_rng(0)
-    pick = rng.choice(len(images), size=args.pool, replace=False)
-    pixels = images[pick].astype(np.float32) / 255.0
-    features = l2_rows(PCA(args.components, random_state=0).fit_transform(pixels).astype(np.float32))
+    order = rng.permutation(len(images))
+    pick, outside = order[: args.pool], order[args.pool :]
+    pca = PCA(args.components, random_state=0).fit(images[pick].astype(np.float32) / 255.0)
+
+    def features(rows: np.ndarray) -> np.ndarray:
+        return l2_rows(pca.transform(images[rows].astype(np.float32) / 255.0).astype(np.float32))
+
+    pool_x, pool_c = features(pick), classes[pick]
     n_test = args.pool // 5
-    test_x, corpus = features[:n_test], features[n_test:]
-    test_classes, corpus_classes = classes[pick][:n_test], classes[pick][n_test:]
+    test_x, corpus_x = pool_x[:n_test], pool_x[n_test:]
+    test_c, corpus_c = pool_c[:n_test], pool_c[n_test:]
+    outside = outside[:5000]  # the zero-shot proxy's examples: ~500 per class, never in the pool
+    outside_x, outside_c = features(outside), classes[outside]
+
+    methods = ["RCC", "ZS", "CC", "VA"]
+    variants = [(arms, r) for arms in args.arms for r in args.rewards]
+    methods += [f"VA+UCB{'-paper' if arms == 'paper' else ''}[{r}]" for arms, r in variants]
     print(
-        f"Fashion-MNIST pool {args.pool:,} (corpus {len(corpus):,}, test {n_test:,}), "
-        f"PCA-{args.components} features, C={C}, {args.bootstraps} bootstraps, batches of {BATCH}, "
-        f"recommender reward {args.reward}"
+        f"Fashion-MNIST pool {args.pool:,} (corpus {len(corpus_x):,}, test {n_test:,} before sub-sampling), "
+        f"PCA-{args.components}, C={C} centred, {args.bootstraps} runs per label, batches of {BATCH}, "
+        f"zero-shot proxy: mean of {args.zs_examples} held-out positives + noise {args.zs_noise}"
     )
-
-    methods = ["RCC", "search", "CC", "VA", *(f"VA+{r}" for r in RECOMMENDERS)]
-    ap = {m: np.full((len(args.labels), args.bootstraps, len(SIZES)), np.nan) for m in methods}
-    for li, label in enumerate(args.labels):
-        truth, test_y = corpus_classes == label, test_classes == label
-        test = Test(test_x, test_y)
-        for b in range(args.bootstraps):
-            brng = np.random.default_rng(1000 * label + b)
-            random_order = brng.permutation(len(corpus))
-            search = search_ranking(corpus, truth, brng)
-            orders = {
-                "RCC": random_order[: SIZES[-1]],
-                "search": search[: SIZES[-1]],
-                "CC": interleave(search, random_order, SIZES[-1]),
-                "VA": Annotator(corpus, truth, search, test, b).run(SIZES[-1], None, args.reward),
-            }
-            for r in RECOMMENDERS:
-                orders[f"VA+{r}"] = Annotator(corpus, truth, search, test, b).run(SIZES[-1], r, args.reward)
-            for m, order in orders.items():
-                ap[m][li, b] = evaluate(order, corpus, truth, test_x, test_y)
-        print(
-            f"  {CLASSES[label]:<12} done at {time.perf_counter() - started:5.0f} s: AP@1000 "
-            + "  ".join(f"{m} {np.nanmean(ap[m][li, :, -1]):.3f}" for m in methods)
-        )
-
+    results: dict[float, dict[str, np.ndarray]] = {}
+    for prevalence in args.prevalence:
+        shape = (len(args.labels), args.bootstraps, len(SIZES), 3)
+        res = {m: np.full(shape, np.nan) for m in methods}
+        for li, label in enumerate(args.labels):
+            for b in range(args.bootstraps):
+                brng = np.random.default_rng([label, b, int(prevalence * 1e4)])
+                keep = subsample(corpus_c, label, prevalence, brng)
+                keep_test = subsample(test_c, label, prevalence, brng)
+                corpus, truth = corpus_x[keep], corpus_c[keep] == label
+                search = zero_shot_ranking(
+                    corpus, outside_x[outside_c == label], brng, examples=args.zs_examples, noise=args.zs_noise
+                )
+                task = Task(
+                    corpus, truth, test_x[keep_test], test_c[keep_test] == label, brng.permutation(len(corpus)), search
+                )
+                orders = {
+                    "RCC": task.random[: SIZES[-1]],
+                    "ZS": search[: SIZES[-1]],
+                    "CC": interleave(search, task.random, SIZES[-1]),
+                    "VA": Annotator(task, b).run(SIZES[-1]),
+                }
+                for (arms, r), m in zip(variants, methods[4:], strict=True):
+                    orders[m] = Annotator(task, b).run(SIZES[-1], reward=r, arms=arms)
+                for m, o in orders.items():
+                    res[m][li, b] = [[p.ap, p.auc, p.quality] for p in evaluate(o, task, b)]
+            print(
+                f"  prevalence {prevalence:.1%} {CLASSES[label]:<12} done at {time.perf_counter() - started:5.0f} s: "
+                + "  ".join(f"{m} {np.nanmean(res[m][li, :, -1, 0]):.3f}" for m in methods[:4])
+            )
+        results[prevalence] = res
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: no run had 5+5 examples
+            report(res, methods, args.labels, prevalence)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: no run had 5+5 examples
-        report(ap, methods, args.labels)
-        plot(ap, methods, args.plot)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report_quality(results)
+        plot(results, methods, args.plot)
     print(f"\nplot: {args.plot}; total {time.perf_counter() - started:.0f} s")
 
 
-def report(ap: dict[str, np.ndarray], methods: list[str], labels: list[int]) -> None:
-    header = "".join(f"{'n=' + str(n):>9}" for n in SIZES)
-    print("\nMean AP over labels and bootstraps (coverage: % of label×bootstrap runs with 5+5 examples)")
-    print(f"  {'method':<18}{header}")
+def report(res: dict[str, np.ndarray], methods: list[str], labels: list[int], prevalence: float) -> None:
+    ap = {m: r[..., 0] for m, r in res.items()}
+    header = "".join(f"{'n=' + str(n):>8}" for n in SIZES)
+    print(f"\n=== prevalence {prevalence:.1%} ===")
+    print("Mean test AP over labels × runs (over runs with 5 + 5); coverage = % of runs with 5 + 5 (Figure 7)")
+    print(f"  {'method':<26}{header}   coverage per n")
     for m in methods:
         mean = np.nanmean(ap[m], axis=(0, 1))
         cover = 100 * np.mean(~np.isnan(ap[m]), axis=(0, 1))
-        print(f"  {m:<18}" + "".join(f"{v:9.3f}" for v in mean) + "   coverage " + " ".join(f"{c:.0f}%" for c in cover))
+        print(f"  {m:<26}" + "".join(f"{v:8.3f}" for v in mean) + "   " + " ".join(f"{c:.0f}%" for c in cover))
 
-    print("\nTable 2 analogue: AP gain of VA over CC, (AP_VA − AP_CC) × 100, mean over bootstraps per label")
-    print(f"  {'label':<18}{header}")
+    print("Table 2 analogue: (AP_VA − AP_CC) × 100, mean over runs per label")
+    print(f"  {'label':<26}{header}")
     gains = 100 * (np.nanmean(ap["VA"], axis=1) - np.nanmean(ap["CC"], axis=1))
     for li, label in enumerate(labels):
-        print(f"  {CLASSES[label]:<18}" + "".join(f"{g:9.1f}" for g in gains[li]))
-    print(f"  {'median (overall)':<18}" + "".join(f"{g:9.1f}" for g in np.nanmedian(gains, axis=0)))
+        print(f"  {CLASSES[label]:<26}" + "".join(f"{g:8.1f}" for g in gains[li]))
+    print(f"  {'median (overall)':<26}" + "".join(f"{g:8.1f}" for g in np.nanmedian(gains, axis=0)))
+    va, rcc, cc = (np.nanmean(ap[m], axis=(0, 1)) for m in ("VA", "RCC", "CC"))
+    wins = [
+        f"n={n}: {'yes' if v >= max(r, c) else 'no'}" for n, v, r, c in zip(SIZES, va, rcc, cc, strict=True) if n >= 50
+    ]
+    print("  VA mean AP ≥ RCC and CC: " + ", ".join(wins))
 
-    print("\nTable 3 analogue: AP gain × 100 of each recommender over VA without one, at n = 1000,")
-    print("  distribution over label × bootstrap runs")
-    print(f"  {'recommender':<18}{'10%':>8}{'25%':>8}{'median':>8}{'75%':>8}{'90%':>8}   median gain per n")
-    for r in RECOMMENDERS:
-        diff = 100 * (ap[f"VA+{r}"] - ap["VA"])
+    print("Table 3 analogue: (AP_VA+UCB − AP_VA) × 100 at n = 1000 over label × run; median per n")
+    print(f"  {'variant':<26}{'10%':>7}{'25%':>7}{'median':>7}{'75%':>7}{'90%':>7}   median gain per n")
+    for m in methods[4:]:
+        diff = 100 * (ap[m] - ap["VA"])
         q = np.nanpercentile(diff[:, :, -1], [10, 25, 50, 75, 90])
         per_n = np.nanmedian(diff.reshape(-1, len(SIZES)), axis=0)
-        print(f"  {r:<18}" + "".join(f"{v:8.1f}" for v in q) + "   " + " ".join(f"{v:+.1f}" for v in per_n))
+        print(f"  {m:<26}" + "".join(f"{v:7.1f}" for v in q) + "   " + " ".join(f"{v:+.1f}" for v in per_n))
 
 
-def plot(ap: dict[str, np.ndarray], methods: list[str], path: str) -> None:
+def report_quality(results: dict[float, dict[str, np.ndarray]]) -> None:
+    print("\nModel quality shown by a build vs held-out test AP, every (label, run, n, method) point with 5 + 5")
+    pooled = []
+    for prevalence, res in results.items():
+        points = np.concatenate([r.reshape(-1, 3) for r in res.values()])
+        points = points[~np.isnan(points).any(axis=1)]
+        pooled.append(points)
+        rho = spearmanr(points[:, 2], points[:, 0]).statistic if len(points) > 2 else float("nan")
+        misleading = int(((points[:, 1] >= 0.85) & (points[:, 2] <= 0.55)).sum())
+        print(
+            f"  prevalence {prevalence:5.1%}: {len(points):5d} points, Spearman ρ(quality, AP) = {rho:.3f}; "
+            f"quality ≤ 0.55 while test AUC ≥ 0.85: {misleading} points"
+        )
+    everything = np.concatenate(pooled)
+    if len(everything) > 2:
+        print(f"  all prevalences: Spearman ρ = {spearmanr(everything[:, 2], everything[:, 0]).statistic:.3f}")
+
+
+def plot(results: dict[float, dict[str, np.ndarray]], methods: list[str], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m in methods:
-        mean = np.nanmean(ap[m], axis=(0, 1))
-        ax.plot(SIZES, mean, marker="o", label=m, linestyle="--" if m.startswith("VA+") else "-")
-    ax.set_xscale("log")
-    ax.set_xticks(SIZES, [str(n) for n in SIZES])
-    ax.set_xlabel("annotations n")
-    ax.set_ylabel("test AP (mean over labels × bootstraps)")
-    ax.set_title("Fashion-MNIST one-vs-rest, PCA features: sample efficiency")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4.5), squeeze=False)
+    for ax, (prevalence, res) in zip(axes[0], results.items(), strict=True):
+        for m in methods:
+            mean = np.nanmean(res[m][..., 0], axis=(0, 1))
+            ax.plot(SIZES, mean, marker="o", label=m, linestyle="--" if m.startswith("VA+") else "-")
+        ax.set_xscale("log")
+        ax.set_xticks(SIZES, [str(n) for n in SIZES])
+        ax.set_xlabel("annotations n")
+        ax.set_title(f"prevalence {prevalence:.1%}")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("test AP (mean over labels × runs)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Fashion-MNIST one-vs-rest, PCA features: sample efficiency")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

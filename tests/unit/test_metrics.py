@@ -208,3 +208,18 @@ def test_out_of_fold_scores_come_from_models_that_did_not_see_the_row() -> None:
         expected[test] = x[test] @ coef + intercept
     np.testing.assert_allclose(estimate.out_of_fold, expected, atol=0.05)
     assert np.mean((estimate.out_of_fold > 0) == y) > 0.95
+
+
+def test_prior_threshold_scores_a_good_ranker_on_rare_positives_above_chance() -> None:
+    """6 positives among 300 labels: at P > 0.5 the model says "negative" everywhere (0.5); at the prior it does not."""
+    data = load_digits()
+    x = l2_rows(data.data.astype(np.float32))
+    truth = data.target == 0
+    rng = np.random.default_rng(0)
+    rows = np.concatenate(
+        [rng.choice(np.flatnonzero(truth), 6, replace=False), rng.choice(np.flatnonzero(~truth), 294, replace=False)]
+    )
+    half = model_quality_estimate(x[rows], truth[rows], C=1.0, centre=unit_mean(x[rows]))
+    prior = model_quality_estimate(x[rows], truth[rows], C=1.0, centre=unit_mean(x[rows]), threshold="prior")
+    assert half.value <= 0.6
+    assert prior.value >= 0.8
