@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         description="Encoder spec: clip:<hub id or local folder>, tiny-clip, or handcrafted.",
     )
     device: str = Field("auto", description="Torch device for encoders: auto, cpu or cuda.")
+    cpu_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="CLIP on CPU: float32, or bfloat16 autocast; auto is bfloat16 only on CPUs with native bfloat16.",
+    )
 
     # --- active learning ----------------------------------------------------
     min_positive: int = Field(10, ge=1, description="Positive annotations needed before a build.")

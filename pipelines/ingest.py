@@ -180,8 +180,8 @@ def new_video(entry: dict[str, Any], encoder: str) -> VideoRecord:
 class EmbedShots:
     """Embedding actor: loads the encoder once, then turns batches of shot frames into vectors."""
 
-    def __init__(self, spec: str, device: str, frames_per_shot: int) -> None:
-        self.encoder = load_encoder(spec, device=device)
+    def __init__(self, spec: str, device: str, frames_per_shot: int, cpu_precision: str = "auto") -> None:
+        self.encoder = load_encoder(spec, device=device, cpu_precision=cpu_precision)
         self.frames_per_shot = frames_per_shot
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -323,7 +323,12 @@ def _pipeline(todo: list[dict[str, Any]], *, job: DecodeJob, spec: str, settings
         )
     return ds.map_batches(
         EmbedShots,
-        fn_constructor_kwargs={"spec": spec, "device": settings.device, "frames_per_shot": settings.frames_per_shot},
+        fn_constructor_kwargs={
+            "spec": spec,
+            "device": settings.device,
+            "frames_per_shot": settings.frames_per_shot,
+            "cpu_precision": settings.cpu_precision,
+        },
         batch_size=settings.embed_batch_size,
         batch_format="pyarrow",
         # One GPU per actor: never ask for more actors than the cluster has GPUs, or they would wait for ever.
