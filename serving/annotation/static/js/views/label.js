@@ -86,7 +86,7 @@ export async function renderLabel(main, { session, name, tab, go }) {
     buildHint.classList.toggle("missing", !s.ready);
     const rec = s.recommendation;
     if (rec) {
-      replace(suggestion, "Hint: ", h("a", { href: "#", class: "suggested-link", onclick: (e) => (e.preventDefault(), openSuggested(rec)) }, FEED_NAMES[rec] || rec), h("span", { class: "muted", title: "In our replays (benchmarks/README.md) following this hint has not beaten labelling the four feeds in turn; use it or ignore it." }, " — a hint, not advice: the source whose latest labels raised model quality most"));
+      replace(suggestion, "Hint: ", h("a", { href: "#", class: "suggested-link", onclick: (e) => (e.preventDefault(), openSuggested(rec)) }, FEED_NAMES[rec] || rec), h("span", { class: "muted", title: "In our replays (benchmarks/README.md) following this hint has not reliably beaten labelling the four feeds in turn; use it or ignore it." }, " — a hint, not advice: the source whose latest labels raised model quality most"));
     } else suggestion.replaceChildren();
     for (const btn of tabsNav.querySelectorAll("button")) btn.classList.toggle("suggested", rec === "search" && btn.dataset.tab === "search");
   }
