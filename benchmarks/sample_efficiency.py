@@ -375,10 +375,10 @@ def report(res: dict[str, np.ndarray], methods: list[str], labels: list[int], pr
         print(f"  {CLASSES[label]:<26}" + "".join(f"{g:8.1f}" for g in gains[li]))
     print(f"  {'median (overall)':<26}" + "".join(f"{g:8.1f}" for g in np.nanmedian(gains, axis=0)))
     va, rcc, cc = (np.nanmean(ap[m], axis=(0, 1)) for m in ("VA", "RCC", "CC"))
-    wins = [
-        f"n={n}: {'yes' if v >= max(r, c) else 'no'}" for n, v, r, c in zip(SIZES, va, rcc, cc, strict=True) if n >= 50
-    ]
-    print("  VA mean AP ≥ RCC and CC: " + ", ".join(wins))
+    # a method without a single 5 + 5 run at n has no AP there and does not count against VA
+    verdicts = zip(SIZES, va, rcc, cc, strict=True)
+    wins = [f"n={n}: {'yes' if v >= np.nanmax([r, c, -1.0]) else 'no'}" for n, v, r, c in verdicts if n >= 50]
+    print("  VA mean AP ≥ RCC and CC (where covered): " + ", ".join(wins))
 
     print("Table 3 analogue: (AP_VA+UCB − AP_VA) × 100 at n = 1000 over label × run; median per n")
     print(f"  {'variant':<26}{'10%':>7}{'25%':>7}{'median':>7}{'75%':>7}{'90%':>7}   median gain per n")
