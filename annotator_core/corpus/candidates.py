@@ -48,7 +48,7 @@ from annotator_core.corpus.files import Corpus, Segment
 
 FEED_KINDS = ("top_positive", "top_negative", "borderline")
 MARGIN_SIGMAS = 6.0
-BLOCK_ROWS = 2048  # 1 MB of int8 codes, 4 MB as float32: stays in L2/L3
+BLOCK_ROWS = 256  # 512 KB as float32: the conversion buffer stays in L2 (2x faster than 2048 here)
 GROUP_ROWS = 65_536  # partitions visited together before the pruning bound is checked again
 
 
