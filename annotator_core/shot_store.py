@@ -86,6 +86,8 @@ class ShotStore:
             ) from None
         self._lock = threading.Lock()
         self._cache: VectorMatrix | None = None
+        self._shared: dict[str, Any] = {}
+        self._shared_lock = threading.Lock()
         self._search_lock = threading.Lock()
         self._search_dataset: Any = None
 
@@ -266,6 +268,39 @@ class ShotStore:
             )
             return self._cache
 
+    def vectors_of(self, shot_ids: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(ids found, float32 vectors, cluster ids) of the given shots, in the order asked; a keyed read
+        through the BTREE index on ``shot_id``, so a build reads its few thousand shots, not the table."""
+        unique = list(dict.fromkeys(shot_ids))
+        dim = self.dim()
+        found: dict[str, tuple[np.ndarray, int]] = {}
+        table = self._table(SHOTS_TABLE)
+        for start in range(0, len(unique), 1000):
+            chunk = unique[start : start + 1000]
+            data = (
+                table.search()
+                .where("shot_id IN (" + ", ".join(_sql_str(s) for s in chunk) + ")")
+                .select(["shot_id", "vector", "cluster_id"])
+                .limit(len(chunk))
+                .to_arrow()
+            )
+            values = data.column("vector").combine_chunks().values.to_numpy(zero_copy_only=False)
+            matrix = np.asarray(values, dtype=np.float32).reshape(-1, dim)
+            clusters = data.column("cluster_id").to_numpy()
+            for i, sid in enumerate(data.column("shot_id").to_pylist()):
+                found[sid] = (matrix[i], int(clusters[i]))
+        ids = [s for s in shot_ids if s in found]
+        vectors = np.stack([found[s][0] for s in ids]) if ids else np.empty((0, dim), np.float32)
+        clusters_out = np.array([found[s][1] for s in ids], dtype=np.int64)
+        return ids, vectors, clusters_out
+
+    def shared(self, key: str, make: Any) -> Any:
+        """An object derived from this store (the build's corpus scorer), made once by ``make()`` and kept."""
+        with self._shared_lock:
+            if key not in self._shared:
+                self._shared[key] = make()
+            return self._shared[key]
+
     def search(self, vector: np.ndarray, *, k: int = 20, where: str | None = None) -> list[SearchHit]:
         """Cosine nearest shots to ``vector``, optionally filtered by a SQL expression on shot columns.
 
@@ -325,14 +360,6 @@ class ShotStore:
     def thumbnail(self, shot_id: str) -> bytes:
         return bytes(self.get_shot(shot_id, columns=["thumbnail"])["thumbnail"])
 
-
-def _sql_str(value: str) -> str:
-    """A SQL string literal for LanceDB filters (quotes doubled, so ids cannot break out)."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def sql_in(column: str, values: Iterable[str]) -> str:
-    return f"{column} IN (" + ", ".join(_sql_str(v) for v in values) + ")"
     # -- scores ----------------------------------------------------------------
 
     def upsert_scores(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> None:
@@ -348,10 +375,28 @@ def sql_in(column: str, values: Iterable[str]) -> str:
         table = self._table(SCORES_TABLE)
         table.merge_insert(["shot_id", "label"]).when_matched_update_all().when_not_matched_insert_all().execute(data)
 
-    def read_scores(self, *, label: str | None = None) -> pa.Table:
-        """The ``scores`` rows, optionally of one label (for analytics and tests)."""
+    def read_scores(
+        self, *, label: str | None = None, version: int | None = None, columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """The ``scores`` rows, optionally of one label (and one of its versions), optionally only ``columns``;
+        an empty table when nothing was scored yet."""
+        schema = scores_schema()
+        if SCORES_TABLE not in self.table_names():
+            return schema.empty_table().select(list(columns or schema.names))
         table = self._table(SCORES_TABLE)
-        query = table.search()
+        where = []
         if label is not None:
-            query = query.where(f"label = {_sql_str(label)}")
-        return query.limit(max(1, int(table.count_rows()))).to_arrow()
+            where.append(f"label = {_sql_str(label)}")
+        if version is not None:
+            where.append(f"version = {int(version)}")
+        dataset = table.to_lance()
+        return dataset.to_table(columns=list(columns or schema.names), filter=" AND ".join(where) or None)
+
+
+def _sql_str(value: str) -> str:
+    """A SQL string literal for LanceDB filters (quotes doubled, so ids cannot break out)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN (" + ", ".join(_sql_str(v) for v in values) + ")"

@@ -1,10 +1,11 @@
 """One label's active-learning workspace: what happens when an annotator clicks "build".
 
 :meth:`LabelWorkspace.build` reads the consensus annotations, trains the
-label's classifier, scores every shot in the corpus with one matrix product
-over the shot store's cached vector matrix, picks the four feeds, computes
-model quality and data diversity, rewards the recommender for the change in
-quality, and saves all of it as the label's next classifier version.
+label's classifier, asks the corpus scorer for the four feeds (one float32
+matrix product over a small corpus; the shared, compressed, pruned corpus of
+:mod:`annotator_core.corpus` at catalog scale), computes model quality and data
+diversity, rewards the recommender for the change in quality, and saves all of
+it as the label's next classifier version.
 
 The k-means clusters behind data diversity belong to ingest (``cluster_id`` on
 every shot); a build only counts them, so it stays one pass over the vectors.
@@ -19,13 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from annotator_core.classifier import Classifier, train
+from annotator_core.classifier import Classifier, train, unit_mean
+from annotator_core.corpus.scorer import Scorer, make_scorer
 from annotator_core.errors import NotEnoughAnnotations, NotFoundError, ValidationFailed
-from annotator_core.feeds import FEEDS, build_feeds
-from annotator_core.metrics import data_diversity, model_quality
+from annotator_core.feeds import FEEDS
+from annotator_core.metrics import Quality, data_diversity, model_quality_estimate
 from annotator_core.recommend import Recommender, make_recommender
+from annotator_core.rewards import (
+    DEFAULT_REWARD,
+    RANDOM_SOURCE,
+    BuildSignals,
+    batch_counts,
+    random_sample_ap,
+    rewards_for,
+)
 from annotator_core.settings import Settings
-from annotator_core.shot_store import ShotStore, VectorMatrix
+from annotator_core.shot_store import ShotStore
 from annotator_core.store import AnnotationStore, VersionInfo
 
 Progress = Callable[[str, float], None]
@@ -66,11 +76,21 @@ class BuildResult:
 
 
 class LabelWorkspace:
-    def __init__(self, label: str, *, shots: ShotStore, store: AnnotationStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        label: str,
+        *,
+        shots: ShotStore,
+        store: AnnotationStore,
+        settings: Settings,
+        scorer: Scorer | None = None,
+    ) -> None:
         self.label = label
         self.shots = shots
         self.store = store
         self.settings = settings
+        # One scorer per shot store (it keeps the mapped corpus open across builds) unless one is given.
+        self.scorer: Scorer = scorer or shots.shared("corpus-scorer", lambda: make_scorer(shots, settings))
 
     # -- before a build ----------------------------------------------------------
 
@@ -104,54 +124,63 @@ class LabelWorkspace:
         report("annotations", 0.1)
 
         with clock("vectors"):
-            vectors = self.shots.vectors()
-            rows_of = vectors.row_of
+            corpus = self.scorer.view()
+            labelled = corpus.labelled(list(consensus))
             encoder = self.shots.encoder() or ""
-        labelled_ids = [sid for sid in consensus if sid in rows_of]
+        labelled_ids = labelled.ids
         missing = len(consensus) - len(labelled_ids)
-        rows = np.fromiter((rows_of[sid] for sid in labelled_ids), dtype=np.int64, count=len(labelled_ids))
         y = np.fromiter((consensus[sid] for sid in labelled_ids), dtype=bool, count=len(labelled_ids))
         in_store = _readiness(int(y.sum()), int((~y).sum()), self.settings)
         if not in_store.ready:
             raise _not_enough(self.label, in_store, self.settings, missing=missing)
-        x = vectors.matrix[rows]
+        x = labelled.vectors
         report("vectors", 0.2)
 
         seed = int(snapshot_event_id)
         with clock("train"):
-            clf = train(x, y, seed=seed, encoder=encoder, C=self.settings.classifier_c)
+            # Centred on the labelled rows' own mean: same fit as the corpus mean, no corpus pass (issue 13).
+            centre = unit_mean(x)
+            clf = train(x, y, seed=seed, encoder=encoder, C=self.settings.classifier_c, centre=centre)
         report("train", 0.35)
         with clock("quality"):
-            quality = model_quality(x, y, folds=self.settings.cv_folds, seed=seed, C=self.settings.classifier_c)
+            estimate = model_quality_estimate(
+                x,
+                y,
+                folds=self.settings.cv_folds,
+                seed=seed,
+                C=self.settings.classifier_c,
+                centre=centre,
+                threshold="prior",
+            )
+            quality = estimate.value
         report("quality", 0.5)
         with clock("score"):
-            # Shot vectors are stored L2-normalised, so the norm pass is skipped: one matrix product.
-            scores = clf.predict_proba(vectors.matrix, normalised=True)
+            # Scoring and picking are one step: a large corpus is pruned by the feeds' own bounds.
+            picks = corpus.feeds(clf, labelled_ids=labelled_ids, size=self.settings.feed_size, seed=seed)
         report("score", 0.75)
         with clock("feeds"):
-            feeds = build_feeds(scores, labeled=rows, size=self.settings.feed_size, seed=seed)
-            feed_rows = {name: idx.tolist() for name, idx in feeds.as_dict().items()}
+            saved_feeds = {n: [[sid, round(score, 6)] for sid, score in items] for n, items in picks.feeds.items()}
         with clock("diversity"):
-            diversity, diversity_info = self._diversity(vectors, rows, y)
+            diversity, diversity_info = self._diversity(corpus.cluster_k(labelled), labelled.cluster_ids, y)
         report("feeds", 0.85)
 
         with clock("recommend"):
-            recommender, rewards, previous = self._reward(quality)
+            recommender, rewards, previous, signals = self._reward(estimate, labelled_ids, y)
             recommendation = recommender.recommend()
 
-        ids = vectors.ids
-        saved_feeds = {
-            name: [[str(ids[i]), round(float(scores[i]), 6)] for i in idx] for name, idx in feed_rows.items()
-        }
         timings["total_before_save"] = time.perf_counter() - started
         extra: dict[str, Any] = {
             "feeds": saved_feeds,
             "recommendation": recommendation,
             "recommender": recommender.name,
             "rewards": rewards,
+            "reward": DEFAULT_REWARD,
+            "signals": signals.as_dict(),
+            "quality": estimate.as_dict(),
             "previous_version": previous.version if previous else None,
             "missing_shots": missing,
-            "n_shots": len(vectors),
+            "n_shots": corpus.n_shots,
+            "scoring": picks.info,
             "classifier": clf.info,
             "timings": dict(timings),
             **diversity_info,
@@ -168,7 +197,7 @@ class LabelWorkspace:
                 data_diversity=diversity,
                 snapshot=[[sid, consensus[sid]] for sid in sorted(consensus)],
                 snapshot_event_id=snapshot_event_id,
-                shots_table_version=vectors.version,
+                shots_table_version=corpus.version,
                 created_by=created_by,
                 extra=extra,
             )
@@ -189,18 +218,23 @@ class LabelWorkspace:
             extra={k: v for k, v in extra.items() if k not in ("feeds", "timings")},
         )
 
-    def _diversity(self, vectors: VectorMatrix, rows: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, Any]]:
-        labelled_clusters = vectors.cluster_ids[rows]
+    def _diversity(self, corpus_k: int, labelled_clusters: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, Any]]:
         k = self.settings.n_clusters
-        if not (vectors.cluster_ids >= 0).any():
+        if corpus_k == 0:
             note = "shots are not clustered yet (cluster_id is -1); run the clustering step of `va ingest`"
             return 0.0, {"clustered": False, "diversity_note": note, "n_clusters": k}
-        k = max(k, int(vectors.cluster_ids.max()) + 1)  # clustering may have run with a larger k
+        k = max(k, corpus_k)  # clustering may have run with a larger k
         value = data_diversity(labelled_clusters[y], labelled_clusters[~y], k=k, cap=self.settings.diversity_cap)
         return value, {"clustered": True, "n_clusters": k}
 
-    def _reward(self, quality: float) -> tuple[Recommender, dict[str, float], VersionInfo | None]:
-        """Credit the change in quality since the previous build to the sources of the labels since then."""
+    def _reward(
+        self, estimate: Quality, labelled_ids: list[str], y: np.ndarray
+    ) -> tuple[Recommender, dict[str, float], VersionInfo | None, BuildSignals]:
+        """Reward the sources of the labels since the previous build (``rewards.DEFAULT_REWARD``).
+
+        The build's signals (quality, AP on the random-feed annotations scored out of fold, positives
+        per source since the previous build) are saved with the version for the next build's reward.
+        """
         state = self.store.labels.recommender_state(self.label)
         s = self.settings
         if state.get("name") == s.recommender:
@@ -211,15 +245,24 @@ class LabelWorkspace:
             previous: VersionInfo | None = self.store.versions.get(self.label)
         except NotFoundError:
             previous = None
-        rewards: dict[str, float] = {}
+        events = self.store.annotations.events(self.label)
+        latest_source = {e.shot_id: e.source for e in events if e.new_value is not None}
+        from_random = np.fromiter((latest_source.get(sid) == RANDOM_SOURCE for sid in labelled_ids), dtype=bool)
+        since = previous.snapshot_event_id if previous is not None else 0
+        batch = [e for e in events if e.id > since and e.new_value is not None and e.source]
+        signals = BuildSignals(
+            quality=estimate.value,
+            random_ap=random_sample_ap(estimate.out_of_fold, y, from_random),
+            batch=batch_counts([e.source for e in batch], [bool(e.new_value) for e in batch]),
+        )
+        before: BuildSignals | None = None
         if previous is not None:
-            gain = float(quality - previous.model_quality)
-            events = self.store.annotations.events(self.label, since_id=previous.snapshot_event_id)
-            for source in {e.source for e in events if e.new_value is not None and e.source}:
-                rewards[source] = gain
-            if any(src in recommender.counts for src in rewards):
-                recommender.update(rewards)
-        return recommender, rewards, previous
+            stored = previous.extra.get("signals")
+            before = BuildSignals.from_dict(stored) if stored else BuildSignals(previous.model_quality, float("nan"))
+        rewards = rewards_for(DEFAULT_REWARD, before, signals)
+        if any(src in recommender.counts for src in rewards):
+            recommender.update(rewards)
+        return recommender, rewards, previous, signals
 
     # -- after a build -----------------------------------------------------------------
 

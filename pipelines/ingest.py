@@ -456,6 +456,7 @@ class _Writer:
 
 def _after_run(store: ShotStore, settings: Settings, summary: IngestSummary) -> None:
     """Cluster every shot (k-means, for data diversity) and build or refresh the ANN index."""
+    from annotator_core.corpus.scorer import prepare_corpus
     from pipelines.cluster import cluster_shots
     from pipelines.index import ensure_index
 
@@ -465,3 +466,6 @@ def _after_run(store: ShotStore, settings: Settings, summary: IngestSummary) -> 
     t0 = time.perf_counter()
     ensure_index(store, settings=settings)
     summary.stage_seconds["index"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prepare_corpus(store, settings)  # the compressed corpus builds use at catalog scale (issue 12)
+    summary.stage_seconds["corpus"] = time.perf_counter() - t0
