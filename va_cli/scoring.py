@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -46,12 +47,13 @@ def publish(ctx: click.Context, label: str, version: int | None, as_json: bool) 
 def score_corpus(
     ctx: click.Context, labels: tuple[str, ...], address: str | None, batch_size: int, as_json: bool
 ) -> None:
-    """Score every shot with the published LABELS (all published labels when none are named).
+    """Score the shots that miss a score of the published LABELS (all published labels when none are named).
 
     \b
     A Ray Data job; rows (shot_id, label, version, score, model_tag) go to the
-    LanceDB table `scores`, keyed on (shot_id, label), so a re-run changes nothing
-    and a newly published version replaces its label's scores.
+    LanceDB table `scores`, keyed on (shot_id, label). Only what is missing or stale
+    is scored: after an ingest a re-run reads just the new shots, and a newly
+    published version rescores its label once; the rest is counted as skipped.
     Example:  va score-corpus "car chase" "close-up"
     """
     from rich.progress import Progress
@@ -73,10 +75,17 @@ def score_corpus(
     if as_json:
         click.echo(json.dumps(summary.__dict__))
         return
+    click.echo(describe_scoring(summary))
+
+
+def describe_scoring(summary: Any) -> str:
+    """One line on a score-corpus run: what it scored, what was stale, what it skipped."""
     versions = ", ".join(f"{label} v{v}" for label, v in summary.versions.items())
-    click.echo(
-        f"scored {summary.shots} shots for {len(summary.labels)} label(s) ({versions}): "
-        f"{summary.rows} rows merged into `scores` in {summary.seconds:.1f} s"
+    stale = sum((summary.stale or {}).values())
+    return (
+        f"scored {summary.scored} of {summary.shots} shots for {len(summary.labels)} label(s) ({versions}): "
+        f"{summary.rows} rows merged into `scores` ({stale} stale) in {summary.seconds:.1f} s; "
+        f"skipped {summary.skipped} shots already scored with the published versions"
     )
 
 
