@@ -43,6 +43,11 @@ from va_cli.main import settings_from
     is_flag=True,
     help="Allow a random-clip:<arch> encoder (real-size model, RANDOM weights, meaningless vectors): benchmarks only.",
 )
+@click.option(
+    "--score/--no-score",
+    default=None,
+    help="Then score the new shots for every published label, in the same Ray job (default VA_INGEST_SCORE, off).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def ingest(
@@ -55,6 +60,7 @@ def ingest(
     strict: bool | None,
     retry_failed: bool,
     allow_random_weights: bool,
+    score: bool | None,
     as_json: bool,
 ) -> None:
     """Ingest videos: detect shots, sample frames, embed them and write them to LanceDB.
@@ -72,11 +78,13 @@ def ingest(
       va ingest s3://bucket/catalog/ --address ray://head:10001 --limit 100
       va ingest ~/footage --dry-run
       va ingest ~/footage --retry-failed
+      va ingest ~/new-titles --score
     """
     from annotator_core.encoders import is_benchmark_only
     from pipelines.ingest import run_ingest
+    from pipelines.ray_session import ray_session
 
-    settings = settings_from(ctx, strict=strict)
+    settings = settings_from(ctx, strict=strict, ingest_score=score)
     spec = encoder_spec or settings.encoder
     if is_benchmark_only(spec) and not allow_random_weights:
         raise click.UsageError(
@@ -84,7 +92,9 @@ def ingest(
             "only; pass --allow-random-weights-benchmark to ingest with it anyway (into a store of its own), "
             "or use clip:<hub id or local folder> or handcrafted."
         )
-    with _ProgressDisplay(enabled=not as_json) as display:
+    models = _published_or_none(settings) if settings.ingest_score and not dry_run else None
+    # One Ray session for the ingest and the scoring after it (both use the Ray running in this process).
+    with ray_session(address or settings.ray_address or None), _ProgressDisplay(enabled=not as_json) as display:
         summary = run_ingest(
             list(paths),
             settings=settings,
@@ -95,12 +105,45 @@ def ingest(
             progress=display.update,
             retry_failed=retry_failed,
         )
+        scoring = _score_new_shots(settings, models) if models else None
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
-    else:
-        _print_summary(summary)
+        out = summary.to_dict()
+        if settings.ingest_score and not dry_run:
+            out["scoring"] = scoring.__dict__ if scoring else None
+        click.echo(json.dumps(out, indent=2, default=str))
+        return _exit(ctx, summary, settings)
+    _print_summary(summary)
+    if settings.ingest_score and not dry_run:
+        from va_cli.scoring import describe_scoring
+
+        click.echo(describe_scoring(scoring) if scoring else "no label is published yet: nothing to score.")
+    _exit(ctx, summary, settings)
+
+
+def _exit(ctx: click.Context, summary: Any, settings: Any) -> None:
     if summary.videos_failed and settings.strict:
         ctx.exit(1)
+
+
+def _published_or_none(settings: Any) -> list[Any] | None:
+    """The published models to score new shots with, or None when no label is published yet."""
+    from annotator_core.errors import NotFoundError
+    from va_cli.published import published_models
+
+    try:
+        return published_models(settings)
+    except NotFoundError:
+        return None
+
+
+def _score_new_shots(settings: Any, models: list[Any]) -> Any:
+    """Score what the ingest added (and anything else missing or stale) with every published label."""
+    from annotator_core.shot_store import ShotStore
+    from pipelines.score_corpus import run_score_corpus
+
+    if not ShotStore.from_settings(settings).has_shots():
+        return None
+    return run_score_corpus(models, settings=settings)
 
 
 class _ProgressDisplay:
