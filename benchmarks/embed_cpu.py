@@ -177,9 +177,9 @@ def main() -> None:
                         row["centred_cosine_min"] = round(float(centred.min()), 5)
                     results.append(row)
                     if not args.json:
-                        cos = (
-                            f"{row['cosine_min']:.5f}{row['centred_cosine_min']:>14.5f}" if cosine is not None else "-"
-                        )
+                        cos = "-"
+                        if cosine is not None:
+                            cos = f"{row['cosine_min']:>12.5f}{row['centred_cosine_min']:>14.5f}"
                         print(f"{name:10}{threads:>8}{batch:>7}{rate:>12.2f}{cos:>12}", flush=True)
     load = os.getloadavg()
     summary = {
