@@ -9,6 +9,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,9 @@ def jobs() -> Iterator[JobManager]:
 
 
 def result_of(manager: JobManager, job: Any) -> dict[str, Any]:
-    return asyncio.run(asyncio.wait_for(manager.wait(job), timeout=30))
+    # A loop of its own in a thread: the browser tests' sync Playwright keeps a loop running in the main thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(asyncio.wait_for(manager.wait(job), timeout=30))).result()
 
 
 def held(release: threading.Event, *, stage: str = "training", fraction: float = 0.5) -> Work:
