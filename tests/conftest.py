@@ -12,6 +12,10 @@ from va_testing import S3Server
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup must fail fast, never hang a test
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# One Ray auth mode for the whole test process. A local ray.init() otherwise switches this process to token
+# auth (os.environ and Ray's cached config); a later driver joining the two-node test cluster (auth disabled, as
+# in the RayJob pods) and the local Ray after it then disagree with their GCS and fail to start or schedule.
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 
 @pytest.fixture(scope="session")
