@@ -38,18 +38,18 @@ class Feeds:
         return {name: getattr(self, name) for name in FEEDS}
 
 
-def labelled_mask(labeled: np.ndarray, n: int) -> np.ndarray:
+def labelled_mask(labelled: np.ndarray, n: int) -> np.ndarray:
     """A bool mask [n] from either a bool mask or an array of row indices."""
-    arr = np.asarray(labeled)
+    arr = np.asarray(labelled)
     if arr.dtype == bool:
         if arr.shape != (n,):
-            raise ValidationFailed(f"labeled mask has shape {arr.shape}; expected ({n},) like the scores.")
+            raise ValidationFailed(f"labelled mask has shape {arr.shape}; expected ({n},) like the scores.")
         return arr
     mask = np.zeros(n, dtype=bool)
     if arr.size:
         idx = arr.astype(np.int64).ravel()
         if idx.min() < -n or idx.max() >= n:
-            raise ValidationFailed(f"labeled holds row indices outside 0..{n - 1}; pass rows of the scores.")
+            raise ValidationFailed(f"labelled holds row indices outside 0..{n - 1}; pass rows of the scores.")
         mask[idx] = True
     return mask
 
@@ -108,8 +108,8 @@ def random_unlabelled(n: int, *, size: int, exclude: np.ndarray | None = None, s
     return pick if pool is None else pool[pick]
 
 
-def build_feeds(scores: np.ndarray, *, labeled: np.ndarray, size: int = 50, seed: int = 0) -> Feeds:
-    """The four feeds over ``scores`` (P(positive) per corpus row); ``labeled`` is a mask or row indices."""
+def build_feeds(scores: np.ndarray, *, labelled: np.ndarray, size: int = 50, seed: int = 0) -> Feeds:
+    """The four feeds over ``scores`` (P(positive) per corpus row); ``labelled`` is a mask or row indices."""
     values = np.asarray(scores)
     if values.ndim != 1:
         raise ValidationFailed(f"scores must be one value per shot (1-d), got shape {values.shape}.")
@@ -120,7 +120,7 @@ def build_feeds(scores: np.ndarray, *, labeled: np.ndarray, size: int = 50, seed
     if np.isnan(values).any():
         raise ValidationFailed("scores contain NaN; the classifier or the shot vectors are broken — rebuild.")
     n = values.shape[0]
-    mask = labelled_mask(labeled, n)
+    mask = labelled_mask(labelled, n)
     return Feeds(
         top_positive=top_positive(values, size=size),
         top_negative=top_negative(values, size=size),

@@ -54,7 +54,7 @@ class Readiness:
 class FeedItem:
     shot_id: str
     score: float  # P(positive) from the version's classifier
-    labeled: bool | None  # consensus value when the shot is labelled, else None
+    labeled: bool | None  # API field name (kept stable); consensus value when the shot is labelled, else None
 
 
 @dataclass

@@ -89,7 +89,7 @@ def ours(matrix: np.ndarray, clusters: np.ndarray, rows: np.ndarray, y: np.ndarr
     t["train"], clf = timed(lambda: train(x, y, seed=seed, C=C, centre=centre))
     t["quality CV"], _ = timed(lambda: model_quality(x, y, folds=5, seed=seed, C=C, centre=centre))
     t["score corpus"], scores = timed(lambda: clf.predict_proba(matrix, normalised=True))
-    t["feeds"], _ = timed(lambda: build_feeds(scores, labeled=rows, size=50, seed=seed))
+    t["feeds"], _ = timed(lambda: build_feeds(scores, labelled=rows, size=50, seed=seed))
     labelled_clusters = clusters[rows]
     t["diversity"], _ = timed(lambda: data_diversity(labelled_clusters[y], labelled_clusters[~y], k=N_CLUSTERS))
     rec = make_recommender("ucb")

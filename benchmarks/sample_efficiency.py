@@ -209,7 +209,7 @@ class Annotator:
                 return np.asarray(self.order[:n_max])
             scores = clf.predict_proba(t.corpus, normalised=True)
             # the top feeds include labelled shots (marked in the UI), so ask for enough to fill a batch
-            feeds = build_feeds(scores, labeled=self.labelled, size=len(rows) + BATCH, seed=self.seed + step)
+            feeds = build_feeds(scores, labelled=self.labelled, size=len(rows) + BATCH, seed=self.seed + step)
             batch_start = len(self.order)
             if bandit is None:
                 source = FEED_CYCLE[step % len(FEED_CYCLE)]

@@ -124,7 +124,7 @@ class _InMemoryView:
         # Shot vectors are stored L2-normalised, so the norm pass is skipped: one matrix product.
         scores = clf.predict_proba(self.vectors.matrix, normalised=True)
         scored = time.perf_counter() - started
-        picked = build_feeds(scores, labeled=rows, size=size, seed=seed)
+        picked = build_feeds(scores, labelled=rows, size=size, seed=seed)
         ids = self.vectors.ids
         feeds = {name: [(str(ids[i]), float(scores[i])) for i in idx] for name, idx in picked.as_dict().items()}
         return FeedPicks(feeds, {"scorer": "memory", "rows_scored": self.n_shots, "exact": True, "score_s": scored})

@@ -92,7 +92,7 @@ def test_merged_feeds_equal_the_exact_float32_feeds(
         corpus = write(Path(tmp), x, partitions=partitions, seed=seed)
         got = merged_feeds(corpus, x, coef, b, size=size, labelled=labelled, shards=shards, prune=prune)
     p = sigmoid(x @ coef + np.float32(b))
-    exact = build_feeds(p, labeled=labelled, size=size, seed=0)
+    exact = build_feeds(p, labelled=labelled, size=size, seed=0)
     for name in ("top_positive", "top_negative", "borderline"):
         want = getattr(exact, name)
         value = np.abs(p - np.float32(0.5)) if name == "borderline" else p  # what the feed ranks by

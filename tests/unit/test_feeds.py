@@ -14,8 +14,8 @@ from annotator_core.feeds import FEEDS, build_feeds
 
 def test_hand_made_scores() -> None:
     scores = np.array([0.9, 0.1, 0.55, 0.48, 0.99, 0.02, 0.7, 0.35], dtype=np.float32)
-    labeled = np.array([4, 3])  # 0.99 and 0.48 already labelled
-    feeds = build_feeds(scores, labeled=labeled, size=3, seed=0)
+    labelled = np.array([4, 3])  # 0.99 and 0.48 already labelled
+    feeds = build_feeds(scores, labelled=labelled, size=3, seed=0)
     assert feeds.top_positive.tolist() == [4, 0, 6]  # labelled shots stay in the top feeds
     assert feeds.top_negative.tolist() == [5, 1, 7]
     assert feeds.borderline.tolist() == [2, 7, 6]  # 0.55, 0.35, 0.7 (0.48 is labelled)
@@ -29,26 +29,26 @@ def test_bool_mask_and_indices_agree() -> None:
     idx = rng.choice(1000, 100, replace=False)
     mask = np.zeros(1000, dtype=bool)
     mask[idx] = True
-    a = build_feeds(scores, labeled=idx, size=20, seed=5)
-    b = build_feeds(scores, labeled=mask, size=20, seed=5)
+    a = build_feeds(scores, labelled=idx, size=20, seed=5)
+    b = build_feeds(scores, labelled=mask, size=20, seed=5)
     for name in FEEDS:
         assert getattr(a, name).tolist() == getattr(b, name).tolist()
 
 
 def test_small_corpus_gives_what_there_is() -> None:
     scores = np.array([0.2, 0.8, 0.6], dtype=np.float32)
-    feeds = build_feeds(scores, labeled=np.array([0, 1]), size=50)
+    feeds = build_feeds(scores, labelled=np.array([0, 1]), size=50)
     assert feeds.top_positive.tolist() == [1, 2, 0]
     assert feeds.borderline.tolist() == [2] and feeds.random.tolist() == [2]
 
 
 def test_bad_input_is_refused() -> None:
     with pytest.raises(ValidationFailed, match="NaN"):
-        build_feeds(np.array([0.1, np.nan]), labeled=np.array([], dtype=np.int64))
-    with pytest.raises(ValidationFailed, match=r"labeled mask has shape \(2,\); expected \(3,\)"):
-        build_feeds(np.zeros(3), labeled=np.zeros(2, dtype=bool))
+        build_feeds(np.array([0.1, np.nan]), labelled=np.array([], dtype=np.int64))
+    with pytest.raises(ValidationFailed, match=r"labelled mask has shape \(2,\); expected \(3,\)"):
+        build_feeds(np.zeros(3), labelled=np.zeros(2, dtype=bool))
     with pytest.raises(ValidationFailed, match=r"outside 0\.\.2"):
-        build_feeds(np.zeros(3), labeled=np.array([7]))
+        build_feeds(np.zeros(3), labelled=np.array([7]))
 
 
 @settings(max_examples=150, deadline=None)
@@ -61,7 +61,7 @@ def test_bad_input_is_refused() -> None:
 def test_feed_properties(scores, size, seed, data) -> None:
     n = scores.shape[0]
     mask = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
-    feeds = build_feeds(scores, labeled=mask, size=size, seed=seed)
+    feeds = build_feeds(scores, labelled=mask, size=size, seed=seed)
     unlabelled = int((~mask).sum())
     assert len(feeds.top_positive) == len(feeds.top_negative) == min(size, n)
     assert len(feeds.borderline) == len(feeds.random) == min(size, unlabelled)
@@ -82,7 +82,7 @@ def test_feed_properties(scores, size, seed, data) -> None:
     assert np.all(np.diff(chosen) >= 0)
     others = np.setdiff1d(np.flatnonzero(~mask), feeds.borderline)
     assert chosen.size == 0 or others.size == 0 or dist[others].min() >= chosen.max()
-    again = build_feeds(scores, labeled=mask, size=size, seed=seed)
+    again = build_feeds(scores, labelled=mask, size=size, seed=seed)
     assert again.random.tolist() == feeds.random.tolist()  # same seed, same sample
 
 
@@ -96,11 +96,11 @@ def test_large_corpus_matches_a_full_sort(order: str) -> None:
         "ascending": np.linspace(0, 1, n, dtype=np.float32),  # worst case for a strided sample
         "constant": np.full(n, 0.25, dtype=np.float32),
     }[order]
-    labeled = rng.choice(n, 5000, replace=False)
-    feeds = build_feeds(scores, labeled=labeled, size=50, seed=1)
+    labelled = rng.choice(n, 5000, replace=False)
+    feeds = build_feeds(scores, labelled=labelled, size=50, seed=1)
     np.testing.assert_array_equal(scores[feeds.top_positive], np.sort(scores)[::-1][:50])
     np.testing.assert_array_equal(scores[feeds.top_negative], np.sort(scores)[:50])
     mask = np.zeros(n, dtype=bool)
-    mask[labeled] = True
+    mask[labelled] = True
     dist = np.abs(scores[~mask] - np.float32(0.5))
     np.testing.assert_array_equal(np.abs(scores[feeds.borderline] - np.float32(0.5)), np.sort(dist)[:50])
