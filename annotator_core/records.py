@@ -17,6 +17,7 @@ from pydantic import Field, create_model, field_validator
 VIDEOS_TABLE = "videos"
 SHOTS_TABLE = "shots"
 SCORES_TABLE = "scores"
+DUPLICATES_TABLE = "duplicates"
 
 VideoStatus = Literal["done", "failed"]
 
@@ -84,6 +85,19 @@ class ScoreRecord(LanceModel):
     model_tag: str  # the BentoML model that scored it
 
 
+class DuplicateRecord(LanceModel):
+    """One row of ``duplicates``: a shot that has near-duplicates, keyed on shot_id.
+
+    Only shots in a group of two or more have a row (a catalog's singletons cost nothing); a group is named by
+    its representative's shot id, so ``group_id == shot_id`` exactly for the representative.
+    """
+
+    shot_id: str
+    group_id: str  # the representative's shot_id
+    representative: bool
+    encoder: str  # the encoder whose vectors found the group (groups are redone when it changes)
+
+
 def shot_id(video_id: str, start_frame: int) -> str:
     return f"{video_id}:{start_frame}"
 
@@ -94,6 +108,10 @@ def videos_schema() -> pa.Schema:
 
 def shots_schema(dim: int) -> pa.Schema:
     return shot_model(dim).to_arrow_schema()
+
+
+def duplicates_schema() -> pa.Schema:
+    return DuplicateRecord.to_arrow_schema()
 
 
 @cache

@@ -21,7 +21,16 @@ import numpy as np
 import pyarrow as pa
 
 from annotator_core.errors import DimensionMismatch, NotFoundError, StoreUnavailable
-from annotator_core.records import SCORES_TABLE, SHOTS_TABLE, VIDEOS_TABLE, scores_schema, shots_schema, videos_schema
+from annotator_core.records import (
+    DUPLICATES_TABLE,
+    SCORES_TABLE,
+    SHOTS_TABLE,
+    VIDEOS_TABLE,
+    duplicates_schema,
+    scores_schema,
+    shots_schema,
+    videos_schema,
+)
 
 # Columns a caller normally wants about a shot; the vector and thumbnail are asked for by name.
 SHOT_INFO_COLUMNS = ["shot_id", "video_id", "start_frame", "end_frame", "start_s", "end_s", "cluster_id", "encoder"]
@@ -391,6 +400,32 @@ class ShotStore:
             where.append(f"version = {int(version)}")
         dataset = table.to_lance()
         return dataset.to_table(columns=list(columns or schema.names), filter=" AND ".join(where) or None)
+
+    # -- near-duplicate groups (issue 16) ---------------------------------------
+
+    def upsert_duplicates(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> None:
+        """Merge :class:`~annotator_core.records.DuplicateRecord` rows keyed on shot_id: a re-run changes nothing."""
+        schema = duplicates_schema()
+        data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
+        if data.num_rows == 0:
+            return
+        if DUPLICATES_TABLE not in self.table_names():
+            self.db.create_table(DUPLICATES_TABLE, schema=schema, exist_ok=True)
+        data = data.select(schema.names).cast(schema)
+        table = self._table(DUPLICATES_TABLE)
+        table.merge_insert("shot_id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    def delete_duplicates(self, shot_ids: Sequence[str]) -> None:
+        """Forget these shots' group rows (they became singletons, or their video was removed)."""
+        if shot_ids and DUPLICATES_TABLE in self.table_names():
+            self._table(DUPLICATES_TABLE).delete(sql_in("shot_id", shot_ids))
+
+    def read_duplicates(self, *, columns: Sequence[str] | None = None) -> pa.Table:
+        """Every ``duplicates`` row (an empty table before any shot was grouped)."""
+        schema = duplicates_schema()
+        if DUPLICATES_TABLE not in self.table_names():
+            return schema.empty_table().select(list(columns or schema.names))
+        return self._table(DUPLICATES_TABLE).to_lance().to_table(columns=list(columns or schema.names))
 
 
 def _sql_str(value: str) -> str:
