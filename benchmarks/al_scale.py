@@ -15,16 +15,24 @@ side by side:
   pass over LanceDB, never the whole matrix in memory): top feeds recall@50,
   the borderline |p − 0.5| bound, quality and diversity equality, and that the
   random feed holds distinct unlabelled shots;
+- search over HTTP (by example and by vector) through the table's IVF index,
+  p50 and recall@10 against exact search over the float32 copy;
+- the scoring kernel against the float32-conversion-plus-sgemv it replaced,
+  on the same rows in the same run;
 - per-shard throughput with K Ray actors (``pipelines.corpus_shards``) on a
-  local Ray with the machine's cores, K from ``--shards``.
+  local Ray with the machine's cores, or with ``--ray-nodes 2`` on a local
+  two-node Ray cluster (two ``ray start`` processes, half the cores each),
+  K from ``--shards``.
 
     .venv/bin/python benchmarks/al_scale.py --sizes 1000000 10000000
     .venv/bin/python benchmarks/al_scale.py --sizes 200000 --builds 3      # a quick look
+    .venv/bin/python benchmarks/al_scale.py --sizes 10000000 --data-dir /data/al10m --prepare-only  # write once
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import shutil
@@ -215,7 +223,9 @@ def worker_memory(proc: subprocess.Popen) -> list[dict[str, float]]:
     return out
 
 
-def bench_http(data_dir: Path, token: str, builds: int, workers: int) -> dict[str, Any]:
+def bench_http(
+    data_dir: Path, token: str, builds: int, workers: int, *, n: int, dim: int, searches: int
+) -> dict[str, Any]:
     import httpx
 
     proc, url = start_service(data_dir, workers)
@@ -228,13 +238,17 @@ def bench_http(data_dir: Path, token: str, builds: int, workers: int) -> dict[st
             r.raise_for_status()
             if i >= workers:
                 times.append(time.perf_counter() - t)
-        return {"build_p50_ms": p50(times), "workers": worker_memory(proc)}
+        memory = worker_memory(proc)
+        search = bench_search(url, token, data_dir / "corpus", n, dim, searches) if searches else []
+        return {"build_p50_ms": p50(times), "workers": memory, "search": search}
     finally:
         proc.terminate()
         proc.wait(timeout=60)
 
 
-def bench_ray(folder: Path, shards: Sequence[int], coef: np.ndarray, intercept: float, repeats: int) -> list[str]:
+def bench_ray(
+    folder: Path, shards: Sequence[int], coef: np.ndarray, intercept: float, repeats: int, *, nodes: int
+) -> list[str]:
     import ray
 
     from annotator_core.corpus.files import open_corpus
@@ -243,11 +257,16 @@ def bench_ray(folder: Path, shards: Sequence[int], coef: np.ndarray, intercept: 
     corpus = open_corpus(folder)
     assert corpus is not None
     cpus = os.cpu_count() or 1
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    temp_dir = ""
+    if nodes > 1:
+        address, temp_dir = start_ray_cluster(nodes)
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     lines = []
     try:
         for k in shards:
-            runner = RayShards(folder, shards=k, num_cpus=min(1.0, cpus / k))
+            runner = RayShards(folder, shards=k, num_cpus=min(1.0, cpus / k), scheduling_strategy="SPREAD")
             times, per_shard = [], []
             for _ in range(repeats + 1):
                 t = time.perf_counter()
@@ -256,16 +275,163 @@ def bench_ray(folder: Path, shards: Sequence[int], coef: np.ndarray, intercept: 
                 )
                 times.append(time.perf_counter() - t)
                 per_shard.append([c.rows_scored / max(c.seconds, 1e-9) for c in found])
+            hosts = len({node for node in ray.get([a.node.remote() for a in runner.actors])})
             runner.close()
             rates = np.array(per_shard[1:])
             lines.append(
-                f"  K={k}: candidates p50 {p50(times[1:]):8.1f} ms; rows scored per shard per second "
-                f"{rates.mean() / 1e6:6.1f} M (min {rates.min() / 1e6:.1f} M); "
-                f"rows per shard {corpus.n_rows // k:,}"
+                f"  K={k} on {hosts} node(s): candidates p50 {p50(times[1:]):8.1f} ms; rows scored per shard per "
+                f"second {rates.mean() / 1e6:6.1f} M (min {rates.min() / 1e6:.1f} M); rows per shard "
+                f"{corpus.n_rows // k:,}"
             )
     finally:
         ray.shutdown()
+        if temp_dir:
+            stop_ray_cluster(temp_dir)
     return lines
+
+
+def bench_kernels(folder: Path, coef: np.ndarray, *, rows: int = 1_000_000, repeats: int = 5) -> str:
+    """The int8 kernel against the float32-conversion-plus-sgemv it replaced, one core, the same rows."""
+    from threadpoolctl import threadpool_limits
+
+    from annotator_core.corpus.files import open_corpus
+    from annotator_core.corpus.kernel import quantise_weights, score_codes
+
+    corpus = open_corpus(folder)
+    assert corpus is not None
+    seg = corpus.segments[0]
+    codes = np.asarray(seg.codes[: min(rows, len(seg))])
+    folded = coef.astype(np.float64) * np.asarray(seg.scales, np.float64)
+    weights, step = quantise_weights(folded)
+    folded32 = folded.astype(np.float32)
+    ours, reference = np.empty(codes.shape[0], np.float32), np.empty(codes.shape[0], np.float32)
+    buffer = np.empty((256, codes.shape[1]), np.float32)
+
+    def sgemv() -> None:
+        for start in range(0, codes.shape[0], 256):
+            m = min(256, codes.shape[0] - start)
+            buffer[:m] = codes[start : start + m]
+            np.dot(buffer[:m], folded32, out=reference[start : start + m])
+
+    timings: dict[str, list[float]] = {"int8 kernel": [], "float32 blocks + sgemv": []}
+    with threadpool_limits(1):
+        for _ in range(repeats + 1):  # the first of each reads the pages in (and compiles the kernel)
+            for name, call in (
+                ("int8 kernel", lambda: score_codes(codes, weights, step, 0.0, out=ours)),
+                ("float32 blocks + sgemv", sgemv),
+            ):
+                t = time.perf_counter()
+                call()
+                timings[name].append(time.perf_counter() - t)
+    ours_ms, blas_ms = (p50(timings[k][1:]) for k in timings)
+    worst = float(np.abs(ours - reference).max())
+    return (
+        f"  {codes.shape[0]:,} rows, one core: int8 kernel {ours_ms:.1f} ms "
+        f"({codes.shape[0] / ours_ms / 1e3:.1f} M rows/s), float32 blocks + sgemv {blas_ms:.1f} ms "
+        f"({codes.shape[0] / blas_ms / 1e3:.1f} M rows/s): {blas_ms / ours_ms:.1f}x; "
+        f"largest score difference {worst:.2e} (weight-rounding bound {0.5 * step * 127 * codes.shape[1]:.2e})"
+    )
+
+
+def exact_neighbours(folder: Path, queries: np.ndarray, k: int) -> list[list[str]]:
+    """The ``k`` nearest shot ids of each query by cosine, from a streamed pass over the float32 copy."""
+    from annotator_core.corpus.files import open_corpus
+
+    corpus = open_corpus(folder)
+    assert corpus is not None
+    best_s = np.full((queries.shape[0], k), -np.inf, np.float32)
+    best_r = np.zeros((queries.shape[0], k), np.int64)
+    for seg in corpus.segments:
+        for start in range(0, len(seg), CHUNK):
+            x = np.asarray(seg.vectors[start : start + CHUNK])
+            sims = queries @ x.T
+            rows = np.broadcast_to(np.arange(start, start + x.shape[0]) + seg.start, sims.shape)
+            all_s, all_r = np.concatenate([best_s, sims], axis=1), np.concatenate([best_r, rows], axis=1)
+            top = np.argpartition(-all_s, k, axis=1)[:, :k]
+            best_s, best_r = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_r, top, 1)
+    return [corpus.ids_of(r) for r in best_r]
+
+
+def bench_search(url: str, token: str, folder: Path, n: int, dim: int, queries: int) -> list[str]:
+    """Search by example and by vector over HTTP: p50 and recall@10 against exact search."""
+    import httpx
+
+    from annotator_core.corpus.files import open_corpus
+
+    corpus = open_corpus(folder)
+    assert corpus is not None
+    rng = np.random.default_rng(7)
+    rows = rng.choice(n, size=queries, replace=False)
+    examples = [shot_id(int(r)) for r in rows]
+    by_row = corpus.rows_of(examples)
+    base = corpus.exact_vectors(by_row)
+    noisy = base + rng.normal(scale=0.5 / np.sqrt(dim), size=base.shape).astype(np.float32)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    nearest = exact_neighbours(folder, base, 11)
+    want_like = [[s for s in ids if s != ex][:10] for ids, ex in zip(nearest, examples, strict=True)]
+    want_vector = exact_neighbours(folder, noisy, 10)
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    lines = []
+    like = [lambda ex=ex: client.get("/api/search", params={"like": ex, "limit": 10}) for ex in examples]
+    vector = [lambda v=v: client.post("/api/search/vector", json={"vector": v.tolist(), "limit": 10}) for v in noisy]
+    for name, calls, want in (("by example", like, want_like), ("by vector", vector, want_vector)):
+        calls[0]().raise_for_status()  # the first query opens the index
+        times, recalls = [], []
+        for call, truth in zip(calls, want, strict=True):
+            t = time.perf_counter()
+            r = call()
+            times.append(time.perf_counter() - t)
+            r.raise_for_status()
+            got = {hit["shot_id"] for hit in r.json()["results"]}
+            recalls.append(len(got & set(truth)) / len(truth))
+        lines.append(
+            f"{'search over HTTP, ' + name:34}{p50(times):10.1f}   p95 {np.percentile(times, 95) * 1000:.1f} ms, "
+            f"recall@10 {np.mean(recalls):.3f} ({queries} queries)"
+        )
+    return lines
+
+
+def start_ray_cluster(nodes: int) -> tuple[str, str]:
+    """A local Ray cluster of ``nodes`` ``ray start`` processes sharing the cores; (address, temp folder)."""
+    import re
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    temp_dir = tempfile.mkdtemp(prefix="va-ray-", dir="/tmp")
+    cpus = max(1, (os.cpu_count() or 1) // nodes)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VA_", "RAY_ADDRESS"))}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the driver joins with the cluster's mode
+    common = ["--temp-dir", temp_dir, "--disable-usage-stats", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}"]
+    ports = [f"--{p}-port=0" for p in ("node-manager", "object-manager", "metrics-export", "dashboard-agent-listen",
+                                       "dashboard-agent-grpc", "runtime-env-agent")]  # fmt: skip
+    head = subprocess.run([ray_bin, "start", "--head", "--port=0", "--include-dashboard=false", *common, *ports],
+                          env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+    found = re.search(r"ray start --address='([^']+)'", head.stdout + head.stderr)
+    if not found:
+        raise RuntimeError(f"ray start --head failed:\n{head.stdout[-2000:]}\n{head.stderr[-2000:]}")
+    address = found.group(1)
+    for _ in range(nodes - 1):
+        subprocess.run([ray_bin, "start", f"--address={address}", *common, *ports],
+                       env=env, capture_output=True, text=True, timeout=180, check=True)  # fmt: skip
+    return address, temp_dir
+
+
+def stop_ray_cluster(temp_dir: str) -> None:
+    """Stop exactly the processes of this cluster (never ``ray stop``, which ends every Ray here)."""
+    import psutil
+
+    procs = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(temp_dir in part for part in proc.info["cmdline"] or []):
+                procs += [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            continue
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    psutil.wait_procs(procs, timeout=10)
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def run(n: int, args: argparse.Namespace) -> None:
@@ -276,7 +442,7 @@ def run(n: int, args: argparse.Namespace) -> None:
     from annotator_core.shot_store import ShotStore
     from annotator_core.store import AnnotationStore
     from annotator_core.workspace import LabelWorkspace
-    from pipelines.index import ensure_key_indexes
+    from pipelines.index import ensure_index, ensure_key_indexes
 
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix=f"va-al-scale-{n}-"))
     settings = Settings(data_dir=data_dir, encoder="handcrafted", feed_size=FEED, corpus_scorer="mapped")
@@ -295,6 +461,11 @@ def run(n: int, args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     corpus = sync_corpus(shots, settings.resolved_corpus_dir, progress=lambda line: None)
     log(f"compressed corpus: {corpus.n_rows:,} rows, {corpus.partitions} partitions, {time.perf_counter() - t0:.0f} s")
+    if args.searches:
+        report = ensure_index(shots, settings=settings)
+        log(f"vector index: {report.action}, {report.index_type}/{report.partitions}, {report.seconds:.0f} s")
+    if args.prepare_only:
+        return
 
     store = AnnotationStore.from_settings(settings)
     results: dict[str, dict[str, Any]] = {}
@@ -324,11 +495,13 @@ def run(n: int, args: argparse.Namespace) -> None:
             + f"   scored {s['rows_scored']:,}/{s['rows_total']:,} rows, {s['candidates']} candidates"
         )
     if not args.skip_http:
-        http = bench_http(data_dir, token, args.builds, args.workers)
+        http = bench_http(data_dir, token, args.builds, args.workers, n=n, dim=args.dim, searches=args.searches)
         print(f"{'build over HTTP (' + str(args.workers) + ' workers)':34}{http['build_p50_ms']:10.1f}")
         for w in http["workers"]:
             print(f"  worker {w['pid']}: RSS {w['rss']:.2f} GB  PSS {w['pss']:.2f} GB  USS {w['uss']:.2f} GB")
         print(f"  workers together: PSS {sum(w['pss'] for w in http['workers']):.2f} GB")
+        for line in http["search"]:
+            print(line)
 
     print("fidelity against the exact float32 build (same labels):")
     for name, r in results.items():
@@ -348,9 +521,14 @@ def run(n: int, args: argparse.Namespace) -> None:
         row.append(f"quality/diversity equal: {same}")
         print(f"  {name}: " + "; ".join(row))
 
+    print("scoring kernel (the same rows, one core):")
+    print(bench_kernels(settings.resolved_corpus_dir, clf.coef))
     if args.shards:
-        print("Ray shards (local Ray, one node):")
-        for line in bench_ray(settings.resolved_corpus_dir, args.shards, clf.coef, clf.intercept, args.builds):
+        where = "local Ray, one node" if args.ray_nodes < 2 else f"local Ray cluster of {args.ray_nodes} nodes"
+        print(f"Ray shards ({where}):")
+        for line in bench_ray(
+            settings.resolved_corpus_dir, args.shards, clf.coef, clf.intercept, args.builds, nodes=args.ray_nodes
+        ):
             print(line)
     if not args.keep and not args.data_dir:
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -364,6 +542,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="VA_WORKERS of the served run")
     parser.add_argument("--shards", type=int, nargs="*", default=[1, 2, 4], help="Ray actor counts (none: skip)")
     parser.add_argument("--skip-http", action="store_true", help="skip the va serve measurements")
+    parser.add_argument("--searches", type=int, default=50, help="searches of each kind over HTTP (0: no index, none)")
+    parser.add_argument("--ray-nodes", type=int, default=1, help="2+: the Ray shards on a local multi-node cluster")
+    parser.add_argument("--prepare-only", action="store_true", help="write the data (and index) and stop")
     parser.add_argument("--keep", action="store_true", help="keep the data folder")
     parser.add_argument("--data-dir", default="", help="reuse (or create) this data folder; kept afterwards")
     args = parser.parse_args()

@@ -56,6 +56,9 @@ class CorpusShard:
     def pid(self) -> int:
         return os.getpid()
 
+    def node(self) -> str:
+        return str(ray.get_runtime_context().get_node_id())
+
     def rows(self, version: int) -> int:
         corpus = self._corpus(version)
         return sum(p.hi - p.lo for p in shard_parts(corpus, shard=self.shard, shards=self.shards))

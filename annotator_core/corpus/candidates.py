@@ -8,17 +8,16 @@ quantisation error is accounted for. :func:`merge_candidates` keeps what could
 be in the global feeds; the caller re-scores those few rows exactly in float32
 and picks the feeds from the exact scores.
 
-Scoring kernel (measured on the 2-core machine, 1M × 512, CPU seconds): numpy
-has no int8 GEMV, so each cache-sized block of codes is converted to float32
-and multiplied by the classifier's coefficients with the per-dimension scales
-folded in (one sgemv per block). onnxruntime's MatMulInteger and torch's int8
-paths were slower for a single vector, float16 conversion slower still.
+Scoring kernel: :mod:`annotator_core.corpus.kernel` (int8 codes × int16
+weights summed in int32, compiled with numba), ~20 M rows × 512 a second per
+core here, about five times the float32-conversion-plus-sgemv it replaced.
 
 Error margin: with per-dimension scales s_d the rounding error of x_d is
 uniform in ±s_d/2, so the approximate logit differs from the exact one by a
 sum of independent terms with standard deviation σ = ‖w ∘ s‖/√12. Candidates
 are kept within ``MARGIN_SIGMAS`` σ on each side (the chance that a missed row
-was needed is below 1e-8 per row near a threshold), plus float32 rounding.
+was needed is below 1e-8 per row near a threshold), plus the worst case of the
+weights' int16 rounding and float32 rounding.
 The top and bottom feeds are then exact; the borderline feed is exact while
 fewer than ``max_candidates`` rows lie in its band, otherwise it holds the rows
 with the smallest approximate |logit| (each within 2·margin of the exact
@@ -45,10 +44,11 @@ from typing import Any
 import numpy as np
 
 from annotator_core.corpus.files import Corpus, Segment
+from annotator_core.corpus.kernel import quantise_weights, score_codes, weight_error
 
 FEED_KINDS = ("top_positive", "top_negative", "borderline")
 MARGIN_SIGMAS = 6.0
-BLOCK_ROWS = 256  # 512 KB as float32: the conversion buffer stays in L2 (2x faster than 2048 here)
+MIN_GROUP_ROWS = 256
 GROUP_ROWS = 65_536  # partitions visited together before the pruning bound is checked again
 
 
@@ -90,23 +90,15 @@ def shard_parts(corpus: Corpus, *, shard: int = 0, shards: int = 1) -> list[Part
     return out
 
 
-def score_block(codes: np.ndarray, folded: np.ndarray, *, out: np.ndarray, buffer: np.ndarray) -> None:
-    """``out = codes @ folded`` for int8 ``codes``, converting cache-sized blocks to float32."""
-    for start in range(0, codes.shape[0], BLOCK_ROWS):
-        block = codes[start : start + BLOCK_ROWS]
-        m = block.shape[0]
-        buffer[:m] = block
-        np.dot(buffer[:m], folded, out=out[start : start + m])
-
-
 def margin_of(segments: Sequence[Segment], coef: np.ndarray) -> float:
     """The approximate-vs-exact logit margin for ``coef`` over ``segments`` (the largest of theirs)."""
     worst = 0.0
     for seg in segments:
         ws = coef.astype(np.float64) * np.asarray(seg.scales, dtype=np.float64)
         sigma = float(np.sqrt((ws * ws).sum() / 12.0))
-        rounding = 1e-6 * 127.0 * float(np.abs(ws).sum())  # float32 accumulation over dim terms
-        worst = max(worst, MARGIN_SIGMAS * sigma + rounding)
+        _, step = quantise_weights(ws)
+        rounding = 1e-6 * 127.0 * float(np.abs(ws).sum())  # float32 conversion of the scores
+        worst = max(worst, MARGIN_SIGMAS * sigma + weight_error(step, ws.shape[0]) + rounding)
     return worst
 
 
@@ -130,7 +122,7 @@ def shard_candidates(
     started = time.perf_counter()
     coef = np.ascontiguousarray(coef, dtype=np.float32)
     segments = corpus.segments
-    folded = [np.ascontiguousarray(coef * np.asarray(seg.scales), dtype=np.float32) for seg in segments]
+    weights = [quantise_weights(coef.astype(np.float64) * np.asarray(seg.scales, np.float64)) for seg in segments]
     margin = margin_of(segments, coef)
     norm = float(np.linalg.norm(coef))
     centre = np.asarray(corpus.centroids) @ coef + np.float32(intercept)
@@ -140,19 +132,18 @@ def shard_candidates(
     starts = np.array([segments[p.segment].start + p.lo for p in parts], dtype=np.int64)
     lengths = np.array([p.hi - p.lo for p in parts], dtype=np.int64)
     # Small enough that a bound check can stop the scan early, large enough to amortise the Python.
-    group_rows = max(BLOCK_ROWS, min(GROUP_ROWS, int(lengths.sum()) // 32))
+    group_rows = max(MIN_GROUP_ROWS, min(GROUP_ROWS, int(lengths.sum()) // 32))
     deleted = corpus.deleted
     excluded_border = np.union1d(labelled_rows, deleted) if deleted.shape[0] else labelled_rows
 
     cache: dict[int, np.ndarray] = {}
-    buffer = np.empty((BLOCK_ROWS, corpus.dim), np.float32)
 
     def scores(i: int) -> np.ndarray:
         if i not in cache:
             part = parts[i]
             out = np.empty(part.hi - part.lo, np.float32)
-            score_block(segments[part.segment].codes[part.lo : part.hi], folded[part.segment], out=out, buffer=buffer)
-            out += np.float32(intercept)
+            w, step = weights[part.segment]
+            score_codes(segments[part.segment].codes[part.lo : part.hi], w, step, intercept, out=out)
             cache[i] = out
         return cache[i]
 
