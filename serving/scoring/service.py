@@ -10,6 +10,8 @@ with ``BENTOML_HOME`` set to the model store). Routes:
 - ``POST /v1/score/shots``: ``{"shot_ids": [...], "labels"?: [...]}`` (vectors from LanceDB)
 - ``POST /v1/score/clip``: multipart ``clip`` file (``labels`` optional) -> per-shot and whole-clip scores
 - ``POST /v1/labels``: the labels and model versions being served
+- ``POST /v1/query/shots`` and ``GET /v1/videos/{video_id}/timeline``: the catalog's shots for labels, read
+  from the ``scores`` table (serving/scoring/query.py)
 - BentoML's own ``/livez``, ``/readyz`` (ready once every published label's model is loaded) and ``/metrics``
 
 A background task checks the model store every ``VA_SCORING_RELOAD_S`` seconds
@@ -39,6 +41,7 @@ from serving.http_errors import ApiError, error_response
 from serving.limits import BodyLimit, Limit
 from serving.scoring.middleware import ClipUpload, ErrorShape, LoadShedding, install_client_error_log
 from serving.scoring.models import ModelGroup, ModelRegistry, ServingSet
+from serving.scoring.query import QueryRoutes
 from serving.scoring.requests import (
     ARROW_STREAM,
     RAW_FLOAT32,
@@ -304,9 +307,12 @@ def _described(served: ServingSet, group: ModelGroup, names: list[str]) -> dict[
 def create_service(settings: Settings) -> Any:
     """The BentoML service for these settings: the routes, their limits and the middleware."""
 
+    queries = QueryRoutes(lambda: _store(settings))
+
     class Scoring(ScoringService):
         def __init__(self) -> None:  # BentoML makes the instance (one per worker) without arguments
             super().__init__(settings)
+            queries.attach(lambda: {n: m.version for n, m in self.registry.current.models.items()})
 
     service: Any = bentoml.service(
         name="va_scoring",
@@ -323,7 +329,15 @@ def create_service(settings: Settings) -> Any:
     service.add_asgi_middleware(BodyLimit, limit_for=body_limits(settings))
     service.add_asgi_middleware(ClipUpload, path=CLIP_ROUTE)
     service.add_asgi_middleware(ErrorShape)
+    service.mount_asgi_app(queries.query_app(), path="/v1/query")
+    service.mount_asgi_app(queries.videos_app(), path="/v1/videos")
     return service
+
+
+def _store(settings: Settings) -> Any:
+    from annotator_core.shot_store import ShotStore
+
+    return ShotStore.from_settings(settings)
 
 
 def body_limits(settings: Settings) -> Callable[[str], Limit]:
