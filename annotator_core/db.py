@@ -83,7 +83,7 @@ class AnnotationEvent(Base):
     """Append-only log: every change anyone made, so nothing is ever lost."""
 
     __tablename__ = "annotation_events"
-    __table_args__ = (Index("ix_events_label", "label_id", "id"),)
+    __table_args__ = (Index("ix_events_label", "label_id", "id"), Index("ix_events_batch", "label_id", "batch"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
@@ -95,6 +95,9 @@ class AnnotationEvent(Base):
     source: Mapped[str] = mapped_column(String(40), default="")
     version: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The events of one request that changed many annotations at once (a whole near-duplicate group),
+    # undone together; "" for a single change.
+    batch: Mapped[str] = mapped_column(String(36), default="", server_default="")
 
 
 class ClassifierVersion(Base):

@@ -9,6 +9,9 @@ Pure functions, arrays in and a float out, no I/O.
   the split is repeated with other seeds — more repeats the fewer the labels —
   and the shown value is the mean of the repeats' 25th percentiles; the
   10th–90th percentile of all fold scores is the spread shown beside it.
+  With near-duplicate groups (``groups``), every group stays in one fold, so a
+  copy of a held-out shot is never in the training part (that would score a
+  memorised example as a generalisation); see :func:`stratified_group_folds`.
 - **data diversity**: how well the labelled shots cover the corpus. Per class,
   count the labelled shots in each of the k corpus clusters, cap each count at
   s, sum both classes and divide by 2·k·s; 1.0 means every cluster has at least
@@ -60,6 +63,39 @@ def stratified_folds(y: np.ndarray, *, folds: int, seed: int = 0) -> list[np.nda
     return [np.flatnonzero(assignment == f) for f in range(folds)]
 
 
+def stratified_group_folds(y: np.ndarray, groups: np.ndarray, *, folds: int, seed: int = 0) -> list[np.ndarray]:
+    """Test-index arrays of ``folds`` folds that never split a group, each class spread as evenly as groups allow.
+
+    ``groups`` holds one key per row (equal keys: one near-duplicate group). Groups are shuffled by
+    ``seed``, then dealt largest first, each to the fold where it adds the least to the fold's share
+    of positives plus its share of negatives (ties to the smaller fold, then the lower number).
+    """
+    labels = np.asarray(y, dtype=bool)
+    keys = np.asarray(groups)
+    if keys.shape != labels.shape:
+        raise ValidationFailed(f"groups has shape {keys.shape}; pass one group key per labelled row {labels.shape}.")
+    _, group = np.unique(keys, return_inverse=True)
+    group = group.ravel()
+    n_groups = int(group.max()) + 1 if group.shape[0] else 0
+    pos = np.bincount(group, weights=labels, minlength=n_groups)
+    size = np.bincount(group, minlength=n_groups).astype(np.float64)
+    neg = size - pos
+    total_pos, total_neg = max(1.0, float(pos.sum())), max(1.0, float(neg.sum()))
+    order = np.random.default_rng(seed).permutation(n_groups)
+    order = order[np.argsort(-size[order], kind="stable")]
+    fold_pos, fold_neg, fold_size = np.zeros(folds), np.zeros(folds), np.zeros(folds)
+    fold_of = np.empty(n_groups, dtype=np.int64)
+    for g in order.tolist():
+        cost = (fold_pos + pos[g]) / total_pos * (pos[g] > 0) + (fold_neg + neg[g]) / total_neg * (neg[g] > 0)
+        best = int(np.lexsort((np.arange(folds), fold_size, cost))[0])
+        fold_of[g] = best
+        fold_pos[best] += pos[g]
+        fold_neg[best] += neg[g]
+        fold_size[best] += size[g]
+    assignment = fold_of[group]
+    return [np.flatnonzero(assignment == f) for f in range(folds)]
+
+
 def cross_validated_accuracies(
     x: np.ndarray,
     y: np.ndarray,
@@ -89,6 +125,7 @@ def repeated_cv_accuracies(
     centre: np.ndarray | None = None,
     repeats: int = 1,
     threshold: Threshold = "half",
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`cross_validated_accuracies` over ``repeats`` splits, float64 [repeats, folds].
 
@@ -99,7 +136,16 @@ def repeated_cv_accuracies(
     995 negatives is not scored 0.5 for predicting "negative" everywhere.
     """
     return _cross_validate(
-        x, y, folds=folds, seed=seed, C=C, max_iter=max_iter, centre=centre, repeats=repeats, threshold=threshold
+        x,
+        y,
+        folds=folds,
+        seed=seed,
+        C=C,
+        max_iter=max_iter,
+        centre=centre,
+        repeats=repeats,
+        threshold=threshold,
+        groups=groups,
     )[0]
 
 
@@ -114,17 +160,26 @@ def _cross_validate(
     centre: np.ndarray | None,
     repeats: int,
     threshold: Threshold = "half",
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fold accuracies [repeats, folds] and the first split's out-of-fold log-odds [n]."""
+    """Fold accuracies [repeats, folds] and the first split's out-of-fold log-odds [n].
+
+    ``groups`` (one key per row) keeps each near-duplicate group in one fold; when every key is
+    distinct the split is the plain stratified one, so a corpus without duplicates scores as before.
+    """
     if repeats < 1:
         raise ValidationFailed(f"repeats must be at least 1, got {repeats}.")
     x_unit, labels = check_training_data(x, y)
-    smaller = int(min(labels.sum(), labels.shape[0] - labels.sum()))
+    keys = None if groups is None else np.asarray(groups).ravel()
+    if keys is not None and np.unique(keys).shape[0] == keys.shape[0]:
+        keys = None
+    smaller = _smaller_class(labels, keys)
     if folds < 2:
         raise ValidationFailed(f"folds must be at least 2, got {folds}.")
     if smaller < 2:
+        what = "near-duplicate groups" if keys is not None else "examples"
         raise ValidationFailed(
-            f"cross-validation needs at least 2 examples of each class, got {smaller} of the smaller one; "
+            f"cross-validation needs at least 2 {what} of each class, got {smaller} of the smaller one; "
             "label more shots of that class."
         )
     folds = min(folds, smaller)
@@ -133,7 +188,13 @@ def _cross_validate(
     out_of_fold = np.empty(labels.shape[0], dtype=np.float64)
     start: np.ndarray | None = None
     for r in range(repeats):
-        for f, test_idx in enumerate(stratified_folds(labels, folds=folds, seed=seed + 7919 * r)):
+        split_seed = seed + 7919 * r
+        split = (
+            stratified_folds(labels, folds=folds, seed=split_seed)
+            if keys is None
+            else stratified_group_folds(labels, keys, folds=folds, seed=split_seed)
+        )
+        for f, test_idx in enumerate(split):
             train_mask = np.ones(labels.shape[0], dtype=bool)
             train_mask[test_idx] = False
             coef, intercept, _ = fit_logistic(
@@ -149,6 +210,15 @@ def _cross_validate(
                 cut = float(np.log(n_pos / (int(train_mask.sum()) - n_pos)))
             scores[r, f] = balanced_accuracy(labels[test_idx], logits > cut)
     return scores, out_of_fold
+
+
+def _smaller_class(labels: np.ndarray, keys: np.ndarray | None) -> int:
+    """Rows (or, with group keys, groups holding a row) of the rarer class: what bounds the folds."""
+    if keys is None:
+        return int(min(labels.sum(), labels.shape[0] - labels.sum()))
+    with_pos = np.unique(keys[labels]).shape[0]
+    with_neg = np.unique(keys[~labels]).shape[0]
+    return int(min(with_pos, with_neg))
 
 
 @dataclass(frozen=True)
@@ -182,16 +252,19 @@ def model_quality_estimate(
     centre: np.ndarray | None = None,
     repeats: int | None = None,
     threshold: Threshold = "half",
+    groups: np.ndarray | None = None,
 ) -> Quality:
     """Model quality (paper §3.1.1) over repeated stratified K-fold, with the folds' spread.
 
     ``repeats=None`` picks :func:`quality_repeats` for the number of labels; ``threshold`` is
-    explained at :func:`repeated_cv_accuracies` (builds use ``"prior"``).
+    explained at :func:`repeated_cv_accuracies` (builds use ``"prior"``). ``groups`` (one key per
+    row, e.g. :meth:`~annotator_core.duplicates.DuplicateGroups.fold_groups`) makes the folds
+    group-aware: no near-duplicate group is split across folds.
     """
     labels = np.asarray(y)
     n_repeats = quality_repeats(labels.shape[0]) if repeats is None else int(repeats)
     accuracies, out_of_fold = _cross_validate(
-        x, y, folds=folds, seed=seed, C=C, centre=centre, repeats=n_repeats, threshold=threshold
+        x, y, folds=folds, seed=seed, C=C, centre=centre, repeats=n_repeats, threshold=threshold, groups=groups
     )
     value = float(np.mean(np.percentile(accuracies, QUALITY_PERCENTILE, axis=1)))
     low, high = np.percentile(accuracies, SPREAD_PERCENTILES)
@@ -208,13 +281,14 @@ def model_quality(
     centre: np.ndarray | None = None,
     repeats: int | None = None,
     threshold: Threshold = "half",
+    groups: np.ndarray | None = None,
 ) -> float:
     """25th percentile of balanced accuracy over stratified K-fold cross-validation (paper §3.1.1).
 
     The value of :func:`model_quality_estimate` (averaged over repeated splits when labels are few).
     """
     estimate = model_quality_estimate(
-        x, y, folds=folds, seed=seed, C=C, centre=centre, repeats=repeats, threshold=threshold
+        x, y, folds=folds, seed=seed, C=C, centre=centre, repeats=repeats, threshold=threshold, groups=groups
     )
     return estimate.value
 

@@ -9,6 +9,12 @@ it as the label's next classifier version.
 
 The k-means clusters behind data diversity belong to ingest (``cluster_id`` on
 every shot); a build only counts them, so it stays one pass over the vectors.
+
+Near-duplicate groups (:mod:`annotator_core.duplicates`) make a build honest:
+the quality folds keep each group in one fold, data diversity counts a group
+once per class, and every feed shows a group once, by its representative (the
+other members are left out like labelled shots, and dropped from the two top
+feeds, which are asked for more until they are full again).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from annotator_core.classifier import Classifier, train, unit_mean
-from annotator_core.corpus.scorer import Scorer, make_scorer
+from annotator_core.corpus.scorer import CorpusView, FeedPicks, Scorer, make_scorer
+from annotator_core.duplicates import DuplicateGroups, duplicate_groups
 from annotator_core.errors import NotEnoughAnnotations, NotFoundError, ValidationFailed
 from annotator_core.feeds import FEEDS
 from annotator_core.metrics import Quality, data_diversity, model_quality_estimate
@@ -134,6 +141,9 @@ class LabelWorkspace:
         if not in_store.ready:
             raise _not_enough(self.label, in_store, self.settings, missing=missing)
         x = labelled.vectors
+        with clock("groups"):
+            groups = duplicate_groups(self.shots, self.settings)
+            fold_keys = groups.fold_groups(labelled_ids) if len(groups) else None
         report("vectors", 0.2)
 
         seed = int(snapshot_event_id)
@@ -151,17 +161,21 @@ class LabelWorkspace:
                 C=self.settings.classifier_c,
                 centre=centre,
                 threshold="prior",
+                groups=fold_keys,
             )
             quality = estimate.value
         report("quality", 0.5)
         with clock("score"):
             # Scoring and picking are one step: a large corpus is pruned by the feeds' own bounds.
-            picks = corpus.feeds(clf, labelled_ids=labelled_ids, size=self.settings.feed_size, seed=seed)
+            picks = shown_once(corpus, clf, groups, labelled_ids=labelled_ids, size=self.settings.feed_size, seed=seed)
         report("score", 0.75)
         with clock("feeds"):
             saved_feeds = {n: [[sid, round(score, 6)] for sid, score in items] for n, items in picks.feeds.items()}
         with clock("diversity"):
-            diversity, diversity_info = self._diversity(corpus.cluster_k(labelled), labelled.cluster_ids, y)
+            shown = _one_per_group(fold_keys, y)
+            diversity, diversity_info = self._diversity(
+                corpus.cluster_k(labelled), labelled.cluster_ids[shown], y[shown]
+            )
         report("feeds", 0.85)
 
         with clock("recommend"):
@@ -182,6 +196,11 @@ class LabelWorkspace:
             "n_shots": corpus.n_shots,
             "scoring": picks.info,
             "classifier": clf.info,
+            "duplicates": {
+                "groups": groups.n_groups,
+                "hidden": groups.n_hidden,
+                "labelled_groups": int(np.unique(fold_keys).shape[0]) if fold_keys is not None else len(labelled_ids),
+            },
             "timings": dict(timings),
             **diversity_info,
         }
@@ -276,6 +295,61 @@ class LabelWorkspace:
 
     def classifier(self, version: int | None = None) -> Classifier:
         return Classifier.from_bytes(self.store.versions.get(self.label, version).model)
+
+
+# --------------------------------------------------------------------------- near-duplicates
+
+TOP_FEEDS = ("top_positive", "top_negative")
+
+
+def shown_once(
+    corpus: CorpusView,
+    clf: Classifier,
+    groups: DuplicateGroups,
+    *,
+    labelled_ids: list[str],
+    size: int,
+    seed: int,
+) -> FeedPicks:
+    """The feeds with each near-duplicate group shown once, by its representative, and still ``size`` long.
+
+    The hidden members (every group member but the representative) are excluded like labelled shots,
+    so the borderline and random feeds are exact and the random one draws groups, not copies. The two
+    top feeds include labelled shots and so cannot exclude that way: they are asked for more than
+    ``size`` and the hidden members dropped, asking again (doubling) until ``size`` remain or the corpus
+    has no more. Without groups this is one plain call.
+    """
+    hidden = groups.hidden_ids()
+    if not hidden:
+        return corpus.feeds(clf, labelled_ids=labelled_ids, size=size, seed=seed)
+    excluded = list(dict.fromkeys([*labelled_ids, *hidden]))
+    share = groups.n_hidden / max(1, corpus.n_shots)
+    ask = min(corpus.n_shots, size + int(np.ceil(2 * share * size)) + 8)
+    asks = 0
+    while True:
+        asks += 1
+        picks = corpus.feeds(clf, labelled_ids=excluded, size=ask, seed=seed)
+        feeds = {}
+        full = True
+        for name, items in picks.feeds.items():
+            if name in TOP_FEEDS:
+                drop = groups.is_hidden([sid for sid, _ in items])
+                kept = [item for item, gone in zip(items, drop.tolist(), strict=True) if not gone]
+                full = full and (len(kept) >= size or len(items) < ask)
+                items = kept
+            feeds[name] = items[:size]
+        if full or ask >= corpus.n_shots:
+            info = {**picks.info, "duplicates_hidden": len(hidden), "asked": ask, "asks": asks}
+            return FeedPicks(feeds, info)
+        ask = min(corpus.n_shots, 2 * ask)
+
+
+def _one_per_group(fold_keys: np.ndarray | None, y: np.ndarray) -> np.ndarray:
+    """Rows to count for data diversity: the first labelled shot of each group in each class."""
+    if fold_keys is None:
+        return np.arange(y.shape[0])
+    _, first = np.unique(np.stack([fold_keys, y.astype(np.int64)], axis=1), axis=0, return_index=True)
+    return np.sort(first)
 
 
 # --------------------------------------------------------------------------- helpers

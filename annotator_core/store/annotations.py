@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from annotator_core.db import Annotation, AnnotationEvent, utcnow
-from annotator_core.errors import ConflictError, ValidationFailed
+from annotator_core.errors import ConflictError, NotFoundError, ValidationFailed
 from annotator_core.store.batches import (
     INSERT_ANNOTATION,
     INSERT_EVENT,
@@ -57,6 +57,7 @@ class EventRow:
     version: int
     at: datetime
     actor: str  # who made the change (the annotator, or e.g. an admin undoing it)
+    batch: str = ""  # shared by the events of one many-shot change (a group labelling), undone together
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class AnnotationLog:
         *,
         source: str = "",
         actor: str | None = None,
+        batch: str = "",
     ) -> BulkOutcome:
         """Set or withdraw many of one annotator's annotations of a label in one transaction: all or nothing.
 
@@ -144,7 +146,8 @@ class AnnotationLog:
         ``COPY`` on PostgreSQL), so an import of tens of thousands of rows is one short
         transaction; the rows it changes are locked while it runs (``FOR UPDATE`` on PostgreSQL,
         the write lock on SQLite). If another request creates one of these annotations meanwhile,
-        nothing is written and :class:`ConflictError` says to try again.
+        nothing is written and :class:`ConflictError` says to try again. ``batch`` is recorded on every
+        event, so :meth:`undo_batch` can take the whole change back as one step.
         """
         items = checked_items(values)
         who = actor or annotator
@@ -152,7 +155,7 @@ class AnnotationLog:
             with self.db.atomic() as s:
                 label_id = label_by_name(s, label).id
                 stored = stored_states(s, label_id, annotator, [sid for sid, _ in items])
-                plan = BulkPlan(label_id, annotator, source, who, stored, stamp(s, utcnow()))
+                plan = BulkPlan(label_id, annotator, source, who, stored, stamp(s, utcnow()), batch)
                 for shot_id, value in items:
                     plan.apply(shot_id, value)
                 insert_rows(s, INSERT_ANNOTATION, plan.new_rows)
@@ -164,6 +167,46 @@ class AnnotationLog:
                 f"{len(items)} were written; nothing was written, send them again."
             ) from None
         return BulkOutcome(written=len(plan.events), unchanged=len(items) - len(plan.events))
+
+    def undo_batch(self, label: str, batch: str, *, actor: str, new_batch: str = "") -> list[EventRow]:
+        """Put back what every event of ``batch`` replaced, in one transaction: one undo of a group labelling.
+
+        Each annotation must still be at the version its event made (else :class:`ConflictError` names
+        the shot and nothing is written). The undo's own events share ``new_batch``, so it can be undone
+        as one step too. Returns the undone events.
+        """
+        if not batch:
+            raise ValidationFailed("batch is empty; pass the batch id of a group labelling (events carry it).")
+        with self.db.atomic() as s:
+            label_id = label_by_name(s, label).id
+            found = list(
+                s.scalars(
+                    select(AnnotationEvent)
+                    .where(AnnotationEvent.label_id == label_id, AnnotationEvent.batch == batch)
+                    .order_by(AnnotationEvent.id)
+                )
+            )
+            if not found:
+                raise NotFoundError(f"label {label!r} has no change with batch {batch!r}; list its events.")
+            annotators = {e.annotator for e in found}
+            if len(annotators) != 1:
+                raise ValidationFailed(f"batch {batch!r} changed {len(annotators)} annotators' annotations.")
+            annotator = found[0].annotator
+            stored = stored_states(s, label_id, annotator, [e.shot_id for e in found])
+            for e in found:
+                _row_id, value, version = stored.get(e.shot_id, (None, None, 0))
+                if version != e.version:
+                    raise ConflictError(
+                        f"annotation of {e.shot_id!r} for {label!r} by {annotator!r} changed since this group "
+                        f"labelling (it is now version {version} with value {value}); undo that change first."
+                    )
+            plan = BulkPlan(label_id, annotator, "undo", actor, stored, stamp(s, utcnow()), new_batch)
+            for e in reversed(found):
+                plan.apply(e.shot_id, e.old_value)
+            insert_rows(s, INSERT_ANNOTATION, plan.new_rows)
+            update_annotations(s, plan.changed_rows)
+            self._append_events(s, plan.events)
+            return [_event_row(label, e) for e in found]
 
     def _append_events(self, s: Session, events: list[tuple[Any, ...]]) -> None:
         insert_rows(s, INSERT_EVENT, events)
@@ -232,6 +275,22 @@ class AnnotationLog:
             if limit is not None:
                 q = q.limit(limit)
             return [_event_row(label, e) for e in s.scalars(q)]
+
+    def events_of_batch(self, label: str, batch: str, *, limit: int | None = None) -> list[EventRow]:
+        """The events of one many-shot change, oldest first; :class:`NotFoundError` when there are none."""
+        with self.db.read() as s:
+            lbl = label_by_name(s, label)
+            q = (
+                select(AnnotationEvent)
+                .where(AnnotationEvent.label_id == lbl.id, AnnotationEvent.batch == batch)
+                .order_by(AnnotationEvent.id)
+            )
+            if limit is not None:
+                q = q.limit(limit)
+            found = [_event_row(label, e) for e in s.scalars(q)]
+        if not found:
+            raise NotFoundError(f"label {label!r} has no change with batch {batch!r}; list its events.")
+        return found
 
     def last_event_id(self, label: str) -> int:
         with self.db.read() as s:
@@ -348,5 +407,15 @@ def _annotation_row(label: str, r: Annotation) -> AnnotationRow:
 
 def _event_row(label: str, e: AnnotationEvent) -> EventRow:
     return EventRow(
-        e.id, label, e.shot_id, e.annotator, e.old_value, e.new_value, e.source, e.version, e.at, e.actor or e.annotator
+        e.id,
+        label,
+        e.shot_id,
+        e.annotator,
+        e.old_value,
+        e.new_value,
+        e.source,
+        e.version,
+        e.at,
+        e.actor or e.annotator,
+        e.batch or "",
     )

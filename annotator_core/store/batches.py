@@ -32,8 +32,8 @@ INSERT_ANNOTATION = (
 )
 UPDATE_ANNOTATION = "UPDATE annotations SET value = ?, source = ?, version = ?, updated_at = ? WHERE id = ?"
 INSERT_EVENT = (
-    "INSERT INTO annotation_events (label_id, shot_id, annotator, actor, old_value, new_value, source, version, at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO annotation_events (label_id, shot_id, annotator, actor, old_value, new_value, source, version, at, "
+    "batch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 # Rows per multi-row INSERT: 4,500 parameters at most, under SQLite's 32,766 and PostgreSQL's 65,535.
@@ -89,8 +89,10 @@ class BulkPlan:
         actor: str,
         stored: dict[str, tuple[int, bool | None, int]],
         stamp: Any,
+        batch: str = "",
     ) -> None:
         self.label_id, self.annotator, self.source, self.actor = label_id, annotator, source, actor
+        self.batch = batch  # the events' batch id: one undo step for all of them ("" for none)
         self.stamp = stamp  # the time of every row and event, already in the driver's form
         self.state: dict[str, tuple[int | None, bool | None, int]] = dict(stored)
         self._new: dict[str, tuple[Any, ...]] = {}  # shot_id -> INSERT parameters (the last value wins)
@@ -109,7 +111,18 @@ class BulkPlan:
             self._changed[shot_id] = (*fields, row_id)
         self.state[shot_id] = (row_id, value, version)
         self.events.append(
-            (self.label_id, shot_id, self.annotator, self.actor, old_value, value, self.source, version, self.stamp)
+            (
+                self.label_id,
+                shot_id,
+                self.annotator,
+                self.actor,
+                old_value,
+                value,
+                self.source,
+                version,
+                self.stamp,
+                self.batch,
+            )
         )
 
     @property

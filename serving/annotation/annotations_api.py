@@ -1,18 +1,21 @@
-"""Annotations over HTTP: set, withdraw, batch, list, history, undo, disagreements and agreement."""
+"""Annotations over HTTP: set, withdraw, batch, a whole near-duplicate group, list, history, undo (of one
+change or of a group's as one step), disagreements and agreement."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from annotator_core.errors import ConflictError
+from annotator_core.duplicates import duplicate_groups
+from annotator_core.errors import ConflictError, NotFoundError
 from serving.annotation import review
 from serving.annotation.auth import Principal, annotator, viewer
 from serving.annotation.context import ServiceContext, context
 from serving.annotation.inputs import MAX_ID, LabelName, check_shot_id, check_source, require_shot
-from serving.annotation.presenters import annotation_out, model_scores, shot_info, timestamp
+from serving.annotation.presenters import annotation_out, mine, model_scores, shot_info, timestamp
 from serving.http_errors import ApiError
 
 router = APIRouter(tags=["annotation"])
@@ -37,6 +40,13 @@ class BatchItem(_Body):
 class BatchBody(_Body):
     items: list[BatchItem]
     source: str = Field("", max_length=40)
+
+
+class GroupBody(_Body):
+    value: StrictBool | None = Field(description="true, false, or null to withdraw every member's annotation")
+
+
+GROUP_SOURCE = "group"  # the source of every annotation a group labelling records
 
 
 # --------------------------------------------------------------------------- annotations
@@ -129,6 +139,69 @@ def batch_annotations(
     return {"results": results, "ok": sum(1 for r in results if "error" not in r)}
 
 
+@router.post("/api/labels/{label}/groups/{shot_id}/annotations")
+def annotate_group(
+    body: GroupBody, request: Request, shot_id: str, label: str = LabelName, caller: Principal = Depends(annotator)
+) -> dict[str, Any]:
+    """Label the whole near-duplicate group of ``shot_id``: one annotation per member (source ``group``),
+    all in one transaction and under one ``batch`` id, which undoes them all in one step."""
+    ctx = context(request)
+    ctx.store.labels.get(label)
+    require_shot(ctx, shot_id)
+    groups = duplicate_groups(ctx.shots, ctx.settings)
+    group_id = groups.group_of(shot_id)
+    members = groups.members(group_id)
+    batch = uuid.uuid4().hex
+    try:
+        outcome = ctx.store.annotations.annotate_many(
+            label, caller.name, [(sid, body.value) for sid in members], source=GROUP_SOURCE, batch=batch
+        )
+    except ConflictError as exc:
+        raise ApiError(409, "conflict", str(exc), field="shot_id") from None
+    return {
+        "group_id": group_id,
+        "group_size": len(members),
+        "batch": batch if outcome.written else "",
+        "written": outcome.written,
+        "unchanged": outcome.unchanged,
+        "annotations": mine(ctx, label, caller.name, members),
+    }
+
+
+@router.post("/api/labels/{label}/batches/{batch}/undo")
+def undo_batch(
+    request: Request,
+    batch: str = Path(min_length=1, max_length=36, pattern=r"^[0-9a-f]+$"),
+    label: str = LabelName,
+    caller: Principal = Depends(annotator),
+) -> dict[str, Any]:
+    """Undo a group labelling as one step: every member's annotation goes back to what it was, together."""
+    return _undo_batch(context(request), label, batch, caller)
+
+
+def _undo_batch(ctx: ServiceContext, label: str, batch: str, caller: Principal) -> dict[str, Any]:
+    try:
+        first = ctx.store.annotations.events_of_batch(label, batch, limit=1)
+    except NotFoundError as exc:
+        raise ApiError(404, "not_found", str(exc), field="batch") from None
+    if first[0].annotator != caller.name and not caller.can("admin"):
+        raise ApiError(
+            403, "forbidden", f"batch {batch} is {first[0].annotator!r}'s change; only they or an admin may undo it."
+        )
+    new_batch = uuid.uuid4().hex
+    try:
+        undone = ctx.store.annotations.undo_batch(label, batch, actor=caller.name, new_batch=new_batch)
+    except ConflictError as exc:
+        raise ApiError(409, "conflict", str(exc), field="batch") from None
+    ids = [e.shot_id for e in undone]
+    return {
+        "undone": len(undone),
+        "batch": new_batch,
+        "annotator": first[0].annotator,
+        "annotations": mine(ctx, label, first[0].annotator, ids),
+    }
+
+
 @router.get("/api/labels/{label}/annotations")
 def list_annotations(
     request: Request,
@@ -172,6 +245,7 @@ def events(
                 "source": e.source,
                 "version": e.version,
                 "at": timestamp(e.at),
+                "batch": e.batch,
             }
             for e in rows
         ]
@@ -185,7 +259,9 @@ def undo(
     label: str = LabelName,
     caller: Principal = Depends(annotator),
 ) -> dict[str, Any]:
-    """Undo one change: put back the value it replaced (a new event); 409 if the annotation changed since."""
+    """Undo one change: put back the value it replaced (a new event); 409 if the annotation changed since.
+
+    An event of a group labelling (it has a ``batch``) undoes the whole group's change, as one step."""
     ctx = context(request)
     found = ctx.store.annotations.events(label, since_id=event_id - 1, limit=1)
     if not found or found[0].id != event_id:
@@ -195,6 +271,8 @@ def undo(
         raise ApiError(
             403, "forbidden", f"event {event_id} is {ev.annotator!r}'s change; only they or an admin may undo it."
         )
+    if ev.batch:
+        return _undo_batch(ctx, label, ev.batch, caller)
     return _write(ctx, label, ev.shot_id, ev.annotator, ev.old_value, ev.version, "undo", actor=caller.name)
 
 

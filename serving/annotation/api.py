@@ -14,12 +14,13 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from annotator_core.duplicates import duplicate_groups
 from annotator_core.errors import DimensionMismatch, NotFoundError
 from annotator_core.shot_store import SearchHit, sql_in
 from serving.annotation.auth import Principal, annotator, viewer
 from serving.annotation.context import ServiceContext, context
 from serving.annotation.inputs import MAX_ID, NAME_PATTERN, NAME_RULE, LabelName, check_shot_id, require_shot
-from serving.annotation.presenters import annotation_out, label_summary, mine
+from serving.annotation.presenters import annotation_out, group_fields, label_summary, mine, shot_info
 from serving.http_errors import ApiError
 
 router = APIRouter(tags=["annotation"])
@@ -79,6 +80,7 @@ def shot(
     out: dict[str, Any] = {k: row[k] for k in ("shot_id", "video_id", "start_frame", "end_frame", "start_s", "end_s")}
     out["cluster_id"] = row.get("cluster_id")
     out["title"] = ctx.video_titles().get(row["video_id"], "")
+    out.update(group_fields(ctx, [shot_id])[shot_id])
     if label is not None:
         rows = [r for r in ctx.store.annotations.current(label) if r.shot_id == shot_id]
         out["annotations"] = [annotation_out(r) for r in rows]
@@ -86,7 +88,60 @@ def shot(
     return out
 
 
+@router.get("/api/shots/{shot_id}/group")
+def shot_group(
+    request: Request,
+    shot_id: str,
+    label: str | None = Query(None, max_length=100, description="include your annotation for this label"),
+    caller: Principal = Depends(viewer),
+) -> dict[str, Any]:
+    """The shot's near-duplicate group: every member (the representative first) with its span and title."""
+    ctx = context(request)
+    require_shot(ctx, shot_id)
+    if label is not None:
+        ctx.store.labels.get(label)
+    groups = duplicate_groups(ctx.shots, ctx.settings)
+    group_id = groups.group_of(shot_id)
+    members = groups.members(group_id)
+    info = shot_info(ctx, members)
+    own = mine(ctx, label, caller.name, members) if label is not None else {}
+    items = []
+    for sid in members:
+        item: dict[str, Any] = {"shot_id": sid, **info.get(sid, {}), "representative": sid == group_id}
+        if label is not None:
+            item["annotation"] = own[sid]
+        items.append(item)
+    return {"group_id": group_id, "group_size": len(members), "members": items}
+
+
 # --------------------------------------------------------------------------- search
+
+# A search asks the index for this many times ``limit`` hits, so that ``limit`` remain once each
+# near-duplicate group is collapsed to one; it asks again (doubled) while too few remain.
+SEARCH_OVERFETCH = 2
+SEARCH_MAX_ASKS = 4
+
+
+def _search_once_per_group(ctx: ServiceContext, find: Any, limit: int, *, like: str = "") -> list[SearchHit]:
+    """``find(k)``'s hits with one per near-duplicate group, at most ``limit`` of them.
+
+    A group is shown by its best-ranked member (the one that matched the query best, not necessarily
+    the representative the feeds show); ``like``'s own group is left out, its copies are no news.
+    """
+    groups = duplicate_groups(ctx.shots, ctx.settings)
+    if not len(groups):
+        return list(find(limit))
+    own = groups.group_of(like) if like else None
+    ask = limit * SEARCH_OVERFETCH
+    for _ in range(SEARCH_MAX_ASKS):
+        hits = list(find(ask))
+        shown = [hits[i] for i in groups.first_of_each([h.shot_id for h in hits])]
+        if own is not None:
+            shown = [h for h, g in zip(shown, groups.groups_of([h.shot_id for h in shown])[0], strict=True) if g != own]
+        if len(shown) >= limit or len(hits) < ask:
+            break
+        ask *= 2
+    return shown[:limit]
 
 
 @router.get("/api/search")
@@ -126,12 +181,14 @@ def search(
                 field="q",
             )
         vector = encoder.embed_texts([q])[0]
-        hits = ctx.shots.search(vector, k=limit, where=where)
+        hits = _search_once_per_group(ctx, lambda k: ctx.shots.search(vector, k=k, where=where), limit)
         mode = "text"
     elif like:
         check_shot_id(like, field="like")
         try:
-            hits = ctx.shots.search_like(like, k=limit, where=where)
+            hits = _search_once_per_group(
+                ctx, lambda k: ctx.shots.search_like(like, k=k, where=where), limit, like=like
+            )
         except NotFoundError as exc:
             raise ApiError(404, "not_found", str(exc), field="like") from None
         mode = "like"
@@ -185,7 +242,7 @@ def search_by_vector(body: VectorSearch, request: Request, caller: Principal = D
         message = f"vector must be finite numbers, not all zero (cosine needs a direction); got {body.vector[:8]}..."
         raise ApiError(422, "invalid", message, field="vector")
     try:
-        hits = ctx.shots.search(vector, k=body.limit, where=where)
+        hits = _search_once_per_group(ctx, lambda k: ctx.shots.search(vector, k=k, where=where), body.limit)
     except DimensionMismatch as exc:
         raise ApiError(422, "invalid", str(exc), field="vector") from None
     return _search_out(ctx, "vector", _hits_out(hits), body.label, caller)
@@ -216,8 +273,10 @@ def _search_out(
     ctx: ServiceContext, mode: str, results: list[dict[str, Any]], label: str | None, caller: Principal
 ) -> dict[str, Any]:
     titles = ctx.video_titles()
+    groups = group_fields(ctx, [r["shot_id"] for r in results])
     for r in results:
         r["title"] = titles.get(r["video_id"], "")
+        r.update(groups[r["shot_id"]])
     if label is not None:
         own = mine(ctx, label, caller.name, [r["shot_id"] for r in results])
         for r in results:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from annotator_core.duplicates import duplicate_groups
 from annotator_core.errors import NotFoundError
 from annotator_core.store import AnnotationRow
 from serving.annotation.context import ServiceContext
@@ -49,6 +50,12 @@ def shot_info(ctx: ServiceContext, shot_ids: list[str]) -> dict[str, dict[str, A
         }
         for r in rows
     }
+
+
+def group_fields(ctx: ServiceContext, shot_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """``{group_id, group_size}`` of each shot: its near-duplicate group (a singleton is a group of 1)."""
+    ids, sizes = duplicate_groups(ctx.shots, ctx.settings).groups_of(shot_ids)
+    return {sid: {"group_id": g, "group_size": n} for sid, g, n in zip(shot_ids, ids, sizes, strict=True)}
 
 
 def model_scores(ctx: ServiceContext, label: str, shot_ids: list[str]) -> tuple[int | None, dict[str, float]]:
@@ -122,4 +129,5 @@ def feed_items(ctx: ServiceContext, label: str, who: str, items: list[Any]) -> l
     ids = [d["shot_id"] for d in dicts]
     info = shot_info(ctx, ids)
     own = mine(ctx, label, who, ids)
-    return [{**d, **info.get(d["shot_id"], {}), "annotation": own[d["shot_id"]]} for d in dicts]
+    groups = group_fields(ctx, ids)
+    return [{**d, **info.get(d["shot_id"], {}), **groups[d["shot_id"]], "annotation": own[d["shot_id"]]} for d in dicts]
