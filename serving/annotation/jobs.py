@@ -33,6 +33,7 @@ from serving.http_errors import ApiError, error_body
 
 Progress = Callable[[str, float], None]
 KEEP_FINISHED = 200
+PROGRESS_SAVE_SECONDS = 1.0  # progress of a running job reaches the jobs table at most this often
 log = logging.getLogger(__name__)
 
 
@@ -136,8 +137,11 @@ class StoredJob:
 
 
 class JobManager:
-    def __init__(self, max_workers: int = 2, *, store: JobTable | None = None) -> None:
+    def __init__(
+        self, max_workers: int = 2, *, store: JobTable | None = None, progress_every: float = PROGRESS_SAVE_SECONDS
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="va-job")
+        self._progress_every = progress_every
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._store = store
@@ -168,9 +172,15 @@ class JobManager:
         job.state, job.stage, job.started_at = "running", "starting", time.time()
         self._save(job)
 
+        saved_at = time.monotonic()
+
         def progress(stage: str, fraction: float) -> None:
+            nonlocal saved_at
             job.stage, job.progress = stage, max(0.0, min(1.0, float(fraction)))
-            self._save(job)  # a build reports a handful of stages, so this is a few small writes
+            # Other replicas see progress at most this stale; a commit per stage cost a 1M build ~15% of its time.
+            if time.monotonic() - saved_at >= self._progress_every:
+                self._save(job)
+                saved_at = time.monotonic()
 
         try:
             result = work(progress)

@@ -179,7 +179,7 @@ def test_only_the_newest_finished_jobs_are_kept_in_memory() -> None:
 
 def test_every_state_change_is_saved_for_other_replicas_as_plain_json() -> None:
     table = RecordingTable()
-    manager = JobManager(max_workers=1, store=table)  # type: ignore[arg-type]
+    manager = JobManager(max_workers=1, store=table, progress_every=0.0)  # type: ignore[arg-type]
     try:
         job = manager.submit(
             "build", "zero", "ann", lambda progress: progress("training", 0.5) or {"quality": np.float64(0.75)}
@@ -203,6 +203,28 @@ def test_every_state_change_is_saved_for_other_replicas_as_plain_json() -> None:
             other.get("no-such-job")
     finally:
         other.shutdown()
+
+
+def test_progress_reaches_the_table_at_most_once_a_period_but_every_state_change_does() -> None:
+    table = RecordingTable()
+    manager = JobManager(max_workers=1, store=table, progress_every=3600.0)  # type: ignore[arg-type]
+
+    def work(progress: Any) -> dict[str, Any]:
+        for i in range(10):
+            progress(f"stage {i}", i / 10)
+        return {"version": 1}
+
+    try:
+        job = manager.submit("build", "zero", "ann", work)
+        assert result_of(manager, job) == {"version": 1}
+        assert manager.get(job.id).to_dict()["stage"] == "done"
+    finally:
+        manager.shutdown()
+    assert [(s["state"], s["stage"]) for s in table.saved] == [
+        ("queued", "queued"),
+        ("running", "starting"),
+        ("done", "done"),
+    ]
 
 
 def test_a_job_goes_on_when_its_state_cannot_be_saved(caplog: pytest.LogCaptureFixture) -> None:
