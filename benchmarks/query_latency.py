@@ -122,7 +122,7 @@ def timed(conn: http.client.HTTPConnection, method: str, path: str, body: dict |
     elapsed = time.perf_counter() - t0
     if resp.status != 200:
         raise RuntimeError(f"{method} {path} answered {resp.status}: {raw[:500]!r}")
-    return elapsed, json.loads(raw)
+    return elapsed, json.loads(raw) if resp.getheader("content-type", "").startswith("application/json") else {}
 
 
 def p50_p95(samples: list[float]) -> str:
@@ -131,20 +131,27 @@ def p50_p95(samples: list[float]) -> str:
 
 
 def rss_mb(pid: int) -> float:
-    """The largest RSS among the server's processes (the worker holds the index)."""
-    best = 0.0
+    """The largest RSS among the server's process and its descendants (the worker holds the index)."""
+    parent: dict[int, int] = {}
+    rss: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text().split()
-            if int(stat[4]) != os.getpgid(pid):  # same process group as the server
-                continue
-            rss = int((entry / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent[int(entry.name)] = int(stat[1])
+            rss[int(entry.name)] = int((entry / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
         except (OSError, ValueError, IndexError):
             continue
-        best = max(best, rss / 1e6)
-    return best
+
+    def under(p: int) -> bool:
+        while p > 1:
+            if p == pid:
+                return True
+            p = parent.get(p, 0)
+        return False
+
+    return max((mb for p, mb in rss.items() if under(p)), default=0.0)
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ Routes, mounted on the scoring service (read-only; the ``scores`` table is writt
   (``shot_ids``, ``start_s``, ``end_s`` and ``scores[label]``, null where a shot has no score yet).
 
 Both state, per label, the published version and how many shots are still scored by another version
-(``stale``) or not at all (``unscored``), as ``va score-corpus`` decides it (pipelines/score_corpus.py).
+(``stale``) or not at all (``unscored``), as ``va score-corpus`` decides it (pipelines/score_corpus.py),
+and whether a newer state of the tables is being read meanwhile (``refreshing``).
 
 The tables are read into memory once per change of any of them (:class:`ScoreIndex`): per label a dense
 score column aligned with the shots sorted by id, and the shots in score order; a query is then a few
@@ -24,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +45,7 @@ from annotator_core.errors import VAError
 from annotator_core.records import SCORES_TABLE, SHOTS_TABLE, VIDEOS_TABLE
 from serving.http_errors import ApiError, error_response
 
+log = logging.getLogger("va.scoring")
 JSON = "application/json"
 MAX_LABELS = 32
 MAX_LIMIT = 1000
@@ -131,7 +134,7 @@ def build_index(shots: pa.Table, videos: pa.Table, scores_of: Mapping[str, pa.Ta
         score[rows_at] = rows.column("score").to_numpy(zero_copy_only=False).astype(np.float32)[known]
         version[rows_at] = rows.column("version").to_numpy(zero_copy_only=False).astype(np.int32)[known]
         scored = np.flatnonzero(~np.isnan(score))
-        order = scored[np.lexsort((scored, -score[scored]))]
+        order = scored[np.argsort(-score[scored], kind="stable")]  # scored ascends: ties stay in id order
         values, counts = np.unique(version[scored], return_counts=True)
         labels[label] = LabelColumn(
             score=score,
@@ -145,22 +148,47 @@ def build_index(shots: pa.Table, videos: pa.Table, scores_of: Mapping[str, pa.Ta
 
 
 class ScoreReader:
-    """The current :class:`ScoreIndex` of a store, read again whenever one of its tables changed."""
+    """The current :class:`ScoreIndex` of a store, read again whenever one of its tables changed.
 
-    def __init__(self, store: Any) -> None:
+    The first read is made while the request waits; after that a change is read by a background thread
+    while queries go on answering from the previous index (``refreshing`` says so), so an ingest or a
+    ``va score-corpus`` writing every few seconds never makes a query wait for a whole re-read.
+    """
+
+    def __init__(self, store: Any, *, background: bool = True) -> None:
         self.store = store
+        self.background = background
         self._lock = threading.Lock()
         self._index = empty_index()
         self._datasets: dict[str, Any] = {}
+        self._reading: threading.Thread | None = None
+
+    @property
+    def refreshing(self) -> bool:
+        return self._reading is not None
 
     def current(self) -> ScoreIndex:
         with self._lock:
             key = self._versions()
-            if key != self._index.key:
-                index = self._read()
-                index.key = key
-                self._index = index
+            if key == self._index.key:
+                return self._index
+            datasets = tuple(self._datasets.get(n) for n in (SHOTS_TABLE, VIDEOS_TABLE, SCORES_TABLE))
+            if not self.background or self._index.key == (0, 0, 0):
+                self._index = _read_index(*datasets, key=key)
+            elif self._reading is None:
+                self._reading = threading.Thread(target=self._read_later, args=(datasets, key), daemon=True)
+                self._reading.start()
             return self._index
+
+    def _read_later(self, datasets: tuple[Any, Any, Any], key: tuple[int, int, int]) -> None:
+        try:
+            index = _read_index(*datasets, key=key)
+            with self._lock:
+                self._index = index
+        except Exception:  # the next query tries again; until then the previous index answers
+            log.exception("reading the scores index at table versions %s failed", key)
+        finally:
+            self._reading = None
 
     def _dataset(self, name: str) -> Any:
         """The Lance dataset of a table, kept open (listing its newest version is all a check costs)."""
@@ -179,24 +207,29 @@ class ScoreReader:
         found = [self._dataset(name) for name in (SHOTS_TABLE, VIDEOS_TABLE, SCORES_TABLE)]
         return tuple(int(d.version) if d is not None else 0 for d in found)  # type: ignore[return-value]
 
-    def _read(self) -> ScoreIndex:
-        shots_ds, videos_ds, scores_ds = (self._dataset(n) for n in (SHOTS_TABLE, VIDEOS_TABLE, SCORES_TABLE))
-        if shots_ds is None:
-            return empty_index()
-        shots = shots_ds.to_table(columns=["shot_id", "video_id", "start_s", "end_s"])
-        videos = (
-            videos_ds.to_table(columns=["video_id", "title"])
-            if videos_ds is not None
-            else pa.table({"video_id": pa.array([], pa.string()), "title": pa.array([], pa.string())})
-        )
-        scores_of: dict[str, pa.Table] = {}
-        if scores_ds is not None:
-            names = pc.unique(scores_ds.to_table(columns=["label"]).column("label")).to_pylist()
-            for label in sorted(str(n) for n in names):
-                scores_of[label] = scores_ds.to_table(
-                    columns=["shot_id", "version", "score"], filter=f"label = {_sql_str(label)}"
-                )
-        return build_index(shots, videos, scores_of)
+
+def _read_index(shots_ds: Any, videos_ds: Any, scores_ds: Any, *, key: tuple[int, int, int]) -> ScoreIndex:
+    """The index of the three tables' Lance datasets (None where a table does not exist)."""
+    if shots_ds is None:
+        index = empty_index()
+        index.key = key
+        return index
+    shots = shots_ds.to_table(columns=["shot_id", "video_id", "start_s", "end_s"])
+    videos = (
+        videos_ds.to_table(columns=["video_id", "title"])
+        if videos_ds is not None
+        else pa.table({"video_id": pa.array([], pa.string()), "title": pa.array([], pa.string())})
+    )
+    scores_of: dict[str, pa.Table] = {}
+    if scores_ds is not None:
+        names = pc.unique(scores_ds.to_table(columns=["label"]).column("label")).to_pylist()
+        for label in sorted(str(n) for n in names):
+            scores_of[label] = scores_ds.to_table(
+                columns=["shot_id", "version", "score"], filter=f"label = {_sql_str(label)}"
+            )
+    index = build_index(shots, videos, scores_of)
+    index.key = key
+    return index
 
 
 def ensure_score_indexes(store: Any) -> list[str]:
@@ -669,6 +702,7 @@ class QueryRoutes:
             query = parse_query(body)
             published = self._published()
             answer = await anyio.to_thread.run_sync(lambda: query_shots(self.reader().current(), query, published))
+            answer["refreshing"] = self.reader().refreshing
         except VAError as exc:
             return error_response(exc)
         return Response(json.dumps(answer), media_type=JSON)
@@ -685,6 +719,7 @@ class QueryRoutes:
             answer = await anyio.to_thread.run_sync(
                 lambda: timeline(self.reader().current(), video_id, labels, published)
             )
+            answer["refreshing"] = self.reader().refreshing
         except VAError as exc:
             return error_response(exc)
         return Response(json.dumps(answer), media_type=JSON)

@@ -262,13 +262,14 @@ def test_publishing_a_new_version_reports_stale_scores_until_rescored(served, co
 
     half = corpus.ids[: n // 2]
     _write_scores(settings, corpus, "bikes", version, half)
-    body = labels()
+    # A write is read in the background while the previous state answers (with "refreshing": true).
+    body = poll(labels, until=lambda b: b["labels"]["bikes"]["stale"] < n, timeout=60, what="half rescored")
     assert body["labels"]["bikes"]["stale"] == n - len(half)
     assert body["labels"]["bikes"]["score_versions"] == {"1": n - len(half), str(version): len(half)}
     timeline = httpx.get(f"{url}/v1/videos/bikes/timeline", params={"labels": "bikes"}, timeout=30).json()
     assert timeline["stale"] is True
 
     _write_scores(settings, corpus, "bikes", version, corpus.ids[n // 2 :])
-    body = labels()
+    body = poll(labels, until=lambda b: b["labels"]["bikes"]["stale"] == 0, timeout=60, what="all rescored")
     assert body["stale"] is False and body["labels"]["bikes"]["stale"] == 0
     assert all(r["versions"] == {"bikes": version} for r in body["shots"])
