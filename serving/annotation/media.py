@@ -2,7 +2,8 @@
 
 The client names a shot; the service looks up the shot's video in LanceDB and
 streams the file the ingest recorded (local path or object-store URI) with
-HTTP range requests, so the browser can seek to the shot. No path from the
+HTTP range requests, so the browser can seek to the shot. A source the browser
+cannot decode is streamed as its proxy instead (annotator_core.media.proxy). No path from the
 client ever reaches the file system: ids with path characters are refused.
 """
 
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from annotator_core.errors import NotFoundError
+from annotator_core.media.proxy import ProxyStore, ProxyUnavailable
 from serving.annotation.auth import Principal, viewer
 from serving.annotation.context import context
 from serving.annotation.inputs import check_shot_id
@@ -103,21 +105,65 @@ def _shot(request: Request, shot_id: str, columns: list[str]) -> dict[str, Any]:
 
 @router.get("/api/shots/{shot_id}/video", response_class=Response)
 def shot_video(shot_id: str, request: Request, _caller: Principal = Depends(viewer)) -> Response:
-    """The video file holding the shot, with HTTP range support; seek to X-Shot-Start (seconds)."""
+    """The shot's video with HTTP range support: the source, or a browser proxy (X-VA-Rendition says which).
+
+    Seek to X-Shot-Start (seconds); a proxy keeps the source's timeline, so the times mean the same in both.
+    """
     ctx = context(request)
     shot = _shot(request, shot_id, ["shot_id", "video_id", "start_s", "end_s"])
     try:
         video = ctx.shots.get_video(shot["video_id"])
     except NotFoundError:
         raise ApiError(404, "video_unavailable", f"the video of shot {shot_id!r} is not in the catalog.") from None
-    fs, path, size = open_video(str(video["uri"]))
-    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    source = str(video["uri"])
+    fs, path, size = open_video(source)  # a source that is gone is a 404, whatever its format
+    rendition = "source"
+    if ctx.settings.proxy_mode != "off":
+        proxies = _proxies(request)
+        try:
+            if not proxies.playability(str(video["video_id"]), source).playable:
+                proxy = _proxy_path(proxies, video_id=str(video["video_id"]), source=source, shot=shot)
+                fs, path, size = open_video(proxies.uri(proxy))
+                rendition = "proxy"
+        except ProxyUnavailable as exc:
+            raise ApiError(
+                422,
+                "video_unplayable",
+                f"this shot cannot play: {exc}; label it from its thumbnail.",
+                reason=str(exc),
+            ) from None
     headers = {
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, max-age=3600",
         "X-Shot-Start": f"{shot['start_s']:.3f}",
         "X-Shot-End": f"{shot['end_s']:.3f}",
+        "X-VA-Rendition": rendition,
     }
+    return _serve(fs, path, size, request=request, headers=headers)
+
+
+def _proxies(request: Request) -> ProxyStore:
+    """The app's proxy store, made on first use and kept on the app (its per-shot locks are shared)."""
+    state = request.app.state
+    store: ProxyStore | None = getattr(state, "proxies", None)
+    if store is None:
+        store = ProxyStore.from_settings(context(request).settings)
+        state.proxies = store
+    return store
+
+
+def _proxy_path(proxies: ProxyStore, *, video_id: str, source: str, shot: dict[str, Any]) -> str:
+    """A title proxy made ahead of time if there is one, else the shot's own, made now if need be."""
+    title = proxies.title_path(video_id)
+    if proxies.exists(title):
+        return title
+    return proxies.ensure_shot(
+        video_id=video_id, source=source, start_s=float(shot["start_s"]), end_s=float(shot["end_s"])
+    )
+
+
+def _serve(fs: pafs.FileSystem, path: str, size: int, *, request: Request, headers: dict[str, str]) -> Response:
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     span = parse_range(request.headers.get("range"), size)
     if span is None:
         headers["Content-Length"] = str(size)
