@@ -4,6 +4,7 @@
 import { api } from "../api.js";
 import { fmtMetric, h, replace, toast } from "../dom.js";
 import { gridKey, paintCard, playShot, repaintShot } from "../shots.js";
+import { labelGroup, undoGroup } from "../groups.js";
 import { renderData } from "./data.js";
 import { renderFeeds } from "./feeds.js";
 import { renderHistory } from "./history.js";
@@ -223,8 +224,14 @@ export async function renderLabel(main, { session, name, tab, go }) {
   ctx.undoLast = async () => {
     const last = ctx.undo.pop();
     if (!last) return toast("Nothing to undo.");
+    if (last.batch) return undoGroup(last, ctx); // a whole group's labelling is one step
     await ctx.annotate(last.shot, last.value, "undo", { fromUndo: true });
     toast(`Undone: ${last.shot.title || last.shot.shot_id} is ${last.value === null ? "unlabelled" : last.value ? "positive" : "negative"} again`);
+  };
+
+  ctx.labelGroup = (shot, value, source) => {
+    if (!ctx.canEdit) return toast("Viewers cannot label.", "error");
+    return labelGroup(shot, value, ctx);
   };
 
   function hideConflict() {
