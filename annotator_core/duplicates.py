@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from annotator_core.errors import ValidationFailed
 from annotator_core.records import DUPLICATES_TABLE
@@ -38,6 +39,15 @@ def _bytes(values: Sequence[str] | np.ndarray) -> np.ndarray:
     """Shot ids as a fixed-width bytes array (UTF-8)."""
     encoded = [str(v).encode() for v in values]
     return np.array(encoded, dtype=bytes) if encoded else np.empty(0, dtype="S1")
+
+
+def _column_bytes(column: pa.Array) -> np.ndarray:
+    """An Arrow string column as a fixed-width bytes array: one vectorised cast for ASCII ids, else UTF-8."""
+    values = column.to_numpy(zero_copy_only=False)
+    try:
+        return values.astype("S") if values.shape[0] else np.empty(0, dtype="S1")
+    except UnicodeEncodeError:
+        return _bytes(values)
 
 
 @dataclass(frozen=True)
@@ -63,15 +73,21 @@ class DuplicateGroups:
         for name in ("shot_id", "group_id"):
             if name not in table.column_names:
                 raise ValidationFailed(f"duplicates rows need a {name!r} column; got {table.column_names}.")
-        shot = _bytes(table.column("shot_id").to_pylist())
-        group_ids = _bytes(table.column("group_id").to_pylist())
-        order = np.argsort(shot, kind="stable")
-        shot, group_ids = shot[order], group_ids[order]
+        # Arrow sorts and dictionary-encodes the strings (C++); numpy keeps the fixed-width result.
+        shot_col = table.column("shot_id").combine_chunks()
+        order = pc.sort_indices(shot_col)
+        shot = _column_bytes(shot_col.take(order))
         if shot.shape[0] > 1 and bool((shot[1:] == shot[:-1]).any()):
             twice = shot[1:][shot[1:] == shot[:-1]][0].decode()
             raise ValidationFailed(f"shot {twice!r} is in the duplicates table twice; rerun the duplicate detection.")
-        heads, group = np.unique(group_ids, return_inverse=True)
-        hidden = shot != group_ids  # the representative is the shot its group is named after
+        encoded = pc.dictionary_encode(table.column("group_id").combine_chunks().take(order))
+        names = _column_bytes(encoded.dictionary)
+        by_name = np.argsort(names)
+        heads = names[by_name]
+        rank = np.empty(by_name.shape[0], dtype=np.int32)
+        rank[by_name] = np.arange(by_name.shape[0], dtype=np.int32)
+        group = rank[encoded.indices.to_numpy(zero_copy_only=False)]
+        hidden = shot != heads[group]  # the representative is the shot its group is named after
         # Members by group, the representative first (False sorts before True).
         by_group = np.lexsort((hidden, group)).astype(np.int32)
         counts = np.bincount(group, minlength=heads.shape[0])
