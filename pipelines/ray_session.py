@@ -5,18 +5,27 @@ that outlive the driver unless it stops them. So while a session this process st
 open, SIGTERM (and SIGHUP) are turned into :class:`Terminated`, which unwinds like Ctrl-C's
 KeyboardInterrupt through the ``finally`` that runs ``ray.shutdown()``; then whatever the
 session started and shutdown left running (the agents do) is ended.
+
+:func:`ray_output_to` keeps Ray's own lines (token authentication, "Started a local Ray
+instance", Ray Data's executor timings, the C++ core's warnings, its processes' output, Python
+warnings) out of a person's terminal: they go to a log file, while the project's own output
+(``sys.stdout``/``sys.stderr``: progress bar, summary, errors) still reaches the terminal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 import psutil
 import ray
@@ -137,3 +146,88 @@ def data_context() -> Iterator[None]:
         yield
     finally:
         ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.print_on_execution_start = saved
+
+
+def ray_log_path(data_dir: Path) -> Path:
+    """A new log file for one command's Ray output: ``DATA_DIR/logs/ray-<UTC time>-<pid>.log``."""
+    return Path(data_dir).resolve() / "logs" / f"ray-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}.log"
+
+
+@contextlib.contextmanager
+def ray_output_to(log_path: Path | None) -> Iterator[Path | None]:
+    """While open, whatever writes to file descriptors 1 and 2 (Ray's loggers, its C++ core, the processes it
+    starts) and Python warnings go to ``log_path``; ``sys.stdout`` and ``sys.stderr`` still reach the terminal.
+
+    ``None`` (``--verbose``) changes nothing. Open it before Ray starts, so Ray's processes inherit the log.
+    """
+    if log_path is None:
+        yield None
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    streams = (sys.stdout, sys.stderr)
+    # The project's own streams: new file objects on copies of the terminal's descriptors.
+    terminal = {fd: _reopen(saved[fd], stream) for fd, stream in zip((1, 2), streams, strict=True)}
+    log = open(log_fd, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115 (closed below)
+    show_warning = warnings.showwarning
+
+    def to_log(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        show_warning(message, category, filename, lineno, log, line)
+
+    for fd in (1, 2):
+        os.dup2(log_fd, fd)  # Ray's handlers hold the old sys.stderr object, which writes to fd 2: the log now
+    sys.stdout, sys.stderr = terminal[1], terminal[2]
+    warnings.showwarning = to_log
+    handler_emit = _ray_handlers_to(log)
+    try:
+        yield log_path
+    finally:
+        if handler_emit is not None:
+            _plain_ray_handler().emit = handler_emit  # type: ignore[method-assign]
+        warnings.showwarning = show_warning
+        for stream in (*terminal.values(), *streams):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        sys.stdout, sys.stderr = streams
+        for fd in (1, 2):
+            os.dup2(saved[fd], fd)
+        for stream in terminal.values():
+            stream.close()
+        log.close()
+
+
+def _plain_ray_handler() -> Any:
+    from ray._private.log import PlainRayHandler  # Ray's own console handler (private API, hence guarded)
+
+    return PlainRayHandler
+
+
+def _ray_handlers_to(log: IO[str]) -> Any:
+    """Point Ray's console log handler at ``log``; returns its own ``emit`` to restore (None if Ray has none).
+
+    Ray's loggers (``ray``, ``ray.data``, the latter configured anew when Ray Data first runs) write to
+    whatever ``sys.stderr`` is when they emit, which here is the terminal kept for the project's output.
+    """
+    try:
+        handler = _plain_ray_handler()
+    except (ImportError, AttributeError):
+        return None
+    emit = handler.emit
+
+    def to_log(self: logging.Handler, record: logging.LogRecord) -> None:
+        try:
+            log.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+    handler.emit = to_log
+    return emit
+
+
+def _reopen(fd: int, like: IO[str]) -> IO[str]:
+    encoding = getattr(like, "encoding", None) or "utf-8"
+    errors = getattr(like, "errors", None) or "strict"
+    return open(fd, "w", buffering=1, encoding=encoding, errors=errors)
