@@ -229,6 +229,8 @@ def _read_index(shots_ds: Any, videos_ds: Any, scores_ds: Any, *, key: tuple[int
             )
     index = build_index(shots, videos, scores_of)
     index.key = key
+    del shots, videos, scores_of
+    pa.default_memory_pool().release_unused()  # the tables read are gone; keep only the index's arrays
     return index
 
 

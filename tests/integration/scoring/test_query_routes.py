@@ -175,6 +175,17 @@ def test_several_labels_all_and_any(served, corpus):
         )
         assert [r["shot_id"] for r in body["shots"]] == want, mode
         assert all(set(r["scores"]) == {"bikes", "bunny"} for r in body["shots"])
+        # Paged (the general path: a combined score over the candidate shots), the same rows in the same order.
+        seen: list[str] = []
+        cursor = None
+        while True:
+            extra = {"cursor": cursor} if cursor else {}
+            page = _query(url, labels=["bikes", "bunny"], mode=mode, threshold=0.2, limit=5, **extra).json()
+            seen += [r["shot_id"] for r in page["shots"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == want, mode
 
 
 def test_timeline_has_every_shot_of_the_title_in_time_order(served, corpus):
