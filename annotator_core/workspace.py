@@ -153,16 +153,7 @@ class LabelWorkspace:
             clf = train(x, y, seed=seed, encoder=encoder, C=self.settings.classifier_c, centre=centre)
         report("train", 0.35)
         with clock("quality"):
-            estimate = model_quality_estimate(
-                x,
-                y,
-                folds=self.settings.cv_folds,
-                seed=seed,
-                C=self.settings.classifier_c,
-                centre=centre,
-                threshold="prior",
-                groups=fold_keys,
-            )
+            estimate, quality_folds = self._quality(x, y, seed=seed, centre=centre, fold_keys=fold_keys)
             quality = estimate.value
         report("quality", 0.5)
         with clock("score"):
@@ -196,6 +187,7 @@ class LabelWorkspace:
             "n_shots": corpus.n_shots,
             "scoring": picks.info,
             "classifier": clf.info,
+            "quality_folds": quality_folds,
             "duplicates": {
                 "groups": groups.n_groups,
                 "hidden": groups.n_hidden,
@@ -236,6 +228,28 @@ class LabelWorkspace:
             timings=timings,
             extra={k: v for k, v in extra.items() if k not in ("feeds", "timings")},
         )
+
+    def _quality(
+        self, x: np.ndarray, y: np.ndarray, *, seed: int, centre: np.ndarray, fold_keys: np.ndarray | None
+    ) -> tuple[Quality, str]:
+        """Group-aware model quality, and which folds it used ("grouped", "plain", or why it fell back).
+
+        A label whose positives (or negatives) all sit in one near-duplicate group cannot be scored
+        group-aware; its build still gets the plain score, and the version says so (``quality_folds``).
+        """
+
+        def estimate(groups: np.ndarray | None) -> Quality:
+            s = self.settings
+            return model_quality_estimate(
+                x, y, folds=s.cv_folds, seed=seed, C=s.classifier_c, centre=centre, threshold="prior", groups=groups
+            )
+
+        if fold_keys is None:
+            return estimate(None), "plain"
+        try:
+            return estimate(fold_keys), "grouped"
+        except ValidationFailed:
+            return estimate(None), "plain: fewer than 2 near-duplicate groups of a class, so copies may share folds"
 
     def _diversity(self, corpus_k: int, labelled_clusters: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, Any]]:
         k = self.settings.n_clusters

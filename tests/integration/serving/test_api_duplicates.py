@@ -116,6 +116,7 @@ def test_feeds_show_each_group_once_with_its_size(served: Any) -> None:
     client.post("/api/labels/zero/annotations:batch", json={"items": items, "source": "search"}).raise_for_status()
     built = client.post("/api/labels/zero/build").json()
     assert built["extra"]["duplicates"]["hidden"] == len(hidden)
+    assert built["extra"]["quality_folds"] == "grouped"
     heads_seen = {}
     for name, feed in built["feeds"].items():
         assert len(feed) == 50, name
@@ -134,3 +135,17 @@ def test_feeds_show_each_group_once_with_its_size(served: Any) -> None:
     ShotStore.from_settings(settings).upsert_duplicates(_rows({first: others}))
     shown = client.get("/api/labels/zero/feeds/top_positive").json()["items"][0]
     assert (shown["shot_id"], shown["group_id"], shown["group_size"]) == (first, first, 3)
+
+
+def test_a_label_whose_positives_are_one_group_is_scored_and_says_how(served: Any) -> None:
+    client, digits, groups, _settings = served
+    client.post("/api/labels", json={"name": "one-group"}).raise_for_status()
+    head = list(groups)[1]  # ten zeros in one group
+    client.post(f"/api/labels/one-group/groups/{head}/annotations", json={"value": True}).raise_for_status()
+    hidden = {sid for ms in groups.values() for sid in ms} | set(groups)
+    neg = [s for s, d in digits.items() if d == 3 and s not in hidden][:10]
+    items = [{"shot_id": s, "value": False} for s in neg]
+    client.post("/api/labels/one-group/annotations:batch", json={"items": items}).raise_for_status()
+    built = client.post("/api/labels/one-group/build").json()
+    assert built["extra"]["quality_folds"].startswith("plain: fewer than 2 near-duplicate groups")
+    assert built["extra"]["duplicates"]["labelled_groups"] == 11
