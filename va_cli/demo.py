@@ -6,8 +6,9 @@ machine into :data:`SAMPLES_CACHE` (the tests use the same copy); from them this
 module cuts montages (hard cuts between trimmed, re-framed segments) and
 "Ken Burns" videos (pans and zooms over stills), so the corpus holds a few
 dozen shots with known cut positions (written next to each file as
-``<name>.cuts.json``). Everything is deterministic for a seed and is reused
-when it is already there.
+``<name>.cuts.json``). One composite is kept as an MPEG-4 Part 2 AVI, a format
+browsers cannot play, so the demo shows a title playing from its proxy.
+Everything is deterministic for a seed and is reused when it is already there.
 
 It also picks the encoder for the demo (real CLIP weights when they are on
 this machine, else the offline handcrafted encoder, always with the reason)
@@ -42,6 +43,7 @@ KEN_BURNS = 2
 STILLS_PER_KEN_BURNS = 6
 STILL_FRAMES = 50  # two seconds per still
 ADMIN_FILE = "demo-admin.json"
+ARCHIVE_TITLE = "montage_04"  # kept as an MPEG-4 Part 2 AVI: a title that plays only through its proxy
 
 # Re-framings that make a segment look like a different shot of the same footage.
 LOOKS = {
@@ -241,8 +243,26 @@ def prepare_demo_footage(folder: Path, *, seed: int = 0, progress: Progress | No
             if progress:
                 progress(f"making {out.name} ({len(segments)} shots) with ffmpeg")
             render_composite(out, segments, clips)
-        videos.append(out)
+        videos.append(archive_copy(out) if name == ARCHIVE_TITLE else out)
     return videos
+
+
+def archive_copy(video: Path) -> Path:
+    """An MPEG-4 Part 2 AVI of ``video`` (beside it, same cuts file): a title browsers cannot play (issue 17).
+
+    Catalogs hold such archive formats; the annotation service plays this one from its H.264 proxy.
+    """
+    out = video.with_suffix(".avi")
+    if out.is_file():
+        return out
+    tmp = video.with_suffix(".part.avi")
+    args = ["ffmpeg", "-y", "-loglevel", "error", "-nostdin", "-i", str(video), "-c:v", "mpeg4", "-q:v", "4"]
+    done = subprocess.run([*args, "-g", str(FPS), "-an", str(tmp)], capture_output=True, text=True)
+    if done.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"ffmpeg could not make {out.name}: {done.stderr.strip()[-400:]}; is ffmpeg installed?")
+    tmp.replace(out)
+    return out
 
 
 def choose_encoder(settings: Any, *, existing: str | None = None) -> tuple[str, str]:
