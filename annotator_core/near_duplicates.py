@@ -180,7 +180,7 @@ def similar_pairs(
     """
     check_threshold(threshold)
     n = vectors.shape[0]
-    if n < 2:
+    if n < 2 or (queries is not None and len(queries) == 0):
         return np.zeros((0, 2), np.int64)
     layout = partition(vectors, threshold=threshold, partitions=partitions, boundary_share=boundary_share, seed=seed)
     is_query = None

@@ -63,7 +63,8 @@ def find_duplicates(store: ShotStore, *, settings: Settings) -> DuplicateReport:
     checks = _read_checks(store)
     same = {vid for vid, (enc, thr) in checks.items() if enc == encoder and thr == threshold}
     full = len(same) < len(checks) or not checks  # any video checked under other settings: redo everything
-    if not full and not (store.done_video_ids() - same):
+    done = store.done_video_ids()
+    if not full and not (done - same):
         return DuplicateReport(enabled=True, threshold=threshold, seconds=time.perf_counter() - started)
     shots = (
         store.db.open_table(SHOTS_TABLE)
@@ -93,7 +94,8 @@ def find_duplicates(store: ShotStore, *, settings: Settings) -> DuplicateReport:
     stale = sorted(set(existing) - set(groups))  # singletons now (a full redo), or shots removed since
     store.upsert_duplicates(changed)
     store.delete_duplicates(stale)
-    _write_checks(store, sorted(set(videos.tolist())), encoder=encoder, threshold=threshold, replace=full)
+    # every done video, shots or not: a title without shots is not looked at again
+    _write_checks(store, sorted(done | set(videos.tolist())), encoder=encoder, threshold=threshold, replace=full)
     reps = sum(m.representative for m in groups.values())
     return DuplicateReport(
         enabled=True, threshold=threshold, full=full, new_shots=len(ids) if queries is None else len(queries),

@@ -9,6 +9,7 @@ import pytest
 
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
+from annotator_core.status import collect_status
 from benchmarks.near_duplicates import make_copy
 from pipelines.catalog import fingerprint
 from pipelines.ingest import run_ingest
@@ -65,7 +66,13 @@ def test_a_title_and_its_reencode_ingested_together_are_grouped(footage: dict[st
     settings = _settings(tmp_path)
     summary = run_ingest([str(p) for p in footage.values()], settings=settings)
     assert summary.videos_done == 4
-    _check_copy_grouped_with_original(ShotStore.from_settings(settings), footage)
+    store = ShotStore.from_settings(settings)
+    _check_copy_grouped_with_original(store, footage)
+    # `va status` counts the copies (every grouped shot but one per group)
+    groups = _groups(store)
+    reported = collect_status(settings)["duplicates"]
+    assert reported["groups"] == len({g for g, _ in groups.values()}) >= 5
+    assert reported["duplicate_shots"] == len(groups) - reported["groups"]
 
 
 def test_a_copy_ingested_later_joins_the_existing_groups_and_a_rerun_changes_nothing(
