@@ -476,7 +476,7 @@ def run(n: int, args: argparse.Namespace) -> None:
         runs = [ws.build(created_by="bench") for _ in range(args.builds)]
         results["pruned" if prune else "full scan"] = {
             "total": p50([r.timings["total"] for r in runs]),
-            "parts": {k: p50([r.timings[k] for r in runs]) for k in ("vectors", "train", "quality", "score", "save")},
+            "parts": {k: p50([r.timings[k] for r in runs]) for k in runs[0].timings if not k.startswith("total")},
             "scoring": runs[-1].extra["scoring"],
             "result": runs[-1],
         }
