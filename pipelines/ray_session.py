@@ -169,8 +169,10 @@ def ray_output_to(log_path: Path | None) -> Iterator[Path | None]:
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     streams = (sys.stdout, sys.stderr)
-    # The project's own streams: new file objects on copies of the terminal's descriptors.
-    terminal = {fd: _reopen(saved[fd], stream) for fd, stream in zip((1, 2), streams, strict=True)}
+    # The project's own streams: new file objects on copies of the terminal's descriptors (streams that do
+    # not write to fd 1 or 2, such as a test runner's captures, stay as they are).
+    reopened = {fd: _reopen(saved[fd], stream) for fd, stream in zip((1, 2), streams, strict=True) if _owns(stream, fd)}
+    terminal = {fd: reopened.get(fd, stream) for fd, stream in zip((1, 2), streams, strict=True)}
     log = open(log_fd, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115 (closed below)
     show_warning = warnings.showwarning
 
@@ -194,8 +196,11 @@ def ray_output_to(log_path: Path | None) -> Iterator[Path | None]:
         sys.stdout, sys.stderr = streams
         for fd in (1, 2):
             os.dup2(saved[fd], fd)
-        for stream in terminal.values():
-            stream.close()
+        for fd in (1, 2):
+            if fd in reopened:
+                reopened[fd].close()  # it owns its copy of the descriptor
+            else:
+                os.close(saved[fd])
         log.close()
 
 
@@ -225,6 +230,13 @@ def _ray_handlers_to(log: IO[str]) -> Any:
 
     handler.emit = to_log
     return emit
+
+
+def _owns(stream: IO[str], fd: int) -> bool:
+    try:
+        return stream.fileno() == fd
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _reopen(fd: int, like: IO[str]) -> IO[str]:
