@@ -65,7 +65,7 @@ def test_full_then_incremental_then_removal(tmp_path: Path) -> None:
         p = after[shot_id("b", i * 10)]
         assert not p["fitted"]
         nearest = np.linalg.norm(anchors - np.array([p["x"], p["y"]]), axis=1).argsort()[:5]
-        assert (kinds[nearest] == kind).sum() >= 4
+        assert (kinds[nearest] == kind).sum() >= 3  # a majority of its nearest fitted neighbours
 
     # A removed video's shots leave the map; --full lays it out again as layout 2.
     store.delete_video_shots("b")
