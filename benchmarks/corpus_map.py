@@ -19,6 +19,7 @@ vectors of a ``va demo`` LanceDB folder given by ``--demo-lancedb``; a few
 dozen shots, so only a smoke check). The machine's load average is printed
 with the figures: figures taken under load are not figures.
 
+    .venv/bin/pip install pacmap openTSNE      # the two contenders; umap-learn is a project dependency
     .venv/bin/python benchmarks/corpus_map.py --n 100000
     .venv/bin/python benchmarks/corpus_map.py --n 20000 --libraries umap --datasets synthetic   # a quick look
 """
