@@ -32,6 +32,8 @@ def nearest_class(coords: np.ndarray, ref: np.ndarray, ref_labels: np.ndarray) -
     return ref_labels[d.argmin(1)]
 
 
+# The first UMAP call in a process compiles numba code: ~25 s of CPU, minutes of wall time on a loaded machine.
+@pytest.mark.timeout(900)
 def test_layout_fits_a_sample_and_places_the_rest_beside_their_own_kind() -> None:
     x, labels = clustered(400)
     result = layout(x, fit_sample=300, seed=0)
@@ -44,6 +46,7 @@ def test_layout_fits_a_sample_and_places_the_rest_beside_their_own_kind() -> Non
     assert agree.mean() > 0.95
 
 
+@pytest.mark.timeout(900)
 def test_layout_is_the_same_for_the_same_seed_and_handles_tiny_corpora() -> None:
     x, _ = clustered(60)
     np.testing.assert_array_equal(layout(x, fit_sample=60, seed=1).coords, layout(x, fit_sample=60, seed=1).coords)

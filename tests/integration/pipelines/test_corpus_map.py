@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from annotator_core.records import shot_id
@@ -38,6 +39,7 @@ def _places(store: ShotStore) -> dict[str, dict]:
     return {r["shot_id"]: r for r in store.read_shot_map().to_pylist()}
 
 
+@pytest.mark.timeout(900)  # the first UMAP call in a process compiles numba code (minutes on a loaded machine)
 def test_full_then_incremental_then_removal(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, map_fit_sample=150)
     store = ShotStore.from_settings(settings)
