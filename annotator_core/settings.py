@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1, description="Shots per batch sent to an embedding actor.")
     embed_concurrency: int = Field(1, ge=1, description="Embedding actors in the pool (one GPU each if any).")
     decode_concurrency: int = Field(0, ge=0, description="Parallel decode tasks; 0 means one per CPU.")
+    chunk_seconds: float = Field(
+        600.0, ge=0, description="Titles longer than this are decoded in chunks of this length in parallel; 0: never."
+    )
     decode_retries: int = Field(
         2, ge=0, description="Retries of a video whose decoder crashed before it is marked failed."
     )
@@ -132,6 +135,15 @@ class Settings(BaseSettings):
     strict: bool = Field(False, description="Exit non-zero from ingest when any video failed.")
     ingest_score: bool = Field(
         False, description="At the end of an ingest, score the new shots for every published label (va ingest --score)."
+    )
+    map_at_ingest: bool = Field(
+        False, description="After an ingest, also lay out or extend the corpus map (else va map; va demo does)."
+    )
+    map_fit_sample: int = Field(
+        100_000, ge=4, le=2_000_000, description="Shots the corpus map's layout is fitted on; the rest are placed."
+    )
+    map_max_points: int = Field(
+        200_000, ge=1_000, le=5_000_000, description="Most points the map view is sent; beyond it a seeded sample."
     )
 
     # --- annotation service ------------------------------------------------
@@ -175,6 +187,25 @@ class Settings(BaseSettings):
     )
     scoring_access_log: bool = Field(
         False, description="Log one line per scoring request (costs about a tenth of a millisecond each)."
+    )
+
+    # --- browser proxies (issue 17) ------------------------------------------
+    proxy_mode: Literal["on-demand", "ingest", "off"] = Field(
+        "on-demand",
+        description="Proxies for sources a browser cannot play: on-demand (per shot, cached), ingest (titles), off.",
+    )
+    proxy_height: int = Field(480, ge=144, le=2160, description="Height in pixels of browser proxies (never upscaled).")
+    proxy_codec: Literal["h264", "vp9"] = Field("h264", description="Proxy codec: h264 (MP4 +faststart) or vp9 (WebM).")
+    proxy_dir: str = Field("", description="Folder or object-store URI of the proxies; empty means DATA_DIR/proxies.")
+    proxy_timeout_s: float = Field(600.0, gt=0, description="Seconds ffmpeg may take making one proxy.")
+
+    # --- near-duplicate shots (issue 16) ---------------------------------------
+    duplicates: bool = Field(True, description="Find near-duplicate shots at ingest and group them (off turns it off).")
+    duplicate_threshold: float = Field(
+        0.0, ge=0, le=1, description="Cosine at which two shots are near-duplicates; 0 uses the encoder's default."
+    )
+    duplicate_partitions: int = Field(
+        0, ge=0, description="IVF partitions of the near-duplicate self-join; 0 picks ~sqrt(N)."
     )
 
     @field_validator("data_dir")

@@ -24,10 +24,12 @@ from annotator_core.errors import DimensionMismatch, NotFoundError, StoreUnavail
 from annotator_core.records import (
     DUPLICATES_TABLE,
     SCORES_TABLE,
+    SHOT_MAP_TABLE,
     SHOTS_TABLE,
     VIDEOS_TABLE,
     duplicates_schema,
     scores_schema,
+    shot_map_schema,
     shots_schema,
     videos_schema,
 )
@@ -426,6 +428,39 @@ class ShotStore:
         if DUPLICATES_TABLE not in self.table_names():
             return schema.empty_table().select(list(columns or schema.names))
         return self._table(DUPLICATES_TABLE).to_lance().to_table(columns=list(columns or schema.names))
+
+    # -- corpus map (issue 15) --------------------------------------------------
+
+    def upsert_shot_map(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> None:
+        """Merge :class:`~annotator_core.records.ShotMapRecord` rows keyed on shot_id: a re-run changes nothing."""
+        schema = shot_map_schema()
+        data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
+        if data.num_rows == 0:
+            return
+        if SHOT_MAP_TABLE not in self.table_names():
+            self.db.create_table(SHOT_MAP_TABLE, schema=schema, exist_ok=True)
+        data = data.select(schema.names).cast(schema)
+        table = self._table(SHOT_MAP_TABLE)
+        table.merge_insert("shot_id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    def read_shot_map(self, *, columns: Sequence[str] | None = None, where: str | None = None) -> pa.Table:
+        """The ``shot_map`` rows (optionally only ``columns``, or those matching ``where``); empty before a map."""
+        schema = shot_map_schema()
+        if SHOT_MAP_TABLE not in self.table_names():
+            return schema.empty_table().select(list(columns or schema.names))
+        dataset = self._table(SHOT_MAP_TABLE).to_lance()
+        return dataset.to_table(columns=list(columns or schema.names), filter=where)
+
+    def delete_shot_map(self, shot_ids: Sequence[str]) -> None:
+        """Forget these shots' places (their video was removed from ``shots``)."""
+        if shot_ids and SHOT_MAP_TABLE in self.table_names():
+            self._table(SHOT_MAP_TABLE).delete(sql_in("shot_id", shot_ids))
+
+    def shot_map_version(self) -> int:
+        """The ``shot_map`` table's version (0 before a map): caches of the map are keyed on it."""
+        if SHOT_MAP_TABLE not in self.table_names():
+            return 0
+        return int(self._table(SHOT_MAP_TABLE).version)
 
 
 def _sql_str(value: str) -> str:

@@ -24,4 +24,15 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     except VAError as exc:
         report["database"] = {"url": shown, "ok": False, "error": str(exc)}
     report["encoder"] = {"configured": settings.encoder, "in_table": shots.encoder()}
+    from annotator_core.media.proxy import ProxyStore  # titles without a playable rendition (issue 17)
+
+    proxies = ProxyStore.from_settings(settings)
+    unplayable = proxies.count_failed()
+    report["proxies"] = {"mode": settings.proxy_mode, "dir": proxies.options.folder, "unplayable": unplayable}
+    groups = shots.read_duplicates(columns=["representative"]).column("representative").to_pylist()
+    report["duplicates"] = {  # issue 16: shots that are near-duplicates of another (their group's representative)
+        "enabled": settings.duplicates,
+        "groups": sum(groups),
+        "duplicate_shots": len(groups) - sum(groups),
+    }
     return report

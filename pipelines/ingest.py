@@ -9,6 +9,8 @@
   ``failed`` video row; a native crash kills only the worker: the task is retried
   ``decode_retries`` times, then its block is dropped and the video is written as
   failed, while every other title goes on.
+  A title longer than ``chunk_seconds`` is split in time: its task decodes the first
+  chunk and Ray tasks the others, stitched into the same shots (pipelines/chunked.py).
 - embed: a fixed pool of actors (one GPU each when there are GPUs) that load
   the encoder once and embed large batches of shots, so decoding the next titles
   overlaps embedding these.
@@ -34,13 +36,14 @@ import ray
 
 from annotator_core.encoders import load_encoder
 from annotator_core.errors import ValidationFailed
-from annotator_core.media.decode import DecodeStats, decode_shots
+from annotator_core.media.decode import DecodeStats
 from annotator_core.media.probe import VideoRefused, probe
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.records import VideoRecord, shot_id, shots_schema
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
 from pipelines.catalog import Catalog, fingerprint, local_copy, scan_catalog, title_of
+from pipelines.chunked import decode_title_shots
 from pipelines.ray_session import data_context, ray_session
 
 SHOTS_PER_YIELD = 16  # shots per batch a decode task hands on (small: frames are ~150 KB a shot)
@@ -111,6 +114,8 @@ class DecodeJob:
     max_frames: int
     probe_timeout_s: float
     encoder: str
+    chunk_seconds: float = 0.0  # titles longer than this are decoded in chunks by parallel tasks (0: never)
+    decode_retries: int = 0
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -146,7 +151,11 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
                 )  # fmt: skip
                 rows: list[dict[str, Any]] = []
                 n_shots = 0
-                for sample in decode_shots(path, info, job.options, stats):
+                shots = decode_title_shots(
+                    entry["uri"], path, info, job.options, stats,
+                    chunk_seconds=job.chunk_seconds, retries=job.decode_retries,
+                )  # fmt: skip
+                for sample in shots:
                     rows.append(_shot_row(entry["video_id"], sample))
                     n_shots += 1
                     if len(rows) >= SHOTS_PER_YIELD:
@@ -288,6 +297,8 @@ def run_ingest(
             max_frames=settings.max_video_frames,
             probe_timeout_s=settings.probe_timeout_s,
             encoder=encoder.name,
+            chunk_seconds=settings.chunk_seconds,
+            decode_retries=settings.decode_retries,
         )
         del encoder  # the actors load their own; the driver keeps no model
         writer = _Writer(store, settings=settings, summary=summary, progress=progress, started=started)
@@ -455,17 +466,31 @@ class _Writer:
 
 
 def _after_run(store: ShotStore, settings: Settings, summary: IngestSummary) -> None:
-    """Cluster every shot (k-means, for data diversity) and build or refresh the ANN index."""
+    """Group near-duplicates, cluster every shot (k-means, for data diversity) and build or refresh the ANN index."""
     from annotator_core.corpus.scorer import prepare_corpus
     from pipelines.cluster import cluster_shots
     from pipelines.index import ensure_index
+    from pipelines.near_duplicates import find_duplicates
 
+    t0 = time.perf_counter()
+    find_duplicates(store, settings=settings)  # group the new shots with their near-duplicates (issue 16)
+    summary.stage_seconds["duplicates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     cluster_shots(store, k=settings.n_clusters)
     summary.stage_seconds["cluster"] = time.perf_counter() - t0
+    if settings.map_at_ingest:  # place the new shots on the corpus map, or lay out the first one (issue 15)
+        from pipelines.corpus_map import map_shots
+
+        summary.stage_seconds["map"] = map_shots(store, settings=settings).seconds
     t0 = time.perf_counter()
     ensure_index(store, settings=settings)
     summary.stage_seconds["index"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     prepare_corpus(store, settings)  # the compressed corpus builds use at catalog scale (issue 12)
     summary.stage_seconds["corpus"] = time.perf_counter() - t0
+    if settings.proxy_mode == "ingest":  # whole-title browser proxies of what a browser cannot play (issue 17)
+        from annotator_core.media.proxy import ProxyStore, make_title_proxies
+
+        proxy_store, done = ProxyStore.from_settings(settings), store.videos(status="done")
+        proxies = make_title_proxies(done, store=proxy_store, concurrency=settings.decode_concurrency)
+        summary.stage_seconds["proxies"] = proxies.seconds

@@ -49,6 +49,7 @@ from va_cli.main import settings_from
     help="Then score the new shots for every published label, in the same Ray job (default VA_INGEST_SCORE, off).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--verbose", is_flag=True, help="Print Ray's own messages here, not to the log file the summary names.")
 @click.pass_context
 def ingest(
     ctx: click.Context,
@@ -62,6 +63,7 @@ def ingest(
     allow_random_weights: bool,
     score: bool | None,
     as_json: bool,
+    verbose: bool,
 ) -> None:
     """Ingest videos: detect shots, sample frames, embed them and write them to LanceDB.
 
@@ -82,7 +84,7 @@ def ingest(
     """
     from annotator_core.encoders import is_benchmark_only
     from pipelines.ingest import run_ingest
-    from pipelines.ray_session import ray_session
+    from pipelines.ray_session import ray_log_path, ray_output_to, ray_session
 
     settings = settings_from(ctx, strict=strict, ingest_score=score)
     spec = encoder_spec or settings.encoder
@@ -94,7 +96,12 @@ def ingest(
         )
     models = _published_or_none(settings) if settings.ingest_score and not dry_run else None
     # One Ray session for the ingest and the scoring after it (both use the Ray running in this process).
-    with ray_session(address or settings.ray_address or None), _ProgressDisplay(enabled=not as_json) as display:
+    quiet = None if verbose else ray_log_path(settings.data_dir)
+    with (
+        ray_output_to(quiet) as ray_log,
+        ray_session(address or settings.ray_address or None),
+        _ProgressDisplay(enabled=not as_json) as display,
+    ):
         summary = run_ingest(
             list(paths),
             settings=settings,
@@ -110,6 +117,7 @@ def ingest(
         out = summary.to_dict()
         if settings.ingest_score and not dry_run:
             out["scoring"] = scoring.__dict__ if scoring else None
+        out["ray_log"] = str(ray_log) if ray_log else None
         click.echo(json.dumps(out, indent=2, default=str))
         return _exit(ctx, summary, settings)
     _print_summary(summary)
@@ -117,6 +125,8 @@ def ingest(
         from va_cli.scoring import describe_scoring
 
         click.echo(describe_scoring(scoring) if scoring else "no label is published yet: nothing to score.")
+    if ray_log:
+        click.echo(f"Ray's own messages: {ray_log} (--verbose prints them here)")
     _exit(ctx, summary, settings)
 
 

@@ -19,6 +19,7 @@ from annotator_core.errors import VAError
 COMMANDS = {
     "status": "va_cli.status:status",
     "ingest": "va_cli.ingest:ingest",
+    "proxies": "va_cli.proxies:proxies",
     "search": "va_cli.search:search",
     "users": "va_cli.users:users",
     "serve": "va_cli.serve:serve",
@@ -26,6 +27,7 @@ COMMANDS = {
     "publish": "va_cli.scoring:publish",
     "score-corpus": "va_cli.scoring:score_corpus",
     "serve-scoring": "va_cli.scoring:serve_scoring",
+    "map": "va_cli.corpus_map:corpus_map",
 }
 
 

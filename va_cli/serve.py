@@ -96,8 +96,11 @@ def use_ray_shards(shots: Any, settings: Settings) -> None:
 @click.option("--port", type=int, default=None, help="Port [default: VA_PORT].")
 @click.option("--admin", "admin_name", default="admin", show_default=True, help="Name of the demo's admin account.")
 @click.option("--no-serve", is_flag=True, help="Prepare footage, corpus and account, but do not start the service.")
+@click.option("--verbose", is_flag=True, help="Print Ray's own messages here, not to the log file the demo names.")
 @click.pass_context
-def demo(ctx: click.Context, host: str | None, port: int | None, admin_name: str, no_serve: bool) -> None:
+def demo(
+    ctx: click.Context, host: str | None, port: int | None, admin_name: str, no_serve: bool, verbose: bool
+) -> None:
     """Try Video Annotator on real footage, on this machine, in one command.
 
     \b
@@ -136,14 +139,24 @@ def demo(ctx: click.Context, host: str | None, port: int | None, admin_name: str
     if set(paths) <= {str(v["uri"]) for v in store.videos(status="done")}:
         click.echo(f"ingest: all {len(paths)} demo videos are already in the corpus ({store.counts()['shots']} shots)")
     else:
-        summary = run_ingest(paths, settings=settings, encoder_spec=spec, progress=show)
+        from pipelines.ray_session import ray_log_path, ray_output_to
+
+        with ray_output_to(None if verbose else ray_log_path(settings.data_dir)) as ray_log:
+            summary = run_ingest(paths, settings=settings, encoder_spec=spec, progress=show)
         click.echo(
             f"\ningest: {summary.videos_done} new, {summary.videos_skipped} already there, "
             f"{summary.videos_failed} failed; {store.counts().get('shots', 0)} shots in the corpus"
         )
+        if ray_log:
+            click.echo(f"  Ray's own messages: {ray_log} (--verbose prints them here)")
         for uri, error in summary.failures:
             click.secho(f"  failed: {uri}: {error}", fg="yellow")
 
+    from pipelines.corpus_map import map_shots
+
+    click.echo("map: laying out the corpus map (the label page's Map tab; about a minute the first time)")
+    placed = map_shots(store, settings=settings)
+    click.echo(f"map: {placed.shots} shots on the map ({placed.mode}, {placed.seconds:.0f} s)")
     name, password, created = ensure_demo_admin(AnnotationStore.from_settings(settings), data_dir, name=admin_name)
     url = f"http://{settings.host}:{settings.port}/"
     click.secho(

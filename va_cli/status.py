@@ -45,5 +45,11 @@ def status(ctx: click.Context, show_settings: bool, as_json: bool, markdown: boo
         click.echo(f"  {table:20}{count}")
     enc = report["encoder"]
     click.echo(f"encoder         {enc['configured']}  (shots embedded with: {enc['in_table'] or 'none yet'})")
+    dup = report["duplicates"]
+    state = f"{dup['duplicate_shots']} shots are near-duplicates of another, in {dup['groups']} groups"
+    click.echo(f"duplicates      {state if dup['enabled'] else 'detection off (VA_DUPLICATES=off)'}")
+    proxies = report["proxies"]
+    unplayable = f"titles that cannot play: {proxies['unplayable']}"
+    click.echo(f"proxies         {proxies['dir']}  (mode {proxies['mode']}; {unplayable})")
     if not db["ok"]:
         ctx.exit(1)

@@ -18,9 +18,10 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from annotator_core.settings import Settings
-from serving.annotation import annotations_api, api, auth, builds, media, transfer
+from serving.annotation import annotations_api, api, auth, builds, corpus_map, media, transfer
 from serving.annotation.context import ServiceContext
 from serving.annotation.errors import install_error_handlers
+from serving.annotation.titles import router as titles_router
 from serving.limits import BodyLimit, Limit
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -65,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for router in (auth.router, api.router, annotations_api.router, builds.router, transfer.router, media.router):
         app.include_router(router)
+    app.include_router(corpus_map.router)  # the corpus map (issue 15)
+    app.include_router(titles_router)  # a title's label timeline (issue 15)
     _install_ui(app)
     app.add_middleware(BodyLimit, limit_for=body_limits(settings))
     return app

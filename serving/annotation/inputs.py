@@ -15,7 +15,7 @@ from serving.http_errors import ApiError
 
 FEEDS = ("top_positive", "top_negative", "borderline", "random")
 # Where an annotation came from: a recommender source, or one of the service's own ways in.
-ANNOTATION_SOURCES = (*FEEDS, "search", "import", "example", "review", "undo", "disagreements", "")
+ANNOTATION_SOURCES = (*FEEDS, "search", "import", "example", "review", "undo", "disagreements", "map", "")
 # Ids, versions and counts fit a 32-bit signed integer (PostgreSQL's INTEGER); larger ones are refused as 422.
 MAX_ID = 2**31 - 1
 # Label and user names: 1-100 printable characters, no / or \, no control, format or line-separator characters.

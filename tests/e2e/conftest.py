@@ -58,7 +58,7 @@ def annotation_service(tmp_path_factory: pytest.TempPathFactory, demo_footage: l
     from pipelines.ingest import run_ingest
 
     data_dir = tmp_path_factory.mktemp("va-e2e")
-    settings = Settings(data_dir=data_dir, encoder="handcrafted", n_clusters=6)
+    settings = Settings(data_dir=data_dir, encoder="handcrafted", n_clusters=6, map_at_ingest=True)  # the Map tab
     # Six of the demo's nine videos (~40 shots) keep the run short; montage_02 is one the test opens.
     videos = [p for p in demo_footage if p.stem not in E2E_LEAVES_OUT]
     summary = run_ingest([str(p) for p in videos], settings=settings, encoder_spec="handcrafted")

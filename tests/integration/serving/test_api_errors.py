@@ -95,6 +95,16 @@ BAD_REQUESTS = [
      404, "not_found", None),
     ("GET", "/api/shots/digits00:999999/video", {}, 404, "not_found", None),
     ("GET", "/api/shots/digits00:0/video", {"headers": {"Range": "bytes=99999999-"}}, 404, "video_unavailable", None),
+    ("GET", "/api/shots/digits00:999999/group", {}, 404, "not_found", "shot_id"),
+    ("POST", f"/api/labels/{L}/groups/digits00:0/annotations", {"json": {"value": "yes"}}, 422, "invalid", "value"),
+    ("POST", f"/api/labels/{L}/groups/digits00:999999/annotations", {"json": {"value": True}}, 404, "not_found",
+     "shot_id"),
+    ("POST", "/api/labels/nope/groups/digits00:0/annotations", {"json": {"value": True}}, 404, "not_found", None),
+    ("POST", f"/api/labels/{L}/batches/abc/undo", {}, 404, "not_found", "batch"),
+    ("POST", f"/api/labels/{L}/batches/NOT-A-BATCH/undo", {}, 422, "invalid", "batch"),
+    ("GET", "/api/videos/no-such-video/timeline", {}, 404, "not_found", "video_id"),
+    ("GET", f"/api/labels/{L}/map?max_points=0", {}, 422, "invalid", "max_points"),
+    ("POST", f"/api/labels/{L}/map/select", {"json": {"rect": [0, 0, 1, 1], "limit": 0}}, 422, "invalid", "limit"),
 ]  # fmt: skip
 
 
@@ -139,6 +149,12 @@ def _shape(path: str) -> str:
             template.append("{n}")
         elif prev == "events":
             template.append("{event_id}")
+        elif prev == "groups":
+            template.append("{shot_id}")
+        elif prev == "batches":
+            template.append("{batch}")
+        elif prev == "videos":
+            template.append("{video_id}")
         elif prev == "annotations" and i == 5:
             template.append("{shot_id}")
         else:

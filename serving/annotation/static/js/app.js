@@ -5,6 +5,7 @@ import { h, isTyping, replace, toast } from "./dom.js";
 import { renderLabels } from "./views/labels.js";
 import { renderLabel } from "./views/label.js";
 import { renderLogin } from "./views/login.js";
+import { renderTitle, renderTitles } from "./views/title.js";
 
 const root = document.getElementById("app");
 const session = { me: null, info: null, page: null };
@@ -14,6 +15,7 @@ function route() {
   const [first, second, third] = hash.split("/").map(decodeURIComponent);
   if (first === "login") return { page: "login" };
   if (first === "labels" && second) return { page: "label", label: second, tab: third || "search" };
+  if (first === "titles") return second ? { page: "title", videoId: second, shotId: third || "" } : { page: "titles" };
   return { page: "labels" };
 }
 
@@ -29,6 +31,7 @@ function topBar() {
     { class: "topbar" },
     h("a", { class: "brand", href: "#/labels" }, h("span", { class: "logo", "aria-hidden": "true" }, "▣"), "Video Annotator"),
     h("nav", { class: "crumbs", id: "crumbs" }),
+    me && h("a", { class: "nav-titles", href: "#/titles", title: "Every ingested title: open one to see its label tracks" }, "Titles"),
     me &&
       h(
         "div",
@@ -91,6 +94,8 @@ async function render() {
   replace(root, topBar(), main);
   try {
     if (where.page === "label") session.page = await renderLabel(main, { session, name: where.label, tab: where.tab, go });
+    else if (where.page === "titles") session.page = await renderTitles(main, { go });
+    else if (where.page === "title") session.page = await renderTitle(main, { session, videoId: where.videoId, shotId: where.shotId });
     else session.page = await renderLabels(main, { session, go });
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {

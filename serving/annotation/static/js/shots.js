@@ -3,6 +3,7 @@
 
 import { api } from "./api.js";
 import { fmtMetric, fmtTime, h } from "./dom.js";
+import { decorateGroup } from "./groups.js";
 
 const LABELLED = { true: "labelled positive", false: "labelled negative" };
 
@@ -51,6 +52,7 @@ export function shotCard(shot, ctx, { source, showScore = false, scoreHelp = SCO
     { class: "meta" },
     h("span", { class: "title", title: shot.title || shot.video_id || "" }, shot.title || shot.video_id || shot.shot_id),
     h("button", { type: "button", class: "link btn-like", title: "Search for shots that look like this one", onclick: () => ctx.moreLike(shot) }, "More like this"),
+    h("a", { class: "link open-title", href: titleHref(shot), title: "Open the title: its player and every label's track" }, "Open title"),
   );
 
   const actions = h(
@@ -72,6 +74,7 @@ export function shotCard(shot, ctx, { source, showScore = false, scoreHelp = SCO
     );
   }
   if (ctx.shotInfo) ctx.shotInfo.set(shot.shot_id, shot);
+  decorateGroup(card, shot, ctx, source); // near-duplicates: size badge, open the group, label it whole (issue 16)
   if (decorate) decorate(card, shot);
   paintCard(card, ctx);
   return card;
@@ -145,6 +148,7 @@ export function playShot(card) {
       if (end > start && (video.currentTime >= end - 0.05 || video.currentTime < start - 0.05)) video.currentTime = start;
     });
     video.addEventListener("error", () => media.classList.add("broken"));
+    video.addEventListener("error", () => explainUnplayable(card, video));
     media.querySelector("img")?.remove();
     media.querySelector(".play")?.remove();
     media.prepend(video);
@@ -154,6 +158,23 @@ export function playShot(card) {
     return;
   }
   video.play().catch(() => {});
+}
+
+// A video that cannot play (no proxy could be made, the file is gone): the card shows the service's reason
+// and its thumbnail again, so the shot is labelled from it (issue 17).
+async function explainUnplayable(card, video) {
+  let reason = "This shot cannot play in this browser; label it from its thumbnail.";
+  try {
+    const resp = await fetch(video.src.split("#")[0], { headers: { Range: "bytes=0-0" } });
+    if (!resp.ok) reason = (await resp.json())?.error?.message || reason;
+  } catch {
+    // the service did not answer: keep the general reason
+  }
+  const media = card.querySelector(".media");
+  if (!media.querySelector("img")) media.prepend(h("img", { src: api.thumbUrl(card.shot.shot_id), alt: "", draggable: "false" }));
+  video.remove();
+  card.querySelector(".unplayable")?.remove();
+  media.after(h("p", { class: "unplayable", role: "status" }, reason));
 }
 
 function visibleGrids() {
@@ -201,4 +222,10 @@ export function gridKey(event, ctx) {
   } else if ((key === "Enter" || key === " ") && current && event.target === current) playShot(current);
   else return false;
   return true;
+}
+
+// The title page of a shot's video, with the shot selected (views/title.js).
+export function titleHref(shot) {
+  const videoId = shot.video_id || String(shot.shot_id).slice(0, String(shot.shot_id).lastIndexOf(":"));
+  return `#/titles/${encodeURIComponent(videoId)}/${encodeURIComponent(shot.shot_id)}`;
 }

@@ -8,6 +8,7 @@ import { labelGroup, undoGroup } from "../groups.js";
 import { renderData } from "./data.js";
 import { renderFeeds } from "./feeds.js";
 import { renderHistory } from "./history.js";
+import { renderMap } from "./map.js";
 import { renderReview } from "./review.js";
 import { renderSearch } from "./search.js";
 import { FEED_NAMES, labelStats, missingText } from "./stats.js";
@@ -17,6 +18,7 @@ const TABS = [
   ["feeds", "Feeds", renderFeeds],
   ["review", "Review", renderReview],
   ["history", "History", renderHistory],
+  ["map", "Map", renderMap],
   ["data", "Export / Import", renderData],
 ];
 
