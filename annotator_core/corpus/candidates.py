@@ -136,23 +136,14 @@ def shard_candidates(
     deleted = corpus.deleted
     excluded_border = np.union1d(labelled_rows, deleted) if deleted.shape[0] else labelled_rows
 
-    cache: dict[int, np.ndarray] = {}
     if not prune:
-        # Every row is scored anyway: one kernel call per run of adjacent partitions, not one per partition
-        # (1,000 calls a segment cost ~15 ms of slicing and call overhead per 1M rows).
-        codes = [np.asarray(seg.codes) for seg in segments]
-        i = 0
-        while i < len(parts):
-            j = i + 1
-            while j < len(parts) and parts[j].segment == parts[i].segment and parts[j].lo == parts[j - 1].hi:
-                j += 1
-            first, seg_index = parts[i].lo, parts[i].segment
-            out = np.empty(parts[j - 1].hi - first, np.float32)
-            w, step = weights[seg_index]
-            score_codes(codes[seg_index][first : parts[j - 1].hi], w, step, intercept, out=out)
-            for k in range(i, j):
-                cache[k] = out[parts[k].lo - first : parts[k].hi - first]
-            i = j
+        return _full_scan(
+            corpus, parts, weights=weights, intercept=intercept, size=size, margin=margin,
+            excluded={"top_positive": deleted, "top_negative": deleted, "borderline": excluded_border},
+            max_candidates=max_candidates, started=started, shard=shard,
+        )  # fmt: skip
+
+    cache: dict[int, np.ndarray] = {}
 
     def scores(i: int) -> np.ndarray:
         if i not in cache:
@@ -231,6 +222,75 @@ def shard_candidates(
         capped=capped,
         rows_scored=int(sum(lengths[i] for i in cache)),
         rows_total=int(lengths.sum()),
+        seconds=time.perf_counter() - started,
+        shard=shard,
+    )
+
+
+def _full_scan(
+    corpus: Corpus,
+    parts: Sequence[Part],
+    *,
+    weights: list[tuple[np.ndarray, float]],
+    intercept: float,
+    size: int,
+    margin: float,
+    excluded: dict[str, np.ndarray],
+    max_candidates: int,
+    started: float,
+    shard: str,
+) -> Candidates:
+    """:func:`shard_candidates` without pruning: every row scored into one array, one kernel call per run of
+    adjacent partitions, and each feed's candidates picked by whole-array operations (a few passes over
+    4 bytes a row, where the per-partition loop cost as much as the scan itself)."""
+    runs: list[list[int]] = []  # [segment, lo, hi] of adjacent partitions
+    for p in parts:
+        if runs and runs[-1][0] == p.segment and runs[-1][2] == p.lo:
+            runs[-1][2] = p.hi
+        else:
+            runs.append([p.segment, p.lo, p.hi])
+    firsts = np.array([corpus.segments[seg].start + lo for seg, lo, _ in runs], dtype=np.int64)
+    sizes = np.array([hi - lo for _, lo, hi in runs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    scores = np.empty(int(offsets[-1]), np.float32)
+    for r, (seg, lo, hi) in enumerate(runs):
+        w, step = weights[seg]
+        codes = np.asarray(corpus.segments[seg].codes)[lo:hi]
+        score_codes(codes, w, step, intercept, out=scores[offsets[r] : offsets[r + 1]])
+
+    def positions(rows: np.ndarray) -> np.ndarray:
+        """Where corpus ``rows`` sit in ``scores`` (rows outside this shard are dropped)."""
+        if not rows.shape[0] or not runs:
+            return np.empty(0, np.int64)
+        r = np.clip(np.searchsorted(firsts, rows, side="right") - 1, 0, len(runs) - 1)
+        local = rows - firsts[r]
+        inside = (local >= 0) & (local < sizes[r])
+        return (offsets[r] + local)[inside]
+
+    rows_out: dict[str, np.ndarray] = {}
+    keys_out: dict[str, np.ndarray] = {}
+    capped: dict[str, bool] = {}
+    for name in FEED_KINDS:
+        keys = {"top_positive": lambda: scores.copy(), "top_negative": lambda: -scores}.get(
+            name, lambda: -np.abs(scores)
+        )()
+        keys[positions(np.asarray(excluded[name], dtype=np.int64))] = -np.inf
+        kth = float(np.partition(keys, -size)[-size]) if keys.shape[0] > size else -np.inf
+        # Fewer than `size` rows with a key: every one of them is a candidate.
+        keep = np.flatnonzero(keys >= kth - 2 * margin) if np.isfinite(kth) else np.flatnonzero(np.isfinite(keys))
+        capped[name] = keep.shape[0] > max_candidates
+        if capped[name]:
+            keep = keep[np.argpartition(keys[keep], -max_candidates)[-max_candidates:]]
+        run_of = np.searchsorted(offsets, keep, side="right") - 1
+        rows_out[name] = (firsts[run_of] + keep - offsets[run_of]).astype(np.int64)
+        keys_out[name] = keys[keep].astype(np.float32)
+    return Candidates(
+        rows=rows_out,
+        keys=keys_out,
+        margin=margin,
+        capped=capped,
+        rows_scored=int(scores.shape[0]),
+        rows_total=int(scores.shape[0]),
         seconds=time.perf_counter() - started,
         shard=shard,
     )
