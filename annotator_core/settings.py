@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         "auto", description="How a build scores the corpus: memory (float32 per worker), mapped (shared int8 files)."
     )
     corpus_mapped_from: int = Field(
-        2_000_000, ge=0, description="With corpus_scorer=auto, shots from which builds use the mapped corpus."
+        500_000, ge=0, description="With corpus_scorer=auto, shots from which builds use the mapped corpus."
     )
     corpus_dir: str = Field("", description="Folder of the compressed corpus files; empty means DATA_DIR/corpus.")
     corpus_partitions: int = Field(0, ge=0, description="IVF partitions of the compressed corpus; 0 picks ~sqrt(N).")
