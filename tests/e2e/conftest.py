@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e_support import EDITOR, Served, tiny_clip_corpus
 from va_testing import serve_annotation_app
 
 CACHE = Path("~/.cache/va-tests").expanduser()  # the same cache as tests/conftest.py's sample footage
@@ -23,17 +23,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-EDITOR = ("editor", "correct horse battery")
 E2E_LEAVES_OUT = {"montage_03", "montage_04", "kenburns_02"}
-
-
-@dataclass(frozen=True)
-class Served:
-    url: str
-    settings: object
-    shots: int
-    login: tuple[str, str]  # name and password of an annotator
-    second_token: str  # API token of a second annotator, who disagrees in the test
 
 
 @pytest.fixture(scope="session")
@@ -71,73 +61,6 @@ def annotation_service(tmp_path_factory: pytest.TempPathFactory, demo_footage: l
         yield Served(url=url, settings=settings, shots=shots, login=EDITOR, second_token=second_token)
 
 
-def _tiny_clip_corpus(settings: object, videos: list[Path]) -> int:
-    """Shots of one-second windows of real clips, embedded by the tiny CLIP, written straight to the store.
-
-    The tiny CLIP has a text tower, so this corpus exercises text search; no Ray, so it takes seconds.
-    """
-    import hashlib
-    from datetime import UTC, datetime
-
-    import decord
-    import numpy as np
-
-    from annotator_core.encoders import load_encoder
-    from annotator_core.media.sampling import fit_frame, jpeg_thumbnail
-    from annotator_core.shot_store import ShotStore
-
-    encoder = load_encoder("tiny-clip", device="cpu")
-    video_rows, shot_rows, frames_per_shot = [], [], []
-    for path in videos:
-        reader = decord.VideoReader(str(path))
-        fps, n = float(reader.get_avg_fps()), len(reader)
-        height, width = reader[0].shape[:2]
-        video_id = hashlib.sha256(path.read_bytes()).hexdigest()[:32]
-        step = max(1, round(fps))
-        starts = list(range(0, n - step // 2, step))
-        for start in starts:
-            end = min(n, start + step)
-            frames = reader.get_batch(np.linspace(start, end - 1, 3).astype(int).tolist()).asnumpy()
-            frames_per_shot.append(np.stack([fit_frame(f, encoder.frame_size) for f in frames]))
-            shot_rows.append(
-                {
-                    "shot_id": f"{video_id}:{start}",
-                    "video_id": video_id,
-                    "start_frame": start,
-                    "end_frame": end,
-                    "start_s": start / fps,
-                    "end_s": end / fps,
-                    "thumbnail": jpeg_thumbnail(frames[1], 320),
-                    "cluster_id": len(shot_rows) % 4,
-                    "encoder": encoder.name,
-                }
-            )
-        video_rows.append(
-            {
-                "video_id": video_id,
-                "uri": str(path.resolve()),
-                "title": path.stem,
-                "duration_s": n / fps,
-                "fps": fps,
-                "width": width,
-                "height": height,
-                "n_frames": n,
-                "n_shots": len(starts),
-                "status": "done",
-                "error": "",
-                "ingested_at": datetime.now(UTC),
-                "encoder": encoder.name,
-            }
-        )
-    vectors = encoder.embed_shots(frames_per_shot)
-    for row, vector in zip(shot_rows, vectors, strict=True):
-        row["vector"] = vector.tolist()
-    store = ShotStore.from_settings(settings)
-    store.upsert_videos(video_rows)
-    store.upsert_shots(shot_rows)
-    return len(shot_rows)
-
-
 @pytest.fixture(scope="session")
 def text_search_service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: Path) -> Iterator[Served]:
     """A second app, over the sample clips embedded with the tiny CLIP: the encoder has a text tower."""
@@ -145,7 +68,7 @@ def text_search_service(tmp_path_factory: pytest.TempPathFactory, sample_videos_
     from annotator_core.store import AnnotationStore
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("va-e2e-text"), encoder="tiny-clip", n_clusters=4)
-    shots = _tiny_clip_corpus(settings, sorted(sample_videos_dir.glob("*.mp4")))
+    shots = tiny_clip_corpus(settings, sorted(sample_videos_dir.glob("*.mp4")))
     annotations = AnnotationStore.from_settings(settings)
     annotations.users.create(EDITOR[0], "annotator", password=EDITOR[1])
     with serve_annotation_app(settings) as url:

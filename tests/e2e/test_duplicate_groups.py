@@ -10,9 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e_support import EDITOR, Served, tiny_clip_corpus
 from va_testing import poll, serve_annotation_app
-
-from tests.e2e.conftest import EDITOR, Served, _tiny_clip_corpus
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -32,7 +31,7 @@ def small_service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: P
         min_positive=3,
         min_negative=3,
     )
-    shots = _tiny_clip_corpus(settings, sorted(sample_videos_dir.glob("*.mp4")))
+    shots = tiny_clip_corpus(settings, sorted(sample_videos_dir.glob("*.mp4")))
     annotations = AnnotationStore.from_settings(settings)
     annotations.users.create(EDITOR[0], "annotator", password=EDITOR[1])
     _, token = annotations.users.create("second-editor", "annotator")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,20 @@ import pytest
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
 from annotator_core.status import collect_status
-from benchmarks.near_duplicates import make_copy
 from pipelines.catalog import fingerprint
 from pipelines.ingest import run_ingest
 from pipelines.near_duplicates import find_duplicates
 
 pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+def reencoded(source: Path, out: Path) -> Path:
+    """``source`` re-encoded at half the width and 150 kb/s, as benchmarks/near_duplicates.py's "reencoded" copy."""
+    vf = "scale=trunc(iw/4)*2:-2,format=yuv420p"
+    command = ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-vf", vf, "-an", "-c:v", "libx264", "-preset",
+               "veryfast", "-b:v", "150k", str(out)]  # fmt: skip
+    subprocess.run(command, check=True)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +35,7 @@ def footage(sample_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     for name in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4"):
         out[name] = Path(shutil.copy(sample_videos_dir / name, folder / name))
     copies = tmp_path_factory.mktemp("dup-copies")
-    out["copy"] = make_copy(sample_videos_dir / "bikes.mp4", copies / "bikes-reencoded.mp4", "reencoded")
+    out["copy"] = reencoded(sample_videos_dir / "bikes.mp4", copies / "bikes-reencoded.mp4")
     return out
 
 

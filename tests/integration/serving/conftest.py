@@ -7,7 +7,6 @@ meaningful; one real video (bikes.mp4) with three shots backs the media tests.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from serving_support import write_digit_corpus
 from va_testing import serve_annotation_app
 
-DIGIT_VIDEOS = 9  # the digits are spread over this many "videos" of ~200 shots
 MEDIA_VIDEO_ID = "bikes0000000000000000000000000000"
 
 
@@ -43,52 +42,6 @@ class Service:
 
     def shots_of_digit(self, digit: int, n: int, *, skip: int = 0) -> list[str]:
         return [s for s, d in self.digit_of.items() if d == digit][skip : skip + n]
-
-
-def _thumbnail(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    pixels = (255 - image * 16).clip(0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).resize((32, 32)).convert("RGB").save(out, format="JPEG")
-    return out.getvalue()
-
-
-def write_digit_corpus(settings: Any) -> dict[str, int]:
-    """Write the digits as shots (vector = centred, L2-normalised pixels; k-means cluster ids)."""
-    from datetime import UTC, datetime
-
-    from sklearn.cluster import KMeans
-    from sklearn.datasets import load_digits
-
-    from annotator_core.encoders import l2_normalise
-    from annotator_core.shot_store import ShotStore
-
-    digits = load_digits()
-    x = l2_normalise(digits.data - digits.data.mean(axis=0))
-    clusters = KMeans(n_clusters=10, n_init=3, random_state=0).fit_predict(x)
-    store = ShotStore.from_settings(settings)
-    per_video = -(-len(x) // DIGIT_VIDEOS)
-    shots, videos, digit_of = [], [], {}
-    for v in range(DIGIT_VIDEOS):
-        video_id = f"digits{v:02d}"
-        members = range(v * per_video, min(len(x), (v + 1) * per_video))
-        videos.append(
-            dict(video_id=video_id, uri=f"/nonexistent/{video_id}.mp4", title=f"Digits reel {v}",
-                 duration_s=float(len(members)), fps=25.0, width=8, height=8, n_frames=25 * len(members),
-                 n_shots=len(members), status="done", error="", ingested_at=datetime.now(UTC), encoder="handcrafted")
-        )  # fmt: skip
-        for j, i in enumerate(members):
-            sid = f"{video_id}:{j * 25}"
-            digit_of[sid] = int(digits.target[i])
-            shots.append(
-                dict(shot_id=sid, video_id=video_id, start_frame=j * 25, end_frame=(j + 1) * 25, start_s=float(j),
-                     end_s=float(j + 1), thumbnail=_thumbnail(digits.images[i]), cluster_id=int(clusters[i]),
-                     encoder="handcrafted", vector=x[i].tolist())
-            )  # fmt: skip
-    store.upsert_videos(videos)
-    store.upsert_shots(shots)
-    return digit_of
 
 
 def write_media_video(settings: Any, video: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import httpx
 import numpy as np
 from va_testing import serve_annotation_app
+
+DIGIT_VIDEOS = 9  # the digits are spread over this many "videos" of ~200 shots
 
 
 def write_shots(settings: Any, n: int, *, dim: int = 8) -> list[str]:
@@ -65,3 +68,49 @@ def own_service(tmp_path: Path, n_shots: int = 20, **overrides: Any) -> Iterator
 
 def client(url: str, token: str | None = None) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=120)
+
+
+def _thumbnail(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    pixels = (255 - image * 16).clip(0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).resize((32, 32)).convert("RGB").save(out, format="JPEG")
+    return out.getvalue()
+
+
+def write_digit_corpus(settings: Any) -> dict[str, int]:
+    """Write the digits as shots (vector = centred, L2-normalised pixels; k-means cluster ids)."""
+    from datetime import UTC, datetime
+
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_digits
+
+    from annotator_core.encoders import l2_normalise
+    from annotator_core.shot_store import ShotStore
+
+    digits = load_digits()
+    x = l2_normalise(digits.data - digits.data.mean(axis=0))
+    clusters = KMeans(n_clusters=10, n_init=3, random_state=0).fit_predict(x)
+    store = ShotStore.from_settings(settings)
+    per_video = -(-len(x) // DIGIT_VIDEOS)
+    shots, videos, digit_of = [], [], {}
+    for v in range(DIGIT_VIDEOS):
+        video_id = f"digits{v:02d}"
+        members = range(v * per_video, min(len(x), (v + 1) * per_video))
+        videos.append(
+            dict(video_id=video_id, uri=f"/nonexistent/{video_id}.mp4", title=f"Digits reel {v}",
+                 duration_s=float(len(members)), fps=25.0, width=8, height=8, n_frames=25 * len(members),
+                 n_shots=len(members), status="done", error="", ingested_at=datetime.now(UTC), encoder="handcrafted")
+        )  # fmt: skip
+        for j, i in enumerate(members):
+            sid = f"{video_id}:{j * 25}"
+            digit_of[sid] = int(digits.target[i])
+            shots.append(
+                dict(shot_id=sid, video_id=video_id, start_frame=j * 25, end_frame=(j + 1) * 25, start_s=float(j),
+                     end_s=float(j + 1), thumbnail=_thumbnail(digits.images[i]), cluster_id=int(clusters[i]),
+                     encoder="handcrafted", vector=x[i].tolist())
+            )  # fmt: skip
+    store.upsert_videos(videos)
+    store.upsert_shots(shots)
+    return digit_of

@@ -8,9 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from serving_support import write_digit_corpus
 from va_testing import serve_annotation_app
-
-from tests.integration.serving.conftest import write_digit_corpus
 
 
 def _rows(groups: dict[str, list[str]]) -> list[dict[str, Any]]:

@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from serving_support import write_digit_corpus
 from va_testing import assert_error, serve_annotation_app
-
-from tests.integration.serving.conftest import write_digit_corpus
 
 VIDEO = "digits03"
 
