@@ -12,6 +12,7 @@ coordinates the ``shot_map`` table keeps.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +68,9 @@ def layout(matrix: np.ndarray, *, fit_sample: int = 100_000, seed: int = 0) -> L
         low_memory=True,
         init="spectral" if len(rows) > 16 else "random",
     )
-    coords[rows] = np.asarray(model.fit_transform(matrix[rows]), np.float32)
+    with warnings.catch_warnings():  # a seeded UMAP says it runs on one thread; the layout is seeded on purpose
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        coords[rows] = np.asarray(model.fit_transform(matrix[rows]), np.float32)
     rest = np.flatnonzero(~fitted)
     for start in range(0, len(rest), PLACE_CHUNK):
         chunk = rest[start : start + PLACE_CHUNK]
