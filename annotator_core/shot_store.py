@@ -182,7 +182,8 @@ class ShotStore:
         self.ensure_tables(dim)
         self._upsert(SHOTS_TABLE, "shot_id", rows, shots_schema(dim))
 
-    def _upsert(self, name: str, key: str, rows: Any, schema: pa.Schema) -> None:
+    def _upsert(self, name: str, key: str | list[str], rows: Any, schema: pa.Schema) -> None:
+        """Merge ``rows`` into table ``name`` keyed on ``key``, creating the table on its first write."""
         data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
         if data.num_rows == 0:
             return
@@ -376,15 +377,7 @@ class ShotStore:
     def upsert_scores(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> None:
         """Merge :class:`~annotator_core.records.ScoreRecord` rows keyed on (shot_id, label): a re-run changes
         nothing, a new version of a label replaces its rows."""
-        schema = scores_schema()
-        data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
-        if data.num_rows == 0:
-            return
-        if SCORES_TABLE not in self.table_names():
-            self.db.create_table(SCORES_TABLE, schema=schema, exist_ok=True)
-        data = data.select(schema.names).cast(schema)
-        table = self._table(SCORES_TABLE)
-        table.merge_insert(["shot_id", "label"]).when_matched_update_all().when_not_matched_insert_all().execute(data)
+        self._upsert(SCORES_TABLE, ["shot_id", "label"], rows, scores_schema())
 
     def read_scores(
         self, *, label: str | None = None, version: int | None = None, columns: Sequence[str] | None = None
@@ -407,15 +400,7 @@ class ShotStore:
 
     def upsert_duplicates(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> None:
         """Merge :class:`~annotator_core.records.DuplicateRecord` rows keyed on shot_id: a re-run changes nothing."""
-        schema = duplicates_schema()
-        data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
-        if data.num_rows == 0:
-            return
-        if DUPLICATES_TABLE not in self.table_names():
-            self.db.create_table(DUPLICATES_TABLE, schema=schema, exist_ok=True)
-        data = data.select(schema.names).cast(schema)
-        table = self._table(DUPLICATES_TABLE)
-        table.merge_insert("shot_id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        self._upsert(DUPLICATES_TABLE, "shot_id", rows, duplicates_schema())
 
     def delete_duplicates(self, shot_ids: Sequence[str]) -> None:
         """Forget these shots' group rows (they became singletons, or their video was removed)."""
@@ -433,15 +418,7 @@ class ShotStore:
 
     def upsert_shot_map(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> None:
         """Merge :class:`~annotator_core.records.ShotMapRecord` rows keyed on shot_id: a re-run changes nothing."""
-        schema = shot_map_schema()
-        data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
-        if data.num_rows == 0:
-            return
-        if SHOT_MAP_TABLE not in self.table_names():
-            self.db.create_table(SHOT_MAP_TABLE, schema=schema, exist_ok=True)
-        data = data.select(schema.names).cast(schema)
-        table = self._table(SHOT_MAP_TABLE)
-        table.merge_insert("shot_id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        self._upsert(SHOT_MAP_TABLE, "shot_id", rows, shot_map_schema())
 
     def read_shot_map(self, *, columns: Sequence[str] | None = None, where: str | None = None) -> pa.Table:
         """The ``shot_map`` rows (optionally only ``columns``, or those matching ``where``); empty before a map."""
