@@ -199,9 +199,10 @@ class _GroupCache:
         self.groups = DuplicateGroups.empty()
 
     def get(self, shots: Any) -> DuplicateGroups:
-        if DUPLICATES_TABLE not in shots.table_names():
+        dataset = shots.latest_dataset(DUPLICATES_TABLE)
+        if dataset is None:
             return DuplicateGroups.empty()
-        version = int(shots.db.open_table(DUPLICATES_TABLE).version)
+        version = int(dataset.version)
         with self.lock:
             if self.groups.version != version:
                 table = shots.read_duplicates(columns=["shot_id", "group_id"])

@@ -15,8 +15,9 @@ side by side:
   pass over LanceDB, never the whole matrix in memory): top feeds recall@50,
   the borderline |p − 0.5| bound, quality and diversity equality, and that the
   random feed holds distinct unlabelled shots;
-- search over HTTP (by example and by vector) through the table's IVF index,
-  p50 and recall@10 against exact search over the float32 copy;
+- search in-process (the corpus probe alone) and over HTTP, by example and by
+  vector, p50 and recall@10 against exact search over the float32 copy (with a
+  mapped corpus the service searches it, so no LanceDB vector index is built);
 - the scoring kernel against the float32-conversion-plus-sgemv it replaced,
   on the same rows in the same run;
 - per-shard throughput with K Ray actors (``pipelines.corpus_shards``) on a
@@ -50,6 +51,7 @@ import numpy as np
 import pyarrow as pa
 
 CHUNK = 200_000
+SHOTS_PER_VIDEO = 1000
 N_LABELS = 1000
 FEED = 50
 
@@ -58,23 +60,53 @@ def log(line: str) -> None:
     print(f"[{datetime.datetime.now():%H:%M:%S}] {line}", flush=True)
 
 
-def corpus_chunks(n: int, dim: int, seed: int = 0) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(first row, unit vectors, cluster) of N shots in 10 clusters, CHUNK rows at a time, the same for a seed."""
+def corpus_chunks(
+    n: int, dim: int, seed: int = 0, *, kind: str = "scenes"
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(first row, unit vectors, genre) of N shots, CHUNK rows at a time, the same for a seed and kind.
+
+    ``scenes`` (the default) has the neighbourhoods real shot embeddings have: every shot is a common
+    direction (CLIP's shared offset) + one of 10 genres + its title + its scene (runs of 1-60 shots) +
+    its own noise, weighted so that cosine is ~0.26 between unrelated shots, ~0.5 within a genre, ~0.66
+    within a title and ~0.93 within a scene. ``isotropic`` is the earlier worst case: 10 broad Gaussian
+    clusters whose noise dominates, where a shot's nearest neighbours are barely nearer than the rest
+    and no partition-based index or pruning can help.
+    """
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(10, dim)).astype(np.float32)
-    for start in range(0, n, CHUNK):
+    if kind == "isotropic":
+        centres = rng.normal(size=(10, dim)).astype(np.float32)
+        for start in range(0, n, CHUNK):
+            m = min(CHUNK, n - start)
+            cluster = rng.integers(0, 10, size=m)
+            x = centres[cluster] + rng.normal(scale=1.5, size=(m, dim)).astype(np.float32)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            yield start, x, cluster
+        return
+    unit = 1.0 / np.sqrt(dim)
+    common = rng.normal(scale=unit, size=dim).astype(np.float32)
+    genres = rng.normal(scale=unit, size=(10, dim)).astype(np.float32)
+    for start in range(0, n, CHUNK):  # CHUNK is a multiple of SHOTS_PER_VIDEO: no title straddles two chunks
         m = min(CHUNK, n - start)
-        cluster = rng.integers(0, 10, size=m)
-        x = centres[cluster] + rng.normal(scale=1.5, size=(m, dim)).astype(np.float32)
+        videos = (m + SHOTS_PER_VIDEO - 1) // SHOTS_PER_VIDEO
+        genre_of_video = rng.integers(0, 10, size=videos)
+        video = np.arange(m) // SHOTS_PER_VIDEO
+        # Scene boundaries: a new scene starts at a shot with probability 1/15, and at every title's start.
+        new_scene = (rng.random(m) < 1 / 15) | (np.arange(m) % SHOTS_PER_VIDEO == 0)
+        scene = np.cumsum(new_scene) - 1
+        x = rng.normal(scale=0.5 * unit, size=(m, dim)).astype(np.float32)
+        x += common
+        x += genres[genre_of_video[video]]
+        x += 0.8 * rng.normal(scale=unit, size=(videos, dim)).astype(np.float32)[video]
+        x += rng.normal(scale=unit, size=(int(scene[-1]) + 1, dim)).astype(np.float32)[scene]
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        yield start, x, cluster
+        yield start, x, genre_of_video[video]
 
 
 def shot_id(row: int) -> str:
-    return f"v{row // 1000:05d}:{row % 1000 * 50}"
+    return f"v{row // SHOTS_PER_VIDEO:05d}:{row % SHOTS_PER_VIDEO * 50}"
 
 
-def write_shots(settings: Any, n: int, dim: int) -> np.ndarray:
+def write_shots(settings: Any, n: int, dim: int, *, kind: str) -> np.ndarray:
     """N shots into LanceDB; returns the cluster of each row (the truth a label follows)."""
     from annotator_core.records import SHOTS_TABLE, shots_schema
     from annotator_core.shot_store import ShotStore
@@ -83,18 +115,18 @@ def write_shots(settings: Any, n: int, dim: int) -> np.ndarray:
     store.ensure_tables(dim)
     table = store.db.open_table(SHOTS_TABLE)
     truth = np.empty(n, np.int8)
-    for start, x, cluster in corpus_chunks(n, dim):
+    for start, x, cluster in corpus_chunks(n, dim, kind=kind):
         m = x.shape[0]
         rows = np.arange(start, start + m)
         truth[start : start + m] = cluster
         data = pa.table(
             {
                 "shot_id": [shot_id(r) for r in rows.tolist()],
-                "video_id": [f"v{r // 1000:05d}" for r in rows.tolist()],
-                "start_frame": pa.array(rows % 1000 * 50, pa.int64()),
-                "end_frame": pa.array(rows % 1000 * 50 + 50, pa.int64()),
-                "start_s": pa.array(rows % 1000 * 2.0),
-                "end_s": pa.array(rows % 1000 * 2.0 + 2.0),
+                "video_id": [f"v{r // SHOTS_PER_VIDEO:05d}" for r in rows.tolist()],
+                "start_frame": pa.array(rows % SHOTS_PER_VIDEO * 50, pa.int64()),
+                "end_frame": pa.array(rows % SHOTS_PER_VIDEO * 50 + 50, pa.int64()),
+                "start_s": pa.array(rows % SHOTS_PER_VIDEO * 2.0),
+                "end_s": pa.array(rows % SHOTS_PER_VIDEO * 2.0 + 2.0),
                 "thumbnail": pa.array([b""] * m, pa.binary()),
                 "cluster_id": pa.array(cluster, pa.int64()),
                 "encoder": pa.array(["synthetic"] * m),
@@ -357,6 +389,8 @@ def bench_search(url: str, token: str, folder: Path, n: int, dim: int, queries: 
     import httpx
 
     from annotator_core.corpus.files import open_corpus
+    from annotator_core.corpus.search import nearest_rows
+    from annotator_core.settings import Settings
 
     corpus = open_corpus(folder)
     assert corpus is not None
@@ -372,6 +406,25 @@ def bench_search(url: str, token: str, folder: Path, n: int, dim: int, queries: 
     want_vector = exact_neighbours(folder, noisy, 10)
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
     lines = []
+    settings = Settings()
+    for name, queries_, want, skip in (
+        ("by example", base, want_like, by_row),
+        ("by vector", noisy, want_vector, None),
+    ):
+        times, recalls = [], []
+        for i, (q, truth) in enumerate(zip(queries_, want, strict=True)):
+            t = time.perf_counter()
+            rows, _ = nearest_rows(
+                corpus, q, k=10, nprobes=settings.search_nprobes, rerank=settings.search_refine_factor * 10,
+                excluded=None if skip is None else skip[i : i + 1],
+            )  # fmt: skip
+            times.append(time.perf_counter() - t)
+            recalls.append(len(set(corpus.ids_of(rows)) & set(truth)) / len(truth))
+        lines.append(
+            f"{'search in-process, ' + name:34}{p50(times):10.1f}   p95 {np.percentile(times, 95) * 1000:.1f} ms, "
+            f"recall@10 {np.mean(recalls):.3f} (corpus probe: {settings.search_nprobes} of {corpus.partitions} "
+            "partitions)"
+        )
     like = [lambda ex=ex: client.get("/api/search", params={"like": ex, "limit": 10}) for ex in examples]
     vector = [lambda v=v: client.post("/api/search/vector", json={"vector": v.tolist(), "limit": 10}) for v in noisy]
     for name, calls, want in (("by example", like, want_like), ("by vector", vector, want_vector)):
@@ -445,15 +498,17 @@ def run(n: int, args: argparse.Namespace) -> None:
     from annotator_core.shot_store import ShotStore
     from annotator_core.store import AnnotationStore
     from annotator_core.workspace import LabelWorkspace
-    from pipelines.index import ensure_index, ensure_key_indexes
+    from pipelines.index import ensure_key_indexes
 
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix=f"va-al-scale-{n}-"))
     settings = Settings(data_dir=data_dir, encoder="handcrafted", feed_size=FEED, corpus_scorer="mapped")
     log(f"== {n:,} shots × {args.dim} in {data_dir} (load average {os.getloadavg()[0]:.1f})")
+    kind_file = data_dir / "corpus-kind"
     shots = ShotStore.from_settings(settings)
     t0 = time.perf_counter()
     if not shots.has_shots():
-        truth = write_shots(settings, n, args.dim)
+        truth = write_shots(settings, n, args.dim, kind=args.corpus)
+        kind_file.write_text(args.corpus)
         ensure_key_indexes(shots.db.open_table(SHOTS_TABLE))
         token = label(settings, truth)
         del truth
@@ -464,9 +519,6 @@ def run(n: int, args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     corpus = sync_corpus(shots, settings.resolved_corpus_dir, progress=lambda line: None)
     log(f"compressed corpus: {corpus.n_rows:,} rows, {corpus.partitions} partitions, {time.perf_counter() - t0:.0f} s")
-    if args.searches:
-        report = ensure_index(shots, settings=settings)
-        log(f"vector index: {report.action}, {report.index_type}/{report.partitions}, {report.seconds:.0f} s")
     if args.prepare_only:
         return
 
@@ -500,7 +552,11 @@ def run(n: int, args: argparse.Namespace) -> None:
     reference = exact.build(created_by="bench")
     clf = exact.classifier()
 
-    print(f"\n{n:,} shots × {args.dim}, {N_LABELS} labels, feeds of {FEED} (load average {os.getloadavg()[0]:.1f})")
+    kind = kind_file.read_text() if kind_file.exists() else "isotropic"  # folders written before --corpus
+    print(
+        f"\n{n:,} shots × {args.dim} ({kind} corpus), {N_LABELS} labels, feeds of {FEED} "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
     print(f"{'':34}{'p50 ms':>10}")
     for name, r in results.items():
         s = r["scoring"]
@@ -559,10 +615,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="VA_WORKERS of the served run")
     parser.add_argument("--shards", type=int, nargs="*", default=[1, 2, 4], help="Ray actor counts (none: skip)")
     parser.add_argument("--skip-http", action="store_true", help="skip the va serve measurements")
-    parser.add_argument("--searches", type=int, default=50, help="searches of each kind over HTTP (0: no index, none)")
+    parser.add_argument("--searches", type=int, default=50, help="searches of each kind (0: none)")
     parser.add_argument("--ray-nodes", type=int, default=1, help="2+: the Ray shards on a local multi-node cluster")
     parser.add_argument(
         "--in-memory-up-to", type=int, default=2_000_000, help="also time the float32 in-memory build up to this N"
+    )
+    parser.add_argument(
+        "--corpus",
+        choices=("scenes", "isotropic"),
+        default="scenes",
+        help="synthetic vectors to write: scenes within titles within genres (like real shots), or the isotropic "
+        "worst case (applies when the data folder is new)",
     )
     parser.add_argument("--prepare-only", action="store_true", help="write the data (and index) and stop")
     parser.add_argument("--keep", action="store_true", help="keep the data folder")

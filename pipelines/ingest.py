@@ -466,7 +466,8 @@ class _Writer:
 
 
 def _after_run(store: ShotStore, settings: Settings, summary: IngestSummary) -> None:
-    """Group near-duplicates, cluster every shot (k-means, for data diversity) and build or refresh the ANN index."""
+    """Group near-duplicates, cluster every shot (k-means, for data diversity), then bring the compressed corpus
+    up to date or, below its size, build or refresh the ANN index."""
     from annotator_core.corpus.scorer import prepare_corpus
     from pipelines.cluster import cluster_shots
     from pipelines.index import ensure_index
@@ -483,11 +484,12 @@ def _after_run(store: ShotStore, settings: Settings, summary: IngestSummary) -> 
 
         summary.stage_seconds["map"] = map_shots(store, settings=settings).seconds
     t0 = time.perf_counter()
-    ensure_index(store, settings=settings)
-    summary.stage_seconds["index"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    prepare_corpus(store, settings)  # the compressed corpus builds use at catalog scale (issue 12)
+    corpus = prepare_corpus(store, settings)  # the compressed corpus builds use at catalog scale (issue 12)
     summary.stage_seconds["corpus"] = time.perf_counter() - t0
+    if corpus is None:  # with a corpus, searches probe its partitions: no ANN index to train (~1 h at 10M)
+        t0 = time.perf_counter()
+        ensure_index(store, settings=settings)
+        summary.stage_seconds["index"] = time.perf_counter() - t0
     if settings.proxy_mode == "ingest":  # whole-title browser proxies of what a browser cannot play (issue 17)
         from annotator_core.media.proxy import ProxyStore, make_title_proxies
 

@@ -33,6 +33,7 @@ def search(
     """
     if (text is None) == (like is None):
         raise click.UsageError('give either TEXT or --like SHOT_ID, e.g. va search "a red car"')
+    from annotator_core.corpus.search import ShotSearch
     from annotator_core.errors import NotFoundError
     from annotator_core.shot_store import ShotStore, sql_in
 
@@ -49,7 +50,8 @@ def search(
         # Text goes through the encoder the shots were embedded with, so both are in one space.
         spec = store.encoder() or settings.encoder
         vector = load_encoder(spec, device=settings.device).embed_texts([text or ""])[0]
-    hits = store.search(vector, k=limit, where=sql_in("video_id", [video_id]) if video_id else None)
+    where = sql_in("video_id", [video_id]) if video_id else None
+    hits = ShotSearch(store, settings).by_vector(vector, k=limit, where=where)
     titles = _titles(store, {h.video_id for h in hits})
     if as_json:
         for rank, hit in enumerate(hits, start=1):

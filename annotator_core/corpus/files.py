@@ -14,6 +14,7 @@ touched pages become resident, and they count once in PSS across workers):
 - ``ids.npy``      fixed-width bytes [n], the shot ids sorted ........ ~0.3 GB (30-byte ids)
 - ``order.npy``    int32 [n], row of each sorted id (id → row by binary search) 40 MB
 - ``rank.npy``     int32 [n], sorted position of each row (row → id) ...... 40 MB
+- ``spans.npy``    float32 [n, 2], each shot's start and end seconds ...... 80 MB
 - ``vectors.npy``  float32 [n, dim], the exact vectors, read only by row .. 20 GB on disk
 
 The float32 copy is what a build trains on and re-scores its few hundred
@@ -56,7 +57,7 @@ from annotator_core.corpus.partitions import assign, fit_centroids, partitions_f
 from annotator_core.errors import NotFoundError
 from annotator_core.records import SHOTS_TABLE
 
-FORMAT = 2  # 2: with the float32 vectors.npy
+FORMAT = 3  # 2: with the float32 vectors.npy; 3: with spans.npy (search answers without LanceDB)
 MANIFEST = "manifest.json"
 # New rows past this fraction of the corpus rebuild it (fresh centroids) instead of adding a segment.
 REBUILD_FRACTION = 0.5
@@ -64,7 +65,8 @@ MAX_SEGMENTS = 16
 READ_BATCH = 65_536
 FIT_SAMPLE_PER_PARTITION = 32
 
-Batches = Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]  # (ids S, vectors f32, clusters)
+# (ids S, vectors f32, clusters, spans f32 [m, 2] of start and end seconds)
+Batches = Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]
 Progress = Callable[[str], None]
 
 
@@ -83,6 +85,7 @@ class Segment:
     order: np.ndarray
     rank: np.ndarray
     vectors: np.ndarray
+    spans: np.ndarray
 
     def __len__(self) -> int:
         return int(self.codes.shape[0])
@@ -158,6 +161,16 @@ class Corpus:
             out[pick] = seg.clusters[local[pick]]
         return out
 
+    def spans_of(self, rows: np.ndarray) -> np.ndarray:
+        """The (start, end) seconds of each corpus row's shot, float32 [len(rows), 2]."""
+        rows = np.asarray(rows, dtype=np.int64)
+        which, local = self._located(rows)
+        out = np.empty((rows.shape[0], 2), np.float32)
+        for s, seg in enumerate(self.segments):
+            pick = np.flatnonzero(which == s)
+            out[pick] = seg.spans[local[pick]]
+        return out
+
     def ids_of(self, rows: np.ndarray) -> list[str]:
         """The shot id of each corpus row."""
         out: list[str] = []
@@ -207,7 +220,7 @@ def _open_segment(path: Path, name: str, start: int) -> Segment:
     return Segment(name=name, start=start, **arrays)
 
 
-_SEGMENT_ARRAYS = ("codes", "scales", "offsets", "radii", "clusters", "ids", "order", "rank", "vectors")
+_SEGMENT_ARRAYS = ("codes", "scales", "offsets", "radii", "clusters", "ids", "order", "rank", "vectors", "spans")
 
 
 # --------------------------------------------------------------------------- writing
@@ -256,8 +269,8 @@ def _rebuild(ds: Any, folder: Path, *, version: int, dim: int, partitions: int, 
         centroids = fit_centroids(sample, partitions=p, seed=version)
     say(f"corpus: {n:,} shots into {centroids.shape[0]} partitions")
 
-    def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        for batch in ds.to_batches(columns=["shot_id", "vector", "cluster_id"], batch_size=READ_BATCH):
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        for batch in ds.to_batches(columns=list(_READ_COLUMNS), batch_size=READ_BATCH):
             yield _columns(pa.Table.from_batches([batch]), dim)
 
     corpus = _write_corpus(folder, batches if n else None, version=version, centroids=centroids, say=say)
@@ -281,10 +294,10 @@ def _extend(ds: Any, folder: Path, current: Corpus, *, version: int, partitions:
     if new_offsets.shape[0]:
         dim = current.dim
 
-        def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
             for start in range(0, new_offsets.shape[0], READ_BATCH):
                 chunk = new_offsets[start : start + READ_BATCH].tolist()
-                yield _columns(ds.take(chunk, columns=["shot_id", "vector", "cluster_id"]), dim)
+                yield _columns(ds.take(chunk, columns=list(_READ_COLUMNS)), dim)
 
         names.append(_write_segment(folder, batches, np.asarray(current.centroids), say=say))
     deleted_name = None
@@ -375,10 +388,10 @@ def _write_corpus(
 def _write_segment(folder: Path, batches: Batches, centroids: np.ndarray, *, say: Progress) -> str:
     p, dim = centroids.shape
     # Pass 1: ids, clusters, each row's partition, per-dimension |max| and per-partition radius.
-    ids_parts, cluster_parts, part_parts = [], [], []
+    ids_parts, cluster_parts, part_parts, span_parts = [], [], [], []
     absmax = np.zeros(dim, np.float32)
     radius_sq = np.zeros(p, np.float32)
-    for ids, x, clusters in batches():
+    for ids, x, clusters, spans in batches():
         part = assign(x, centroids)
         diff = x - centroids[part]
         np.maximum.at(radius_sq, part, np.einsum("ij,ij->i", diff, diff))
@@ -386,6 +399,7 @@ def _write_segment(folder: Path, batches: Batches, centroids: np.ndarray, *, say
         ids_parts.append(ids)
         cluster_parts.append(clusters.astype(np.int32))
         part_parts.append(part)
+        span_parts.append(np.asarray(spans, np.float32).reshape(-1, 2))
         say(f"corpus: read {sum(len(a) for a in ids_parts):,} shots")
     ids_all = np.concatenate(ids_parts) if ids_parts else np.empty(0, "S1")
     partition = np.concatenate(part_parts) if part_parts else np.empty(0, np.int32)
@@ -407,6 +421,9 @@ def _write_segment(folder: Path, batches: Batches, centroids: np.ndarray, *, say
     np.save(tmp / "radii.npy", (np.sqrt(radius_sq) + 1e-5).astype(np.float32))
     clusters_all = np.concatenate(cluster_parts) if cluster_parts else np.empty(0, np.int32)
     np.save(tmp / "clusters.npy", clusters_all[by_partition])
+    spans_all = np.concatenate(span_parts) if span_parts else np.empty((0, 2), np.float32)
+    np.save(tmp / "spans.npy", spans_all[by_partition])
+    del spans_all, span_parts
     ids_in_rows = ids_all[by_partition]
     del ids_all, clusters_all
     order = np.argsort(ids_in_rows, kind="stable").astype(np.int32)
@@ -421,7 +438,7 @@ def _write_segment(folder: Path, batches: Batches, centroids: np.ndarray, *, say
     codes = np.lib.format.open_memmap(tmp / "codes.npy", mode="w+", dtype=np.int8, shape=(n, dim))
     exact = np.lib.format.open_memmap(tmp / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, dim))
     done = 0
-    for _ids, x, _clusters in batches():
+    for _ids, x, _clusters, _spans in batches():
         m = x.shape[0]
         codes[position[done : done + m]] = quantise(x, scales)
         exact[position[done : done + m]] = x
@@ -439,10 +456,14 @@ def quantise(x: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x / scales), -127, 127).astype(np.int8)
 
 
-def _columns(table: pa.Table, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+_READ_COLUMNS = ("shot_id", "vector", "cluster_id", "start_s", "end_s")
+
+
+def _columns(table: pa.Table, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     ids = np.array(table.column("shot_id").cast(pa.binary()).to_pylist(), dtype=object).astype(bytes)
     clusters = table.column("cluster_id").to_numpy().astype(np.int64)
-    return ids, _vectors(table, dim), clusters
+    spans = np.stack([table.column(c).to_numpy().astype(np.float32) for c in ("start_s", "end_s")], axis=1)
+    return ids, _vectors(table, dim), clusters, spans
 
 
 def _vectors(table: pa.Table, dim: int) -> np.ndarray:

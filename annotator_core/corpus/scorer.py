@@ -77,6 +77,10 @@ class Scorer(Protocol):
 
     def view(self) -> CorpusView: ...
 
+    def search_corpus(self) -> Corpus | None:
+        """The compressed corpus searches should probe, or None to use the shots table's index."""
+        ...
+
 
 class ShardRunner(Protocol):
     """Computes every shard's candidates for one build (in threads here, on Ray actors in pipelines)."""
@@ -96,6 +100,10 @@ class InMemoryScorer:
 
     def __init__(self, shots: ShotStore) -> None:
         self.shots = shots
+
+    def search_corpus(self) -> Corpus | None:
+        """None: searches go through the shots table's own index."""
+        return None
 
     def view(self) -> _InMemoryView:
         return _InMemoryView(self.shots.vectors())
@@ -192,6 +200,10 @@ class MappedScorer:
                     found = sync_corpus(self.shots, self.folder, partitions=self.partitions)
                 self._corpus = found
             return self._corpus
+
+    def search_corpus(self) -> Corpus | None:
+        """The corpus searches probe (see :mod:`annotator_core.corpus.search`)."""
+        return self.corpus()
 
     def view(self) -> _MappedView:
         return _MappedView(self.corpus(), self.shots, self.runner, self.max_candidates)
@@ -309,10 +321,19 @@ class AutoScorer:
         self.threshold = int(settings.corpus_mapped_from)
         self.memory = InMemoryScorer(shots)
         self.mapped = _mapped(shots, settings)
+        self._large_at: tuple[int, bool] | None = None
 
     def view(self) -> CorpusView:
-        small = self.shots.counts().get("shots", 0) < self.threshold
-        return self.memory.view() if small else self.mapped.view()
+        return self.mapped.view() if self._large() else self.memory.view()
+
+    def search_corpus(self) -> Corpus | None:
+        return self.mapped.search_corpus() if self._large() else None
+
+    def _large(self) -> bool:
+        version = self.shots.version()
+        if self._large_at is None or self._large_at[0] != version:  # one row count per table version
+            self._large_at = (version, self.shots.counts().get("shots", 0) >= self.threshold)
+        return self._large_at[1]
 
 
 def prepare_corpus(shots: ShotStore, settings: Any) -> Corpus | None:

@@ -181,14 +181,12 @@ def search(
                 field="q",
             )
         vector = encoder.embed_texts([q])[0]
-        hits = _search_once_per_group(ctx, lambda k: ctx.shots.search(vector, k=k, where=where), limit)
+        hits = _search_once_per_group(ctx, lambda k: ctx.search().by_vector(vector, k=k, where=where), limit)
         mode = "text"
     elif like:
         check_shot_id(like, field="like")
         try:
-            hits = _search_once_per_group(
-                ctx, lambda k: ctx.shots.search_like(like, k=k, where=where), limit, like=like
-            )
+            hits = _search_once_per_group(ctx, lambda k: ctx.search().like(like, k=k, where=where), limit, like=like)
         except NotFoundError as exc:
             raise ApiError(404, "not_found", str(exc), field="like") from None
         mode = "like"
@@ -242,7 +240,7 @@ def search_by_vector(body: VectorSearch, request: Request, caller: Principal = D
         message = f"vector must be finite numbers, not all zero (cosine needs a direction); got {body.vector[:8]}..."
         raise ApiError(422, "invalid", message, field="vector")
     try:
-        hits = _search_once_per_group(ctx, lambda k: ctx.shots.search(vector, k=k, where=where), body.limit)
+        hits = _search_once_per_group(ctx, lambda k: ctx.search().by_vector(vector, k=k, where=where), body.limit)
     except DimensionMismatch as exc:
         raise ApiError(422, "invalid", str(exc), field="vector") from None
     return _search_out(ctx, "vector", _hits_out(hits), body.label, caller)

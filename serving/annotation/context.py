@@ -21,6 +21,7 @@ from serving.annotation.jobs import JobManager, JobTable
 from serving.annotation.sessions import LoginGuard, SessionSigner, session_secret
 
 if TYPE_CHECKING:
+    from annotator_core.corpus.search import ShotSearch
     from annotator_core.encoders.base import Encoder
     from annotator_core.workspace import LabelWorkspace
 
@@ -45,6 +46,7 @@ class ServiceContext:
         self._encoder: Encoder | None = None
         self._encoder_error: EncoderUnavailable | None = None
         self._titles: tuple[float, dict[str, str]] = (0.0, {})
+        self._search: ShotSearch | None = None
 
     def text_encoder(self) -> Encoder:
         """The encoder the shots were embedded with, loaded once (text search needs its text tower)."""
@@ -61,6 +63,14 @@ class ServiceContext:
                 raise self._encoder_error
             assert self._encoder is not None
             return self._encoder
+
+    def search(self) -> ShotSearch:
+        """Shot search: the compressed corpus where builds use it, the shots table's index otherwise."""
+        if self._search is None:
+            from annotator_core.corpus.search import ShotSearch
+
+            self._search = ShotSearch(self.shots, self.settings)
+        return self._search
 
     def workspace(self, label: str) -> LabelWorkspace:
         from annotator_core.workspace import LabelWorkspace

@@ -70,11 +70,11 @@ def corpus_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pool = rng.standard_normal((4096, DIM)).astype(np.float32)
     pool /= np.linalg.norm(pool, axis=1, keepdims=True)
 
-    def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         for start in range(0, N, CHUNK):
             idx = np.arange(start, start + CHUNK)
             ids = np.char.add(b"m:", idx.astype("S7"))
-            yield ids, pool[(idx * 2654435761) % 4096], idx % 10
+            yield ids, pool[(idx * 2654435761) % 4096], idx % 10, np.zeros((idx.shape[0], 2), np.float32)
 
     write_corpus(folder, batches, version=1, centroids=fit_centroids(pool, partitions=64))
     return folder

@@ -90,3 +90,37 @@ def test_long_result_lists_from_the_ann_index_keep_the_exact_top_ten(store: Shot
         recall_50.append(len(set(found) & set(_exact(x, q, 50))) / 50)
     assert np.mean(recall_10) >= 0.95, np.mean(recall_10)
     assert np.mean(recall_50) >= 0.9, np.mean(recall_50)
+
+
+def test_service_search_over_the_compressed_corpus_answers_like_the_table(store: ShotStore, make_settings) -> None:
+    """With builds on the mapped corpus, searches probe it instead of LanceDB; every probe equals exact search."""
+    from annotator_core.corpus.search import ShotSearch
+
+    settings = make_settings(
+        lancedb_uri=store.uri, corpus_scorer="mapped", corpus_partitions=8, search_nprobes=8, search_refine_factor=4
+    )
+    x = _blobs(1200, seed=6)
+    store.upsert_shots(_rows(x))
+    search = ShotSearch(store, settings)
+    corpus = search.scorer.search_corpus()
+    assert corpus is not None and corpus.n_rows == 1200  # synced from the table on first use
+
+    hits = search.like("v004:7", k=10)
+    assert [h.shot_id for h in hits] == _exact(x, x[407], 11)[1:]
+    np.testing.assert_allclose([h.score for h in hits], np.sort(x @ x[407])[::-1][1:11], atol=1e-5)
+    table = {h.shot_id: h for h in store.search_like("v004:7", k=10)}
+    for h in hits:  # video and span come from the corpus files, and must be the table's
+        assert (h.video_id, h.start_s, h.end_s) == (table[h.shot_id].video_id, table[h.shot_id].start_s,
+                                                    table[h.shot_id].end_s)  # fmt: skip
+    assert [h.shot_id for h in search.by_vector(x[3], k=5)] == _exact(x, x[3], 5)
+
+    newcomer = -x[5]  # shots written after the first search reach the next one (the corpus syncs)
+    store.upsert_shots(_rows(newcomer[None, :], first=1300))
+    assert search.by_vector(newcomer, k=1)[0].shot_id == "v013:0"
+
+    only = search.like("v000:5", k=5, where="video_id = 'v002'")  # a filtered search goes to the table
+    assert {h.video_id for h in only} == {"v002"}
+    with pytest.raises(NotFoundError, match="no shot 'v099:1'"):
+        search.like("v099:1", k=5)
+    with pytest.raises(DimensionMismatch, match="3 values; the shots table expects 32"):
+        search.by_vector(np.ones(3), k=1)

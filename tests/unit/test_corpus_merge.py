@@ -37,9 +37,10 @@ def write(folder: Path, x: np.ndarray, *, partitions: int, seed: int = 0, batch:
     ids = np.array([f"shot:{i}".encode() for i in range(x.shape[0])])
     clusters = np.arange(x.shape[0]) % 3
 
-    def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         for start in range(0, x.shape[0], batch):
-            yield ids[start : start + batch], x[start : start + batch], clusters[start : start + batch]
+            spans = np.zeros((min(batch, len(ids) - start), 2), np.float32)
+            yield ids[start : start + batch], x[start : start + batch], clusters[start : start + batch], spans
 
     return write_corpus(folder, batches, version=7, centroids=fit_centroids(x, partitions=partitions, seed=seed))
 
