@@ -207,6 +207,12 @@ class Settings(BaseSettings):
     duplicate_partitions: int = Field(
         0, ge=0, description="IVF partitions of the near-duplicate self-join; 0 picks ~sqrt(N)."
     )
+    duplicate_fingerprint_distance: int = Field(
+        8, ge=-1, le=31, description="Bits (of 63) within which thumbnail fingerprints are near-duplicates; -1: off."
+    )
+    duplicate_fingerprint_min_cosine: float = Field(
+        0.5, ge=0, le=1, description="Embedding cosine a fingerprint match also needs (guards against look-alikes)."
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -6,9 +6,13 @@ resolution, cropped by 10 %, brightened, letterboxed, mirrored), and distinct sh
 five real photos, two regions each). Every title is ingested with ``run_ingest`` (which runs the
 detection) once per encoder. A copy's shot is a duplicate of the original shot that contains its
 midpoint; pairs of shots in one predicted group are compared with the pairs that share a source shot.
+Each cosine threshold is scored with the embedding rule alone and with the thumbnail fingerprint rule
+beside it (annotator_core/fingerprint.py) at several distances, side by side.
 
 Time per million: ``similar_pairs`` + grouping on synthetic unit vectors (scenes of 200 shots at
-cosine ~0.55 within, and 10 % planted copies at cosine ~0.97), with the load average printed beside it.
+cosine ~0.55 within, and 10 % planted copies at cosine ~0.97), and the fingerprint join on synthetic
+random codes (10 % planted copies a few bits away, half of them mirrored), with the load average
+printed beside each.
 
     .venv/bin/python benchmarks/near_duplicates.py --encoders handcrafted tiny-clip --million-rows 1000000
 """
@@ -28,6 +32,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import numpy as np
 
+from annotator_core.fingerprint import MIRROR_MASK, NO_CODE, fingerprint_pairs
 from annotator_core.near_duplicates import default_threshold, group_near_duplicates, similar_pairs
 
 # ffmpeg filter (and encoder options) of each transformed copy.
@@ -40,6 +45,7 @@ TRANSFORMS: dict[str, tuple[str, list[str]]] = {
 }
 SOURCES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98)
+FINGERPRINT_DISTANCES = (4, 6, 8, 10)  # bits of 63; 8 is the default (VA_DUPLICATE_FINGERPRINT_DISTANCE)
 
 
 def ffmpeg(*args: str) -> None:
@@ -165,18 +171,47 @@ def ingest_and_score(folder: Path, titles: dict[str, str], encoder: str, store_d
             float(sims[i][[j for j in range(len(ids)) if truth[j] == truth[i] and j != i]].max()) for i in rows_of
         )
         print(f"  {name:12} lowest best-match cosine to its own source shot {worst:.3f}")
-    print("  threshold  precision  recall  predicted-pairs  true-pairs")
+    codes = stored_codes(store, ids)
+    floor = settings.duplicate_fingerprint_min_cosine
+    print(f"  {int((codes[:, 0] != NO_CODE).sum())} of {len(ids)} shots fingerprinted; a fingerprint pair also "
+          f"needs cosine >= {floor}")  # fmt: skip
+    print("  pair precision / recall of the groups: the cosine rule alone, and OR the fingerprint within d bits")
+    print(f"  {'threshold':>9}  {'cosine only':>13}" + "".join(f"  {f'+ d <= {d}':>13}" for d in FINGERPRINT_DISTANCES))
     default = default_threshold(store.encoder() or encoder)
+    by_distance = {}
+    for d in FINGERPRINT_DISTANCES:
+        found = fingerprint_pairs(codes[:, 0], codes[:, 1], max_distance=d)
+        by_distance[d] = found[np.einsum("ij,ij->i", vectors[found[:, 0]], vectors[found[:, 1]]) >= floor]
     for threshold in sorted({*THRESHOLDS, default}):
         pairs = similar_pairs(vectors, threshold=threshold)
-        groups = group_near_duplicates(shot_ids=ids, durations=durations, starts=starts, pairs=pairs)
-        p, r, n_pred, n_true = pair_scores({s: m.group_id for s, m in groups.items()}, truth, ids)
+        cells = []
+        for extra in [np.zeros((0, 2), np.int64), *by_distance.values()]:
+            union = np.unique(np.concatenate([pairs, extra]), axis=0)
+            groups = group_near_duplicates(shot_ids=ids, durations=durations, starts=starts, pairs=union)
+            p, r, _, _ = pair_scores({s: m.group_id for s, m in groups.items()}, truth, ids)
+            cells.append(f"{p:.3f} / {r:.3f}")
         mark = "  <- default" if threshold == default else ""
-        print(f"  {threshold:9.2f}  {p:9.3f}  {r:6.3f}  {n_pred:15d}  {n_true:10d}{mark}")
+        print(f"  {threshold:9.2f}" + "".join(f"  {c:>13}" for c in cells) + mark)
+    for d, found in by_distance.items():  # the fingerprint rule alone, and what it gets wrong
+        groups = group_near_duplicates(shot_ids=ids, durations=durations, starts=starts, pairs=found)
+        p, r, n_pred, n_true = pair_scores({s: m.group_id for s, m in groups.items()}, truth, ids)
+        wrong = [(ids[a], ids[b]) for a, b in found.tolist() if truth[a] != truth[b]]
+        print(f"  fingerprint alone, d <= {d:2d}: precision {p:.3f}, recall {r:.3f} ({n_pred} pairs grouped, "
+              f"{n_true} true); {len(wrong)} direct pairs of distinct shots")  # fmt: skip
     stored = store.read_duplicates().to_pylist()
     p, r, _, _ = pair_scores({row["shot_id"]: row["group_id"] for row in stored}, truth, ids)
-    print(f"  as written by the ingest (threshold {default}): precision {p:.3f}, recall {r:.3f}, "
+    print(f"  as written by the ingest (threshold {default}, fingerprint d <= "
+          f"{settings.duplicate_fingerprint_distance}): precision {p:.3f}, recall {r:.3f}, "
           f"{sum(row['representative'] for row in stored)} groups, {len(stored)} grouped shots")  # fmt: skip
+
+
+def stored_codes(store: object, ids: list[str]) -> np.ndarray:
+    """int64 [N, 2] fingerprint codes the ingest stored for ``ids`` (NO_CODE where none)."""
+    from pipelines.near_duplicates import FINGERPRINTS_TABLE
+
+    table = store.db.open_table(FINGERPRINTS_TABLE).to_lance().to_table(columns=["shot_id", "full", "crop"])  # type: ignore[attr-defined]
+    found = {sid: (f, c) for sid, f, c in zip(*(table.column(k).to_pylist() for k in range(3)), strict=True)}
+    return np.array([found.get(sid, (NO_CODE, NO_CODE)) for sid in ids], np.int64).reshape(-1, 2)
 
 
 def time_per_million(rows: int, dim: int, *, seed: int = 0) -> None:
@@ -215,6 +250,33 @@ def time_per_million(rows: int, dim: int, *, seed: int = 0) -> None:
           f"after {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores")  # fmt: skip
     print(f"  CPU time {cpu:.1f} s -> {cpu * (1e6 / rows) ** 1.5:.1f} CPU-s per million (N^1.5), "
           f"i.e. {cpu * (1e6 / rows) ** 1.5 / 2:.1f} s on two idle cores")  # fmt: skip
+
+
+def fingerprint_time_per_million(rows: int, *, max_distance: int = 8, seed: int = 0) -> None:
+    """The fingerprint join on ``rows`` random codes, 10 % of them planted copies of others 0-4 bits away (half
+    mirrored). Random codes fill the band tables evenly; real ones cluster (dark frames, title cards), which
+    adds candidates."""
+    rng = np.random.default_rng(seed)
+    full = rng.integers(0, 1 << 63, rows, dtype=np.int64)
+    crop = rng.integers(0, 1 << 63, rows, dtype=np.int64)
+    copies = rows // 10
+    noise = np.zeros(copies, np.int64)
+    for _ in range(4):
+        noise ^= np.where(rng.random(copies) < 0.5, np.int64(1) << rng.integers(0, 63, copies), 0)
+    mirrored = np.where(np.arange(copies) % 2 == 1, np.int64(MIRROR_MASK), 0)
+    full[:copies] = full[copies : 2 * copies] ^ noise ^ mirrored
+    load = os.getloadavg()
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    pairs = fingerprint_pairs(full, crop, max_distance=max_distance)
+    seconds = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    planted = {(i, i + copies) for i in range(copies)}
+    found = len(planted & set(map(tuple, pairs.tolist())))
+    print(f"\nfingerprint join, {rows:,} random codes, d <= {max_distance}: {seconds:.1f} s "
+          f"-> {seconds * 1e6 / rows:.1f} s per million (probes grow as N, random candidates as N^2 / 2^21), "
+          f"CPU {cpu:.1f} s; planted copies found {found / copies:.4f}; {len(pairs):,} pairs; "
+          f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, after {os.getloadavg()[0]:.2f}")  # fmt: skip
 
 
 def fashion_mnist(rows: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -266,6 +328,8 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="+", default=["handcrafted", "tiny-clip"])
     parser.add_argument("--million-rows", type=int, default=1_000_000, help="rows of the synthetic timing (0: skip)")
     parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--fingerprint-rows", type=int, default=1_000_000,
+                        help="random codes of the fingerprint join timing (0: skip)")  # fmt: skip
     parser.add_argument("--skip-footage", action="store_true")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}, {os.cpu_count()} cores")
@@ -284,6 +348,8 @@ def main() -> None:
                 ingest_and_score(footage, titles, encoder, Path(tmp) / f"store-{encoder}")
     if args.million_rows:
         time_per_million(args.million_rows, args.dim)
+    if args.fingerprint_rows:
+        fingerprint_time_per_million(args.fingerprint_rows)
     group_folds_effect()
 
 
