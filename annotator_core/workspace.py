@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -152,26 +153,33 @@ class LabelWorkspace:
             centre = unit_mean(x)
             clf = train(x, y, seed=seed, encoder=encoder, C=self.settings.classifier_c, centre=centre)
         report("train", 0.35)
-        with clock("quality"):
-            estimate, quality_folds = self._quality(x, y, seed=seed, centre=centre, fold_keys=fold_keys)
-            quality = estimate.value
-        report("quality", 0.5)
-        with clock("score"):
-            # Scoring and picking are one step: a large corpus is pruned by the feeds' own bounds.
-            picks = shown_once(corpus, clf, groups, labelled_ids=labelled_ids, size=self.settings.feed_size, seed=seed)
+        # The corpus scan (memory-bound; its kernel runs without the GIL) overlaps the quality estimate, the
+        # diversity and the recommender's reward, which need only the labelled shots: at 10M shots that hides
+        # ~40 ms of the ~90 ms outside the scan. "score" is the scan's own wall time, from start to end.
+        scan_started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="va-scan") as scan:
+            scoring = scan.submit(
+                shown_once, corpus, clf, groups, labelled_ids=labelled_ids, size=self.settings.feed_size, seed=seed
+            )
+            scoring.add_done_callback(lambda _f: timings.__setitem__("score", time.perf_counter() - scan_started))
+            with clock("quality"):
+                estimate, quality_folds = self._quality(x, y, seed=seed, centre=centre, fold_keys=fold_keys)
+                quality = estimate.value
+            report("quality", 0.5)
+            with clock("diversity"):
+                shown = _one_per_group(fold_keys, y)
+                diversity, diversity_info = self._diversity(
+                    corpus.cluster_k(labelled), labelled.cluster_ids[shown], y[shown]
+                )
+            with clock("recommend"):
+                recommender, rewards, previous, signals = self._reward(estimate, labelled_ids, y)
+                recommendation = recommender.recommend()
+            with clock("scan_wait"):
+                picks = scoring.result()
         report("score", 0.75)
         with clock("feeds"):
             saved_feeds = {n: [[sid, round(score, 6)] for sid, score in items] for n, items in picks.feeds.items()}
-        with clock("diversity"):
-            shown = _one_per_group(fold_keys, y)
-            diversity, diversity_info = self._diversity(
-                corpus.cluster_k(labelled), labelled.cluster_ids[shown], y[shown]
-            )
         report("feeds", 0.85)
-
-        with clock("recommend"):
-            recommender, rewards, previous, signals = self._reward(estimate, labelled_ids, y)
-            recommendation = recommender.recommend()
 
         timings["total_before_save"] = time.perf_counter() - started
         extra: dict[str, Any] = {

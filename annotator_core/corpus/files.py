@@ -14,7 +14,7 @@ touched pages become resident, and they count once in PSS across workers):
 - ``ids.npy``      fixed-width bytes [n], the shot ids sorted ........ ~0.3 GB (30-byte ids)
 - ``order.npy``    int32 [n], row of each sorted id (id → row by binary search) 40 MB
 - ``rank.npy``     int32 [n], sorted position of each row (row → id) ...... 40 MB
-- ``spans.npy``    float32 [n, 2], each shot's start and end seconds ...... 80 MB
+- ``spans.npy``    float64 [n, 2], each shot's start and end seconds ..... 160 MB
 - ``vectors.npy``  float32 [n, dim], the exact vectors, read only by row .. 20 GB on disk
 
 The float32 copy is what a build trains on and re-scores its few hundred
@@ -65,7 +65,7 @@ MAX_SEGMENTS = 16
 READ_BATCH = 65_536
 FIT_SAMPLE_PER_PARTITION = 32
 
-# (ids S, vectors f32, clusters, spans f32 [m, 2] of start and end seconds)
+# (ids S, vectors f32, clusters, spans [m, 2] of start and end seconds)
 Batches = Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]
 Progress = Callable[[str], None]
 
@@ -162,10 +162,10 @@ class Corpus:
         return out
 
     def spans_of(self, rows: np.ndarray) -> np.ndarray:
-        """The (start, end) seconds of each corpus row's shot, float32 [len(rows), 2]."""
+        """The (start, end) seconds of each corpus row's shot, float64 [len(rows), 2] (as the table holds them)."""
         rows = np.asarray(rows, dtype=np.int64)
         which, local = self._located(rows)
-        out = np.empty((rows.shape[0], 2), np.float32)
+        out = np.empty((rows.shape[0], 2), np.float64)
         for s, seg in enumerate(self.segments):
             pick = np.flatnonzero(which == s)
             out[pick] = seg.spans[local[pick]]
@@ -399,7 +399,7 @@ def _write_segment(folder: Path, batches: Batches, centroids: np.ndarray, *, say
         ids_parts.append(ids)
         cluster_parts.append(clusters.astype(np.int32))
         part_parts.append(part)
-        span_parts.append(np.asarray(spans, np.float32).reshape(-1, 2))
+        span_parts.append(np.asarray(spans, np.float64).reshape(-1, 2))
         say(f"corpus: read {sum(len(a) for a in ids_parts):,} shots")
     ids_all = np.concatenate(ids_parts) if ids_parts else np.empty(0, "S1")
     partition = np.concatenate(part_parts) if part_parts else np.empty(0, np.int32)
@@ -421,7 +421,7 @@ def _write_segment(folder: Path, batches: Batches, centroids: np.ndarray, *, say
     np.save(tmp / "radii.npy", (np.sqrt(radius_sq) + 1e-5).astype(np.float32))
     clusters_all = np.concatenate(cluster_parts) if cluster_parts else np.empty(0, np.int32)
     np.save(tmp / "clusters.npy", clusters_all[by_partition])
-    spans_all = np.concatenate(span_parts) if span_parts else np.empty((0, 2), np.float32)
+    spans_all = np.concatenate(span_parts) if span_parts else np.empty((0, 2), np.float64)
     np.save(tmp / "spans.npy", spans_all[by_partition])
     del spans_all, span_parts
     ids_in_rows = ids_all[by_partition]
@@ -462,7 +462,7 @@ _READ_COLUMNS = ("shot_id", "vector", "cluster_id", "start_s", "end_s")
 def _columns(table: pa.Table, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     ids = np.array(table.column("shot_id").cast(pa.binary()).to_pylist(), dtype=object).astype(bytes)
     clusters = table.column("cluster_id").to_numpy().astype(np.int64)
-    spans = np.stack([table.column(c).to_numpy().astype(np.float32) for c in ("start_s", "end_s")], axis=1)
+    spans = np.stack([table.column(c).to_numpy().astype(np.float64) for c in ("start_s", "end_s")], axis=1)
     return ids, _vectors(table, dim), clusters, spans
 
 

@@ -20,6 +20,7 @@ this path uses the partitions ingest already fitted for the corpus.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,26 @@ class ShotSearch:
             corpus, vector, k=k, nprobes=self.nprobes, rerank=max(self.rerank, k + 1), excluded=row
         )
         return _hits(corpus, found, sims)
+
+    def spans(self, shot_ids: Sequence[str]) -> dict[str, tuple[str, float, float]]:
+        """``{shot_id: (video_id, start_s, end_s)}`` of the shots that exist (the ones a feed or page shows).
+
+        From the corpus files where builds use them (200 ids: ~1 ms), else one keyed LanceDB read (200 ids at
+        1M shots: ~0.1 s, the largest part of a build's HTTP overhead before this)."""
+        corpus = self.scorer.search_corpus()
+        out: dict[str, tuple[str, float, float]] = {}
+        missing = list(shot_ids)
+        if corpus is not None and shot_ids:
+            rows = corpus.rows_of(list(shot_ids))
+            found = np.flatnonzero(rows >= 0)
+            for i, span in zip(found.tolist(), corpus.spans_of(rows[found]).tolist(), strict=True):
+                sid = shot_ids[i]
+                out[sid] = (sid.rsplit(":", 1)[0], float(span[0]), float(span[1]))
+            missing = [shot_ids[i] for i in np.flatnonzero(rows < 0).tolist()]
+        if missing:  # shots written after the corpus's version, or no corpus at this size
+            for r in self.shots.get_shots(missing, columns=["shot_id", "video_id", "start_s", "end_s"]):
+                out[r["shot_id"]] = (str(r["video_id"]), float(r["start_s"]), float(r["end_s"]))
+        return out
 
 
 def _hits(corpus: Corpus, rows: np.ndarray, sims: np.ndarray) -> list[SearchHit]:

@@ -32,9 +32,12 @@ IN_CHUNK = 500
 class Database:
     """One engine, its migrations, and the read and write transactions the stores run in."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, durable: bool = True) -> None:
+        """``durable=False``: commits do not wait for the disk (SQLite ``synchronous=NORMAL`` in WAL mode,
+        PostgreSQL ``synchronous_commit=off``); a power loss may undo the last ones, a crash of the process
+        cannot, and nothing is ever corrupted. For state that is rebuilt anyway, such as job progress."""
         self.url = url
-        self.engine = _make_engine(url)
+        self.engine = _make_engine(url, durable=durable)
         self._write_engine = self.engine.execution_options(va_write=True)
 
     def migrate(self) -> str:
@@ -97,13 +100,16 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, *, durable: bool = True) -> Engine:
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-            _configure_sqlite(engine)
+            _configure_sqlite(engine, durable=durable)
             return engine
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        if not durable:
+            _no_commit_wait(engine, "SET synchronous_commit TO OFF")
+        return engine
     except (SAArgumentError, ImportError, ValueError) as exc:
         raise ConfigError(
             f"VA_DATABASE_URL={url!r} is not a usable database URL ({exc}); "
@@ -111,7 +117,7 @@ def _make_engine(url: str) -> Engine:
         ) from None
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, durable: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # SQLAlchemy's begin event below issues BEGIN itself
@@ -119,12 +125,23 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        if not durable:  # per connection: the annotation store's own connections keep syncing every commit
+            cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = "IMMEDIATE" if conn.get_execution_options().get("va_write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _no_commit_wait(engine: Engine, statement: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(statement)
+        cur.close()
+        dbapi_conn.commit()
 
 
 def _unreachable(url: str, exc: Exception) -> str:

@@ -164,7 +164,8 @@ class JobManager:
             job = Job(id=uuid.uuid4().hex, kind=kind, label=label, created_by=created_by)
             self._jobs[job.id] = job
             self._trim()
-        self._save(job)
+        # Saved when it starts, in the pool: submit runs on the event loop, where a commit would block
+        # every request. Other replicas see a job once it runs (at most max_workers wait before that).
         job.future = self._pool.submit(self._run, job, work)
         return job
 
@@ -220,11 +221,17 @@ class JobManager:
             raise ApiError(404, "not_found", f"no job {job_id!r}; start a build to get a job id.")
         return StoredJob(stored)
 
-    def list(self) -> list[Job] | list[StoredJob]:
-        if self._store is not None:
-            return [StoredJob(data) for data in self._store.newest(limit=KEEP_FINISHED)]
+    def list(self) -> list[Job | StoredJob]:
+        """The newest jobs first: this process's as they are now, other replicas' as the jobs table has them."""
         with self._lock:
-            return list(reversed(self._jobs.values()))
+            mine = list(reversed(self._jobs.values()))
+        if self._store is None:
+            return list(mine)
+        own = {j.id for j in mine}
+        others = [StoredJob(d) for d in self._store.newest(limit=KEEP_FINISHED) if d["id"] not in own]
+        jobs: list[Job | StoredJob] = [*mine, *others]
+        jobs.sort(key=lambda j: -float(j.to_dict()["created_at"]))
+        return jobs[: max(KEEP_FINISHED, len(mine))]
 
     def _trim(self) -> None:
         finished = [j.id for j in self._jobs.values() if j.state in {"done", "failed"}]

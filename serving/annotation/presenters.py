@@ -39,16 +39,11 @@ def mine(ctx: ServiceContext, label: str, who: str, shot_ids: list[str]) -> dict
 
 
 def shot_info(ctx: ServiceContext, shot_ids: list[str]) -> dict[str, dict[str, Any]]:
-    rows = ctx.shots.get_shots(shot_ids, columns=["shot_id", "video_id", "start_s", "end_s"])
+    spans = ctx.search().spans(shot_ids)
     titles = ctx.video_titles()
     return {
-        r["shot_id"]: {
-            "video_id": r["video_id"],
-            "title": titles.get(r["video_id"], ""),
-            "start_s": float(r["start_s"]),
-            "end_s": float(r["end_s"]),
-        }
-        for r in rows
+        sid: {"video_id": video_id, "title": titles.get(video_id, ""), "start_s": start_s, "end_s": end_s}
+        for sid, (video_id, start_s, end_s) in spans.items()
     }
 
 

@@ -53,3 +53,24 @@ def test_a_job_run_by_one_replica_is_seen_by_another(store: AnnotationStore) -> 
         runner.shutdown()
         other.shutdown()
         replica_store.db.close()
+
+
+def test_job_state_commits_do_not_wait_for_the_disk_but_annotations_still_do(store: AnnotationStore) -> None:
+    """The service writes jobs through its own non-durable connections; the annotation store's stay synced."""
+    from annotator_core.store.database import Database
+
+    jobs_db = Database(store.db.url, durable=False)
+    try:
+        sqlite = store.db.url.startswith("sqlite")
+        query = "PRAGMA synchronous" if sqlite else "SHOW synchronous_commit"
+        with jobs_db.engine.connect() as conn:
+            relaxed = conn.exec_driver_sql(query).scalar()
+        with store.db.engine.connect() as conn:
+            synced = conn.exec_driver_sql(query).scalar()
+        assert (relaxed, synced) == ((1, 2) if sqlite else ("off", "on"))  # SQLite: 1 NORMAL, 2 FULL
+        JobTable(jobs_db).save({"id": "j9", "kind": "build", "label": "establishing", "created_at": 1.0,
+                                "state": "running"})  # fmt: skip
+        assert JobTable(store.db).get("j9") == {"id": "j9", "kind": "build", "label": "establishing",
+                                                "created_at": 1.0, "state": "running"}  # fmt: skip
+    finally:
+        jobs_db.close()

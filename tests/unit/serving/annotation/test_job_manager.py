@@ -177,7 +177,8 @@ def test_only_the_newest_finished_jobs_are_kept_in_memory() -> None:
         manager.shutdown()
 
 
-def test_every_state_change_is_saved_for_other_replicas_as_plain_json() -> None:
+def test_every_state_change_from_the_start_is_saved_for_other_replicas_as_plain_json() -> None:
+    """A job is first saved when it starts running (submit runs on the event loop and must not commit)."""
     table = RecordingTable()
     manager = JobManager(max_workers=1, store=table, progress_every=0.0)  # type: ignore[arg-type]
     try:
@@ -188,7 +189,6 @@ def test_every_state_change_is_saved_for_other_replicas_as_plain_json() -> None:
     finally:
         manager.shutdown()
     assert [(s["state"], s["stage"], s["progress"]) for s in table.saved] == [
-        ("queued", "queued", 0.0),
         ("running", "starting", 0.0),
         ("running", "training", 0.5),
         ("done", "done", 1.0),
@@ -221,7 +221,6 @@ def test_progress_reaches_the_table_at_most_once_a_period_but_every_state_change
     finally:
         manager.shutdown()
     assert [(s["state"], s["stage"]) for s in table.saved] == [
-        ("queued", "queued"),
         ("running", "starting"),
         ("done", "done"),
     ]
