@@ -8,8 +8,11 @@ partition) as int8 codes, and the float32 vectors by row. A query
 2. scores the rows of the ``nprobes`` best partitions with the int8 kernel
    (at 10M rows and 1,024 partitions, 32 probes read ~310k rows: ~1.6 MB of
    codes a probe, ~20 ms on one core),
-3. re-scores the ``rerank`` best of those exactly from the float32 copy and
-   returns the ``k`` best (``rerank`` rows × 2 KB read by row).
+3. returns the ``k`` best by their int8 score (cosine within ~1e-3 of the
+   exact one), or, with ``rerank`` > 0, re-scores that many of the best exactly
+   from the float32 copy first. That copy (20 GB at 10M) is not in the page
+   cache, so each re-scored row is a random disk read: 40 rows took ~75 ms here,
+   more than the probe, hence ``VA_CORPUS_SEARCH_RERANK`` defaults to 0.
 
 Recall depends on how the corpus clusters, as with every IVF index: a shot's
 near neighbours share its partition on real embeddings (same scene, same
@@ -29,7 +32,7 @@ from annotator_core.corpus.files import Corpus
 from annotator_core.corpus.kernel import quantise_weights, score_codes
 from annotator_core.corpus.scorer import Scorer, make_scorer
 from annotator_core.errors import DimensionMismatch, NotFoundError, ValidationFailed
-from annotator_core.shot_store import RERANK_DEPTH, SearchHit, ShotStore
+from annotator_core.shot_store import SearchHit, ShotStore
 
 
 def nearest_rows(
@@ -43,7 +46,8 @@ def nearest_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(corpus rows, cosine) of the ``k`` shots nearest ``query``, best first; ``excluded`` rows never appear.
 
-    Cost: P·dim for the centroids, then ~``nprobes``·N/P rows of int8 codes, then ``rerank`` float32 rows.
+    Cost: P·dim for the centroids, then ~``nprobes``·N/P rows of int8 codes, then ``rerank`` float32 rows
+    (``rerank`` = 0: the cosines are the int8 ones).
     """
     q = np.asarray(query, dtype=np.float32).ravel()
     if q.shape[0] != corpus.dim:
@@ -63,12 +67,12 @@ def nearest_rows(
     pool = min(rows.shape[0], max(rerank, k))
     if pool < rows.shape[0]:
         best = np.argpartition(-approx, pool - 1)[:pool]
-        rows = rows[best]
+        rows, approx = rows[best], approx[best]
     if not rows.shape[0]:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    exact = corpus.exact_vectors(rows) @ q
-    order = np.lexsort((rows, -exact))[:k]  # ties: the lower row first, so answers are reproducible
-    return rows[order], exact[order].astype(np.float32)
+    sims = corpus.exact_vectors(rows) @ q if rerank > 0 else approx
+    order = np.lexsort((rows, -sims))[:k]  # ties: the lower row first, so answers are reproducible
+    return rows[order], sims[order].astype(np.float32)
 
 
 def _nearest_partitions(centroids: np.ndarray, q: np.ndarray, nprobes: int) -> np.ndarray:
@@ -109,7 +113,7 @@ class ShotSearch:
         self.shots = shots
         self.scorer: Scorer = shots.shared("corpus-scorer", lambda: make_scorer(shots, settings))
         self.nprobes = int(settings.search_nprobes)
-        self.rerank = int(settings.search_refine_factor) * RERANK_DEPTH
+        self.rerank = int(settings.corpus_search_rerank)
 
     def by_vector(self, vector: np.ndarray, *, k: int, where: str | None = None) -> list[SearchHit]:
         """The ``k`` shots nearest ``vector`` by cosine."""
@@ -120,7 +124,7 @@ class ShotSearch:
             raise DimensionMismatch(
                 f"query vector has {np.asarray(vector).size} values; the shots table expects {corpus.dim}."
             )
-        rows, sims = nearest_rows(corpus, vector, k=k, nprobes=self.nprobes, rerank=max(self.rerank, k))
+        rows, sims = nearest_rows(corpus, vector, k=k, nprobes=self.nprobes, rerank=self.rerank)
         return _hits(corpus, rows, sims)
 
     def like(self, shot_id: str, *, k: int, where: str | None = None) -> list[SearchHit]:
@@ -132,9 +136,7 @@ class ShotSearch:
         if row[0] < 0:
             raise NotFoundError(f"no shot {shot_id!r}; shot ids look like '<video_id>:<start_frame>'.")
         vector = corpus.exact_vectors(row)[0]
-        found, sims = nearest_rows(
-            corpus, vector, k=k, nprobes=self.nprobes, rerank=max(self.rerank, k + 1), excluded=row
-        )
+        found, sims = nearest_rows(corpus, vector, k=k, nprobes=self.nprobes, rerank=self.rerank, excluded=row)
         return _hits(corpus, found, sims)
 
     def spans(self, shot_ids: Sequence[str]) -> dict[str, tuple[str, float, float]]:

@@ -97,7 +97,7 @@ def test_service_search_over_the_compressed_corpus_answers_like_the_table(store:
     from annotator_core.corpus.search import ShotSearch
 
     settings = make_settings(
-        lancedb_uri=store.uri, corpus_scorer="mapped", corpus_partitions=8, search_nprobes=8, search_refine_factor=4
+        lancedb_uri=store.uri, corpus_scorer="mapped", corpus_partitions=8, search_nprobes=8, corpus_search_rerank=50
     )
     x = _blobs(1200, seed=6)
     store.upsert_shots(_rows(x))

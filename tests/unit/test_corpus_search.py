@@ -88,6 +88,22 @@ def test_a_few_probes_find_the_neighbours_on_clustered_shots(tmp_path: Path) -> 
     assert np.mean(recalls) >= 0.95  # with 8 of 140 partitions probed (~6% of the rows); one probe gives ~0.89
 
 
+def test_without_a_rerank_the_int8_scores_rank_nearly_as_exact_search_does(tmp_path: Path) -> None:
+    x = scenes(5_000, 64, seed=8)
+    corpus = write(tmp_path, x, partitions=50)
+    rows_of_shots = corpus.rows_of(shot_ids(len(x)))
+    rng = np.random.default_rng(9)
+    recalls = []
+    for i in rng.choice(len(x), 40, replace=False).tolist():
+        q = x[i] + 0.05 * rng.standard_normal(64).astype(np.float32)
+        rows, sims = nearest_rows(corpus, q, k=10, nprobes=50, rerank=0)
+        exact = corpus.exact_vectors(rows) @ (q / np.linalg.norm(q))
+        np.testing.assert_allclose(sims, exact, atol=4e-3)  # int8 cosines (64-d: coarse scales), near float32
+        assert np.all(np.diff(sims) <= 0)
+        recalls.append(len(set(rows.tolist()) & set(brute_force(rows_of_shots, x, q)[0][:10].tolist())) / 10)
+    assert np.mean(recalls) >= 0.97  # only near-ties at the tenth place may swap
+
+
 def test_excluded_rows_never_appear_and_spans_follow_rows(tmp_path: Path) -> None:
     x = scenes(600, 16, seed=5)
     corpus = write(tmp_path, x, partitions=6)

@@ -69,7 +69,7 @@ def test_search_over_the_compressed_corpus_answers_as_the_table_does(tmp_path) -
 
     settings = Settings(
         data_dir=tmp_path / "data", encoder="handcrafted", session_secret="s", corpus_scorer="mapped",
-        corpus_partitions=12, search_nprobes=12,
+        corpus_partitions=12, search_nprobes=12, corpus_search_rerank=50,
     )  # fmt: skip
     write_digit_corpus(settings)
     token = add_users(settings)["ann"]
