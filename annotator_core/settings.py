@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     corpus_max_candidates: int = Field(
         4096, ge=100, description="Most candidate shots per feed and shard re-scored exactly in float32."
     )
+    corpus_search_nprobes: int = Field(
+        64, ge=1, description="Corpus partitions a search probes, nearest first (reading at most as many rows as that)."
+    )
     corpus_search_rerank: int = Field(
         0, ge=0, le=1000, description="Hits of a corpus search re-scored from the float32 copy (disk reads); 0: int8."
     )

@@ -24,6 +24,8 @@ this path uses the partitions ingest already fitted for the corpus.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -43,11 +45,14 @@ def nearest_rows(
     nprobes: int,
     rerank: int,
     excluded: np.ndarray | None = None,
+    pool: Executor | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(corpus rows, cosine) of the ``k`` shots nearest ``query``, best first; ``excluded`` rows never appear.
 
     Cost: P·dim for the centroids, then ~``nprobes``·N/P rows of int8 codes, then ``rerank`` float32 rows
-    (``rerank`` = 0: the cosines are the int8 ones).
+    (``rerank`` = 0: the cosines are the int8 ones). With a ``pool`` of ``threads`` threads the codes are
+    scored in that many pieces at once (the kernel runs without the GIL).
     """
     q = np.asarray(query, dtype=np.float32).ravel()
     if q.shape[0] != corpus.dim:
@@ -59,15 +64,16 @@ def nearest_rows(
     if k <= 0 or corpus.n_rows == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
     banned = corpus.deleted if excluded is None else np.union1d(corpus.deleted, np.asarray(excluded, np.int64))
-    probe = _nearest_partitions(np.asarray(corpus.centroids), q, nprobes)
-    rows, approx = _probe(corpus, q, probe)
+    approx, ranges = _probe(corpus, q, _nearest_partitions(np.asarray(corpus.centroids), q, nprobes), pool, threads)
+    # Enough of the best positions that k remain once banned rows (deleted, the query's own shot) are dropped.
+    keep_n = min(approx.shape[0], max(rerank, k) + int(banned.shape[0]))
+    if not keep_n:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    best = np.argpartition(-approx, keep_n - 1)[:keep_n] if keep_n < approx.shape[0] else np.arange(approx.shape[0])
+    rows, approx = _rows_at(best, ranges), approx[best]
     if banned.shape[0]:
         keep = ~np.isin(rows, banned)
         rows, approx = rows[keep], approx[keep]
-    pool = min(rows.shape[0], max(rerank, k))
-    if pool < rows.shape[0]:
-        best = np.argpartition(-approx, pool - 1)[:pool]
-        rows, approx = rows[best], approx[best]
     if not rows.shape[0]:
         return np.empty(0, np.int64), np.empty(0, np.float32)
     sims = corpus.exact_vectors(rows) @ q if rerank > 0 else approx
@@ -76,30 +82,62 @@ def nearest_rows(
 
 
 def _nearest_partitions(centroids: np.ndarray, q: np.ndarray, nprobes: int) -> np.ndarray:
+    """Partition ids, nearest centroid first: all of them when ``nprobes`` covers every partition."""
     sims = centroids @ q
     if nprobes >= sims.shape[0]:
-        return np.arange(sims.shape[0])
-    return np.argpartition(-sims, nprobes - 1)[:nprobes]
+        return np.argsort(-sims, kind="stable")
+    near = np.argpartition(-sims, nprobes - 1)[:nprobes]
+    return near[np.argsort(-sims[near], kind="stable")]
 
 
-def _probe(corpus: Corpus, q: np.ndarray, partitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every row of ``partitions`` in every segment, with its approximate cosine from the int8 codes."""
-    row_parts, score_parts = [], []
-    for seg in corpus.segments:
-        if not len(seg):
-            continue
-        weights, step = quantise_weights(q.astype(np.float64) * np.asarray(seg.scales, np.float64))
-        offsets = np.asarray(seg.offsets)
-        for p in np.sort(partitions).tolist():  # ascending: the reads walk the codes file forward
-            lo, hi = int(offsets[p]), int(offsets[p + 1])
+def _probe(
+    corpus: Corpus, q: np.ndarray, partitions: np.ndarray, pool: Executor | None, threads: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``partitions`` (nearest first) in every segment with their int8 cosines, within a budget.
+
+    Partitions are uneven (at 10M rows here: median 2k rows, the largest 211k), and a query's nearest are
+    often the large ones, so the scan stops at ``len(partitions)`` times the mean partition's rows: the
+    latency of a probe is bounded, and the nearest partitions are always read first.
+    """
+    budget = len(partitions) * max(1, -(-corpus.n_rows // max(corpus.partitions, 1)))
+    ranges: list[tuple[int, int, int]] = []  # (segment, lo, hi)
+    total = 0
+    for p in partitions.tolist():
+        for s, seg in enumerate(corpus.segments):
+            lo, hi = int(seg.offsets[p]), int(seg.offsets[p + 1])
             if hi > lo:
-                out = np.empty(hi - lo, np.float32)
-                score_codes(seg.codes[lo:hi], weights, step, 0.0, out=out)
-                row_parts.append(np.arange(seg.start + lo, seg.start + hi, dtype=np.int64))
-                score_parts.append(out)
-    if not row_parts:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    return np.concatenate(row_parts), np.concatenate(score_parts)
+                ranges.append((s, lo, hi))
+                total += hi - lo
+        if total >= budget:
+            break
+    scores = np.empty(total, np.float32)
+    firsts = np.empty(len(ranges), np.int64)  # corpus row of each range's first row
+    starts = np.empty(len(ranges), np.int64)  # where each range begins in ``scores``
+    weights = [quantise_weights(q.astype(np.float64) * np.asarray(seg.scales, np.float64)) for seg in corpus.segments]
+    at = 0
+    for i, (s, lo, hi) in enumerate(ranges):
+        firsts[i], starts[i] = corpus.segments[s].start + lo, at
+        at += hi - lo
+
+    def score(part: range) -> None:
+        for i in part:
+            s, lo, hi = ranges[i]
+            w, step = weights[s]
+            score_codes(corpus.segments[s].codes[lo:hi], w, step, 0.0, out=scores[starts[i] : starts[i] + hi - lo])
+
+    if pool is not None and threads > 1 and len(ranges) > 1:  # split by rows: each thread reads as many codes
+        cut = np.searchsorted(starts, np.arange(1, threads) * total / threads).tolist()
+        bounds = [0, *cut, len(ranges)]
+        list(pool.map(score, [range(a, b) for a, b in pairwise(bounds) if b > a]))
+    else:
+        score(range(len(ranges)))
+    return scores, np.stack([firsts, starts]) if ranges else np.empty((2, 0), np.int64)
+
+
+def _rows_at(positions: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """Corpus rows of positions in the probe's score buffer (``ranges``: first rows and buffer starts)."""
+    which = np.searchsorted(ranges[1], positions, side="right") - 1
+    return ranges[0][which] + (positions - ranges[1][which])
 
 
 class ShotSearch:
@@ -112,8 +150,10 @@ class ShotSearch:
     def __init__(self, shots: ShotStore, settings: Any) -> None:
         self.shots = shots
         self.scorer: Scorer = shots.shared("corpus-scorer", lambda: make_scorer(shots, settings))
-        self.nprobes = int(settings.search_nprobes)
+        self.nprobes = int(settings.corpus_search_nprobes)
         self.rerank = int(settings.corpus_search_rerank)
+        self.threads = int(settings.corpus_threads)
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="va-search")
 
     def by_vector(self, vector: np.ndarray, *, k: int, where: str | None = None) -> list[SearchHit]:
         """The ``k`` shots nearest ``vector`` by cosine."""
@@ -124,7 +164,9 @@ class ShotSearch:
             raise DimensionMismatch(
                 f"query vector has {np.asarray(vector).size} values; the shots table expects {corpus.dim}."
             )
-        rows, sims = nearest_rows(corpus, vector, k=k, nprobes=self.nprobes, rerank=self.rerank)
+        rows, sims = nearest_rows(
+            corpus, vector, k=k, nprobes=self.nprobes, rerank=self.rerank, pool=self._pool, threads=self.threads
+        )
         return _hits(corpus, rows, sims)
 
     def like(self, shot_id: str, *, k: int, where: str | None = None) -> list[SearchHit]:
@@ -136,7 +178,10 @@ class ShotSearch:
         if row[0] < 0:
             raise NotFoundError(f"no shot {shot_id!r}; shot ids look like '<video_id>:<start_frame>'.")
         vector = corpus.exact_vectors(row)[0]
-        found, sims = nearest_rows(corpus, vector, k=k, nprobes=self.nprobes, rerank=self.rerank, excluded=row)
+        found, sims = nearest_rows(
+            corpus, vector, k=k, nprobes=self.nprobes, rerank=self.rerank, excluded=row, pool=self._pool,
+            threads=self.threads,
+        )  # fmt: skip
         return _hits(corpus, found, sims)
 
     def spans(self, shot_ids: Sequence[str]) -> dict[str, tuple[str, float, float]]:

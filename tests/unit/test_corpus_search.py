@@ -104,6 +104,19 @@ def test_without_a_rerank_the_int8_scores_rank_nearly_as_exact_search_does(tmp_p
     assert np.mean(recalls) >= 0.97  # only near-ties at the tenth place may swap
 
 
+def test_scoring_in_two_threads_finds_what_one_thread_finds(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = scenes(3_000, 32, seed=10)
+    corpus = write(tmp_path, x, partitions=30)
+    rng = np.random.default_rng(12)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for q in rng.standard_normal((10, 32)).astype(np.float32):
+            alone = nearest_rows(corpus, q, k=15, nprobes=12, rerank=0)
+            split = nearest_rows(corpus, q, k=15, nprobes=12, rerank=0, pool=pool, threads=2)
+            assert alone[0].tolist() == split[0].tolist() and alone[1].tolist() == split[1].tolist()
+
+
 def test_excluded_rows_never_appear_and_spans_follow_rows(tmp_path: Path) -> None:
     x = scenes(600, 16, seed=5)
     corpus = write(tmp_path, x, partitions=6)
