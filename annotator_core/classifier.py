@@ -268,6 +268,11 @@ class Centring:
         w = np.asarray(coef, dtype=np.float64) / self.scale
         return w.astype(np.float32), float(intercept - self.mean @ w)
 
+    def unfold(self, model: Classifier) -> np.ndarray:
+        """Inverse of :meth:`fold`: ``model``'s parameters on centred rows, float64 [dim + 1] (a warm start)."""
+        w = np.asarray(model.coef, dtype=np.float64)
+        return np.append(w * self.scale, model.intercept + float(self.mean @ w))
+
 
 def train(
     x: np.ndarray,

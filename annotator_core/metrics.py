@@ -9,6 +9,8 @@ Pure functions, arrays in and a float out, no I/O.
   the split is repeated with other seeds — more repeats the fewer the labels —
   and the shown value is the mean of the repeats' 25th percentiles; the
   10th–90th percentile of all fold scores is the spread shown beside it.
+  Folds are fewer when the rarer class is small, so that each holds at least
+  two of it (5 positives: 2 folds, not 5 folds of one).
   With near-duplicate groups (``groups``), every group stays in one fold, so a
   copy of a held-out shot is never in the training part (that would score a
   memorised example as a generalisation); see :func:`stratified_group_folds`.
@@ -25,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from annotator_core.classifier import Centring, check_training_data, fit_logistic
+from annotator_core.classifier import Centring, Classifier, check_training_data, fit_logistic
 from annotator_core.errors import ValidationFailed
 
 QUALITY_PERCENTILE = 25.0
@@ -34,6 +36,10 @@ SPREAD_PERCENTILES = (10.0, 90.0)
 # MAX_REPEATS. 20 labels get 10 repeats (50 fits of 16 rows: ~10 ms); 400 or more get one.
 REPEAT_ROWS = 400
 MAX_REPEATS = 10
+# Held-out rows of the rarer class per fold, at least. With one, a fold's balanced accuracy is 0.5·TNR or
+# 0.5 + 0.5·TNR, so its 25th percentile read ~0.5 for good rankers (issue 13: 11 of 1,590 benchmark points
+# with test AUC >= 0.85 showed <= 0.55; 6 with two per fold).
+MIN_RARER_PER_FOLD = 2
 Threshold = Literal["half", "prior"]
 
 
@@ -108,8 +114,9 @@ def cross_validated_accuracies(
 ) -> np.ndarray:
     """Balanced accuracy of each stratified fold's held-out part, float64 [folds].
 
-    ``folds`` is lowered to the size of the smaller class when that is smaller (each fold needs
-    one of each). ``centre`` centres the rows as :func:`~annotator_core.classifier.train` does.
+    ``folds`` is lowered to half the size of the smaller class (at least 2) when that is smaller,
+    so each fold holds two of the rarer class (:func:`fold_count`). ``centre`` centres the rows as
+    :func:`~annotator_core.classifier.train` does.
     """
     return repeated_cv_accuracies(x, y, folds=folds, seed=seed, C=C, max_iter=max_iter, centre=centre, repeats=1)[0]
 
@@ -161,11 +168,15 @@ def _cross_validate(
     repeats: int,
     threshold: Threshold = "half",
     groups: np.ndarray | None = None,
+    warm_start: Classifier | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fold accuracies [repeats, folds] and the first split's out-of-fold log-odds [n].
 
     ``groups`` (one key per row) keeps each near-duplicate group in one fold; when every key is
     distinct the split is the plain stratified one, so a corpus without duplicates scores as before.
+    ``warm_start`` (the model trained on all rows) starts every fold's fit; it shares 80% of each
+    fold's rows, so the solver needs fewer iterations than from the previous fold's solution (1,000
+    labels × 512: 25/11/17/32/10 → 7/8/8/8/9). Fold scores agree within the solver's tolerance.
     """
     if repeats < 1:
         raise ValidationFailed(f"repeats must be at least 1, got {repeats}.")
@@ -182,11 +193,13 @@ def _cross_validate(
             f"cross-validation needs at least 2 {what} of each class, got {smaller} of the smaller one; "
             "label more shots of that class."
         )
-    folds = min(folds, smaller)
-    rows = Centring.of(centre, int(x_unit.shape[1])).apply(x_unit)
+    folds = fold_count(smaller, folds=folds)
+    centring = Centring.of(centre, int(x_unit.shape[1]))
+    rows = centring.apply(x_unit)
     scores = np.empty((repeats, folds), dtype=np.float64)
     out_of_fold = np.empty(labels.shape[0], dtype=np.float64)
-    start: np.ndarray | None = None
+    full = None if warm_start is None else centring.unfold(warm_start)
+    start: np.ndarray | None = full
     for r in range(repeats):
         split_seed = seed + 7919 * r
         split = (
@@ -200,7 +213,7 @@ def _cross_validate(
             coef, intercept, _ = fit_logistic(
                 rows[train_mask], labels[train_mask], C=C, seed=seed, max_iter=max_iter, start=start
             )
-            start = np.append(coef.astype(np.float64), intercept)
+            start = np.append(coef.astype(np.float64), intercept) if full is None else full
             logits = rows[test_idx] @ coef + intercept
             if r == 0:
                 out_of_fold[test_idx] = logits
@@ -210,6 +223,12 @@ def _cross_validate(
                 cut = float(np.log(n_pos / (int(train_mask.sum()) - n_pos)))
             scores[r, f] = balanced_accuracy(labels[test_idx], logits > cut)
     return scores, out_of_fold
+
+
+def fold_count(smaller: int, *, folds: int) -> int:
+    """Folds used when the rarer class has ``smaller`` rows (or groups): ``folds``, fewer if that leaves a
+    fold under :data:`MIN_RARER_PER_FOLD` of them, never under 2."""
+    return max(2, min(folds, smaller // MIN_RARER_PER_FOLD))
 
 
 def _smaller_class(labels: np.ndarray, keys: np.ndarray | None) -> int:
@@ -253,18 +272,29 @@ def model_quality_estimate(
     repeats: int | None = None,
     threshold: Threshold = "half",
     groups: np.ndarray | None = None,
+    warm_start: Classifier | None = None,
 ) -> Quality:
     """Model quality (paper §3.1.1) over repeated stratified K-fold, with the folds' spread.
 
     ``repeats=None`` picks :func:`quality_repeats` for the number of labels; ``threshold`` is
     explained at :func:`repeated_cv_accuracies` (builds use ``"prior"``). ``groups`` (one key per
     row, e.g. :meth:`~annotator_core.duplicates.DuplicateGroups.fold_groups`) makes the folds
-    group-aware: no near-duplicate group is split across folds.
+    group-aware: no near-duplicate group is split across folds. ``warm_start``: the build's model
+    trained on all the rows, which starts every fold's fit (fewer solver iterations).
     """
     labels = np.asarray(y)
     n_repeats = quality_repeats(labels.shape[0]) if repeats is None else int(repeats)
     accuracies, out_of_fold = _cross_validate(
-        x, y, folds=folds, seed=seed, C=C, centre=centre, repeats=n_repeats, threshold=threshold, groups=groups
+        x,
+        y,
+        folds=folds,
+        seed=seed,
+        C=C,
+        centre=centre,
+        repeats=n_repeats,
+        threshold=threshold,
+        groups=groups,
+        warm_start=warm_start,
     )
     value = float(np.mean(np.percentile(accuracies, QUALITY_PERCENTILE, axis=1)))
     low, high = np.percentile(accuracies, SPREAD_PERCENTILES)
@@ -282,13 +312,23 @@ def model_quality(
     repeats: int | None = None,
     threshold: Threshold = "half",
     groups: np.ndarray | None = None,
+    warm_start: Classifier | None = None,
 ) -> float:
     """25th percentile of balanced accuracy over stratified K-fold cross-validation (paper §3.1.1).
 
     The value of :func:`model_quality_estimate` (averaged over repeated splits when labels are few).
     """
     estimate = model_quality_estimate(
-        x, y, folds=folds, seed=seed, C=C, centre=centre, repeats=repeats, threshold=threshold, groups=groups
+        x,
+        y,
+        folds=folds,
+        seed=seed,
+        C=C,
+        centre=centre,
+        repeats=repeats,
+        threshold=threshold,
+        groups=groups,
+        warm_start=warm_start,
     )
     return estimate.value
 

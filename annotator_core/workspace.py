@@ -163,7 +163,7 @@ class LabelWorkspace:
             )
             scoring.add_done_callback(lambda _f: timings.__setitem__("score", time.perf_counter() - scan_started))
             with clock("quality"):
-                estimate, quality_folds = self._quality(x, y, seed=seed, centre=centre, fold_keys=fold_keys)
+                estimate, quality_folds = self._quality(x, y, seed=seed, centre=centre, fold_keys=fold_keys, model=clf)
                 quality = estimate.value
             report("quality", 0.5)
             with clock("diversity"):
@@ -238,18 +238,34 @@ class LabelWorkspace:
         )
 
     def _quality(
-        self, x: np.ndarray, y: np.ndarray, *, seed: int, centre: np.ndarray, fold_keys: np.ndarray | None
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        seed: int,
+        centre: np.ndarray,
+        fold_keys: np.ndarray | None,
+        model: Classifier,
     ) -> tuple[Quality, str]:
         """Group-aware model quality, and which folds it used ("grouped", "plain", or why it fell back).
 
         A label whose positives (or negatives) all sit in one near-duplicate group cannot be scored
         group-aware; its build still gets the plain score, and the version says so (``quality_folds``).
+        ``model`` (the build's, trained on all of x) warm-starts the folds' fits.
         """
 
         def estimate(groups: np.ndarray | None) -> Quality:
             s = self.settings
             return model_quality_estimate(
-                x, y, folds=s.cv_folds, seed=seed, C=s.classifier_c, centre=centre, threshold="prior", groups=groups
+                x,
+                y,
+                folds=s.cv_folds,
+                seed=seed,
+                C=s.classifier_c,
+                centre=centre,
+                threshold="prior",
+                groups=groups,
+                warm_start=model,
             )
 
         if fold_keys is None:

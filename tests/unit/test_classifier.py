@@ -147,3 +147,13 @@ def test_centring_separates_a_concept_hidden_under_a_common_offset() -> None:
     assert np.median(p[y[test_rows]]) > 0.5 > np.median(p[~y[test_rows]])
     p_plain = plain.predict_proba(corpus[test_rows])
     assert np.median(p_plain[y[test_rows]]) < 0.5
+
+
+def test_unfold_recovers_the_centred_fit_that_fold_exported() -> None:
+    """What a build's model hands the quality folds as a warm start is the centred fit itself."""
+    corpus, y = _offset_concept(400)
+    mean = unit_mean(corpus[:40])
+    centring = Centring.of(mean, 32)
+    coef, intercept, _ = fit_logistic(centring.apply(corpus[:40]), y[:40], C=10.0)
+    clf = train(corpus[:40], y[:40], C=10.0, centre=mean)
+    np.testing.assert_allclose(centring.unfold(clf), np.append(coef, intercept), rtol=1e-4, atol=1e-4)

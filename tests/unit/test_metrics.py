@@ -15,6 +15,7 @@ from annotator_core.metrics import (
     cluster_counts,
     cross_validated_accuracies,
     data_diversity,
+    fold_count,
     model_quality,
     model_quality_estimate,
     quality_repeats,
@@ -121,13 +122,17 @@ def test_quality_on_real_digits_matches_scikit_learn_cross_validation() -> None:
     assert model_quality(x, y, folds=5, C=10.0) > 0.85
 
 
-def test_folds_shrink_to_the_smaller_class_and_too_few_is_refused() -> None:
+def test_folds_shrink_to_hold_two_of_the_rarer_class_and_too_few_is_refused() -> None:
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(23, 8)).astype(np.float32)
-    y = np.array([True] * 3 + [False] * 20)
-    assert cross_validated_accuracies(x, y, folds=5).shape == (3,)
+    x = rng.normal(size=(29, 8)).astype(np.float32)
+    y = np.array([True] * 9 + [False] * 20)
+    assert cross_validated_accuracies(x, y, folds=5).shape == (4,)
+    assert cross_validated_accuracies(x[6:], y[6:], folds=5).shape == (2,)  # 3 positives: still 2 folds
+    assert [fold_count(s, folds=5) for s in (2, 3, 4, 5, 9, 10, 500)] == [2, 2, 2, 2, 4, 5, 5]
+    for test in stratified_folds(y, folds=4, seed=0):
+        assert y[test].sum() >= 2
     with pytest.raises(ValidationFailed, match="at least 2 examples of each class, got 1"):
-        model_quality(x, np.array([True] + [False] * 22))
+        model_quality(x, np.array([True] + [False] * 28))
 
 
 def _offset_concept(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +187,7 @@ def test_quality_of_20_annotations_holds_still_over_fold_seeds(digit: int) -> No
 def test_quality_estimate_is_the_mean_of_the_repeats_25th_percentiles() -> None:
     data = load_digits()
     x = l2_rows(data.data.astype(np.float32))[:60]
-    y = data.target[:60] == 3
+    y = data.target[:60] < 3  # ~18 positives: five folds of at least two
     accuracies = repeated_cv_accuracies(x, y, folds=5, C=10.0, seed=4, repeats=7)
     assert accuracies.shape == (7, 5)
     np.testing.assert_allclose(accuracies[0], cross_validated_accuracies(x, y, folds=5, C=10.0, seed=4), atol=1e-9)
@@ -223,3 +228,54 @@ def test_prior_threshold_scores_a_good_ranker_on_rare_positives_above_chance() -
     prior = model_quality_estimate(x[rows], truth[rows], C=1.0, centre=unit_mean(x[rows]), threshold="prior")
     assert half.value <= 0.6
     assert prior.value >= 0.8
+
+
+def test_five_positives_are_not_scored_by_folds_of_one() -> None:
+    """5 real positives among 100 labels, 24 draws: a good ranker (held-out AUC ≥ 0.85) rarely reads ≤ 0.55.
+
+    With five folds of one positive each, a fold's balanced accuracy is ~0.5 whenever its one positive
+    is missed, and 4 of these 24 draws read ≤ 0.55; with two folds of 2–3 positives, 1 does.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from annotator_core.classifier import train
+
+    data = load_digits()
+    x = l2_rows(data.data.astype(np.float32))
+    misleading = 0
+    for digit in (8, 1):
+        truth = data.target == digit
+        for seed in range(12):
+            rng = np.random.default_rng(seed)
+            rows = np.concatenate(
+                [
+                    rng.choice(np.flatnonzero(truth), 5, replace=False),
+                    rng.choice(np.flatnonzero(~truth), 95, replace=False),
+                ]
+            )
+            centre = unit_mean(x[rows])
+            estimate = model_quality_estimate(x[rows], truth[rows], C=10.0, centre=centre, threshold="prior")
+            assert estimate.folds == 2
+            rest = np.setdiff1d(np.arange(len(x)), rows)
+            model = train(x[rows], truth[rows], C=10.0, centre=centre)
+            auc = roc_auc_score(truth[rest], model.decision_function(x[rest]))
+            misleading += int(auc >= 0.85 and estimate.value <= 0.55)
+    assert misleading <= 1
+
+
+def test_warm_start_from_the_build_model_gives_the_same_scores_within_solver_tolerance() -> None:
+    from scipy.special import expit
+
+    from annotator_core.classifier import train
+
+    data = load_digits()
+    x = l2_rows(data.data.astype(np.float32))[:800]
+    y = data.target[:800] == 8
+    centre = unit_mean(x)
+    model = train(x, y, C=10.0, centre=centre)
+    cold = model_quality_estimate(x, y, C=10.0, centre=centre, seed=3, threshold="prior")
+    warm = model_quality_estimate(x, y, C=10.0, centre=centre, seed=3, threshold="prior", warm_start=model)
+    assert warm.value == pytest.approx(cold.value, abs=0.01)
+    # the solver stops at a gradient tolerance (as the previous-fold start did): probabilities differ by up to ~0.03
+    np.testing.assert_allclose(expit(warm.out_of_fold), expit(cold.out_of_fold), atol=0.05)
+    assert np.mean((warm.out_of_fold > 0) == (cold.out_of_fold > 0)) >= 0.99
