@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -407,6 +408,7 @@ def bench_search(url: str, token: str, folder: Path, n: int, dim: int, queries: 
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
     lines = []
     settings = Settings()
+    pool = ThreadPoolExecutor(max_workers=settings.corpus_threads)  # as the service's ShotSearch does
     for name, queries_, want, skip in (
         ("by example", base, want_like, by_row),
         ("by vector", noisy, want_vector, None),
@@ -415,16 +417,18 @@ def bench_search(url: str, token: str, folder: Path, n: int, dim: int, queries: 
         for i, (q, truth) in enumerate(zip(queries_, want, strict=True)):
             t = time.perf_counter()
             rows, _ = nearest_rows(
-                corpus, q, k=10, nprobes=settings.search_nprobes, rerank=settings.search_refine_factor * 10,
-                excluded=None if skip is None else skip[i : i + 1],
+                corpus, q, k=10, nprobes=settings.corpus_search_nprobes, rerank=settings.corpus_search_rerank,
+                excluded=None if skip is None else skip[i : i + 1], pool=pool, threads=settings.corpus_threads,
             )  # fmt: skip
             times.append(time.perf_counter() - t)
             recalls.append(len(set(corpus.ids_of(rows)) & set(truth)) / len(truth))
         lines.append(
             f"{'search in-process, ' + name:34}{p50(times):10.1f}   p95 {np.percentile(times, 95) * 1000:.1f} ms, "
-            f"recall@10 {np.mean(recalls):.3f} (corpus probe: {settings.search_nprobes} of {corpus.partitions} "
-            "partitions)"
+            f"recall@10 {np.mean(recalls):.3f} (corpus probe: {settings.corpus_search_nprobes} of "
+            f"{corpus.partitions} partitions, {settings.corpus_threads} threads, "
+            f"re-rank {settings.corpus_search_rerank})"
         )
+    pool.shutdown()
     like = [lambda ex=ex: client.get("/api/search", params={"like": ex, "limit": 10}) for ex in examples]
     vector = [lambda v=v: client.post("/api/search/vector", json={"vector": v.tolist(), "limit": 10}) for v in noisy]
     for name, calls, want in (("by example", like, want_like), ("by vector", vector, want_vector)):

@@ -40,7 +40,9 @@ async def build(
 ) -> Any:
     """Train, score the corpus, and return the version, both metrics, the recommendation and the four feeds."""
     ctx = context(request)
-    await run_in_threadpool(ctx.workspace(label).check_ready)  # below the minimum: a 409 saying how many more
+    if not wait:  # below the minimum: a 409 saying how many more, not a job id to poll for that
+        await run_in_threadpool(ctx.workspace(label).check_ready)
+    # Waiting, the build itself raises the same 409, and the annotations are read once, not twice.
     job = ctx.jobs.submit("build", label, caller.name, lambda progress: _run_build(ctx, label, caller.name, progress))
     if not wait:
         return JSONResponse({"job": job.to_dict()}, status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
