@@ -268,7 +268,7 @@ def fingerprint_time_per_million(rows: int, *, max_distance: int = 8, seed: int 
     load = os.getloadavg()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    pairs = fingerprint_pairs(full, crop, max_distance=max_distance)
+    pairs = fingerprint_pairs(full, crop, max_distance=max_distance, threads=os.cpu_count() or 1)
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     planted = {(i, i + copies) for i in range(copies)}

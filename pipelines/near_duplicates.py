@@ -32,6 +32,7 @@ codes add 16 bytes a shot and their join ~100 MB of tables per million shots.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -121,8 +122,9 @@ def find_duplicates(store: ShotStore, *, settings: Settings) -> DuplicateReport:
     if rule != "off":
         codes, fingerprinted = _fingerprints(store, ids, videos)
         by_fingerprint = fingerprint_pairs(
-            codes[:, 0], codes[:, 1], max_distance=settings.duplicate_fingerprint_distance, queries=queries
-        )
+            codes[:, 0], codes[:, 1], max_distance=settings.duplicate_fingerprint_distance, queries=queries,
+            threads=os.cpu_count() or 1,
+        )  # fmt: skip
         cosine = np.einsum("ij,ij->i", vectors[by_fingerprint[:, 0]], vectors[by_fingerprint[:, 1]])
         by_fingerprint = by_fingerprint[cosine >= settings.duplicate_fingerprint_min_cosine]
         pairs = np.unique(np.concatenate([pairs, by_fingerprint]), axis=0)

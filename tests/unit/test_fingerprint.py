@@ -150,3 +150,13 @@ def test_fingerprint_join_finds_exactly_the_brute_force_pairs(
     queries = np.arange(0, n, every)
     asked = {(int(a), int(b)) for a, b in fingerprint_pairs(full, crop, max_distance=max_distance, queries=queries)}
     assert asked == {p for p in truth if p[0] % every == 0 or p[1] % every == 0}
+
+
+def test_the_join_in_two_threads_finds_what_one_thread_finds(monkeypatch) -> None:
+    import annotator_core.fingerprint as fingerprint
+
+    monkeypatch.setattr(fingerprint, "QUERY_CHUNK", 16)  # many chunks, so the two threads both get work
+    full, crop = random_codes(150, 60, 8, 3)
+    truth = brute_force(full, crop, 6)
+    threaded = {(int(a), int(b)) for a, b in fingerprint_pairs(full, crop, max_distance=6, threads=2)}
+    assert threaded == truth and len(truth) > 0
