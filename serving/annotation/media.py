@@ -9,6 +9,7 @@ client ever reaches the file system: ids with path characters are refused.
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import re
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from serving.http_errors import ApiError
 CHUNK_BYTES = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["media"])
 
 
@@ -126,11 +128,10 @@ def shot_video(shot_id: str, request: Request, _caller: Principal = Depends(view
                 fs, path, size = open_video(proxies.uri(proxy))
                 rendition = "proxy"
         except ProxyUnavailable as exc:
+            log.warning("shot %s cannot play: %s", shot_id, exc)  # the full reason, paths included, for admins
+            reason = _without_paths(str(exc), source=source, proxy_root=str(proxies.root))
             raise ApiError(
-                422,
-                "video_unplayable",
-                f"this shot cannot play: {exc}; label it from its thumbnail.",
-                reason=str(exc),
+                422, "video_unplayable", f"this shot cannot play: {reason}; label it from its thumbnail.", reason=reason
             ) from None
     headers = {
         "Accept-Ranges": "bytes",
@@ -150,6 +151,16 @@ def _proxies(request: Request) -> ProxyStore:
         store = ProxyStore.from_settings(context(request).settings)
         state.proxies = store
     return store
+
+
+# An absolute path not glued to a word: "/data/x.mov" in "open /data/x.mov: denied", not "a/b" or "s3:".
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"()]+/)*[^\s/:'\"()]+")
+
+
+def _without_paths(reason: str, *, source: str, proxy_root: str) -> str:
+    """A proxy failure as annotators may read it: the server's folders and files named by role, not by path."""
+    reason = reason.replace(proxy_root, "VA_PROXY_DIR").replace(source, "the source file")
+    return _ABSOLUTE_PATH.sub("<path>", reason)
 
 
 def _proxy_path(proxies: ProxyStore, *, video_id: str, source: str, shot: dict[str, Any]) -> str:
