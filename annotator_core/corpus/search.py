@@ -1,13 +1,15 @@
-"""Nearest shots by cosine from the compressed corpus: IVF probe over the int8 codes, exact float32 re-rank.
+"""Nearest shots by cosine from the compressed corpus: an IVF probe over the int8 codes.
 
 At catalog scale a search needs no vector index in LanceDB: the corpus a build
 maps already holds every shot in ~√N partitions (centroids, rows grouped by
 partition) as int8 codes, and the float32 vectors by row. A query
 
 1. ranks the partitions by their centroid's cosine to the query (P × dim),
-2. scores the rows of the ``nprobes`` best partitions with the int8 kernel
-   (at 10M rows and 1,024 partitions, 32 probes read ~310k rows: ~1.6 MB of
-   codes a probe, ~20 ms on one core),
+2. scores the rows of the nearest partitions with the int8 kernel, nearest
+   first, up to ``nprobes`` mean partitions' worth of rows (partitions are
+   uneven: 11 to 211k rows at 10M, and a query's nearest are often the big
+   ones), split over the threads of a pool: at 10M, 64 probes read ~625k rows
+   in ~28 ms on two cores,
 3. returns the ``k`` best by their int8 score (cosine within ~1e-3 of the
    exact one), or, with ``rerank`` > 0, re-scores that many of the best exactly
    from the float32 copy first. That copy (20 GB at 10M) is not in the page
