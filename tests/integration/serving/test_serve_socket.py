@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import uvicorn
 
@@ -37,7 +38,9 @@ def _nodelay_of_accepted(sock: socket.socket) -> int:
         await server.wait_closed()
         return value
 
-    return asyncio.run(main())
+    # In a thread of its own: a test run's browser tests may leave an event loop running on this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, main()).result(timeout=60)
 
 
 def test_the_shared_socket_gives_connections_tcp_nodelay() -> None:
