@@ -102,6 +102,11 @@ def shot_id(video_id: str, start_frame: int) -> str:
     return f"{video_id}:{start_frame}"
 
 
+def video_of(shot_id: str) -> str:
+    """The video id inside a shot id (the inverse of :func:`shot_id`), with no table read."""
+    return shot_id.rsplit(":", 1)[0]
+
+
 def videos_schema() -> pa.Schema:
     return VideoRecord.to_arrow_schema()
 

@@ -36,6 +36,7 @@ from annotator_core.corpus.files import Corpus
 from annotator_core.corpus.kernel import quantise_weights, score_codes
 from annotator_core.corpus.scorer import Scorer, make_scorer
 from annotator_core.errors import DimensionMismatch, NotFoundError, ValidationFailed
+from annotator_core.records import video_of
 from annotator_core.shot_store import SearchHit, ShotStore
 
 
@@ -199,7 +200,7 @@ class ShotSearch:
             found = np.flatnonzero(rows >= 0)
             for i, span in zip(found.tolist(), corpus.spans_of(rows[found]).tolist(), strict=True):
                 sid = shot_ids[i]
-                out[sid] = (sid.rsplit(":", 1)[0], float(span[0]), float(span[1]))
+                out[sid] = (video_of(sid), float(span[0]), float(span[1]))
             missing = [shot_ids[i] for i in np.flatnonzero(rows < 0).tolist()]
         if missing:  # shots written after the corpus's version, or no corpus at this size
             for r in self.shots.get_shots(missing, columns=["shot_id", "video_id", "start_s", "end_s"]):
@@ -210,7 +211,6 @@ class ShotSearch:
 def _hits(corpus: Corpus, rows: np.ndarray, sims: np.ndarray) -> list[SearchHit]:
     spans = corpus.spans_of(rows)
     return [
-        # A shot id is f"{video_id}:{start_frame}" (records.shot_id), so the video needs no table read.
-        SearchHit(sid, sid.rsplit(":", 1)[0], float(span[0]), float(span[1]), float(sim))
+        SearchHit(sid, video_of(sid), float(span[0]), float(span[1]), float(sim))
         for sid, span, sim in zip(corpus.ids_of(rows), spans.tolist(), sims.tolist(), strict=True)
     ]

@@ -74,16 +74,25 @@ def test_probing_every_partition_gives_the_exact_neighbours(n: int, dim: int, pa
         assert len(set(rows.tolist())) == min(k, n) and np.all(np.diff(sims) <= 0)
 
 
+def queries_near_shots(x: np.ndarray, count: int, *, seed: int) -> np.ndarray:
+    """``count`` queries, each a random shot of ``x`` with a little noise."""
+    rng = np.random.default_rng(seed)
+    picked = x[rng.choice(len(x), count, replace=False)]
+    return picked + 0.05 * rng.standard_normal(picked.shape).astype(np.float32)
+
+
+def recall_at_10(rows: np.ndarray, rows_of_shots: np.ndarray, x: np.ndarray, q: np.ndarray) -> float:
+    return len(set(rows.tolist()) & set(brute_force(rows_of_shots, x, q)[0][:10].tolist())) / 10
+
+
 def test_a_few_probes_find_the_neighbours_on_clustered_shots(tmp_path: Path) -> None:
     x = scenes(20_000, 64, seed=3)
     corpus = write(tmp_path, x, partitions=140)
     rows_of_shots = corpus.rows_of(shot_ids(len(x)))
-    rng = np.random.default_rng(4)
     recalls = []
-    for i in rng.choice(len(x), 50, replace=False).tolist():
-        q = x[i] + 0.05 * rng.standard_normal(64).astype(np.float32)
+    for q in queries_near_shots(x, 50, seed=4):
         rows, _ = nearest_rows(corpus, q, k=10, nprobes=8, rerank=40)
-        recalls.append(len(set(rows.tolist()) & set(brute_force(rows_of_shots, x, q)[0][:10].tolist())) / 10)
+        recalls.append(recall_at_10(rows, rows_of_shots, x, q))
     assert corpus.partitions == 140
     assert np.mean(recalls) >= 0.95  # with 8 of 140 partitions probed (~6% of the rows); one probe gives ~0.89
 
@@ -92,15 +101,13 @@ def test_without_a_rerank_the_int8_scores_rank_nearly_as_exact_search_does(tmp_p
     x = scenes(5_000, 64, seed=8)
     corpus = write(tmp_path, x, partitions=50)
     rows_of_shots = corpus.rows_of(shot_ids(len(x)))
-    rng = np.random.default_rng(9)
     recalls = []
-    for i in rng.choice(len(x), 40, replace=False).tolist():
-        q = x[i] + 0.05 * rng.standard_normal(64).astype(np.float32)
+    for q in queries_near_shots(x, 40, seed=9):
         rows, sims = nearest_rows(corpus, q, k=10, nprobes=50, rerank=0)
         exact = corpus.exact_vectors(rows) @ (q / np.linalg.norm(q))
         np.testing.assert_allclose(sims, exact, atol=4e-3)  # int8 cosines (64-d: coarse scales), near float32
         assert np.all(np.diff(sims) <= 0)
-        recalls.append(len(set(rows.tolist()) & set(brute_force(rows_of_shots, x, q)[0][:10].tolist())) / 10)
+        recalls.append(recall_at_10(rows, rows_of_shots, x, q))
     assert np.mean(recalls) >= 0.97  # only near-ties at the tenth place may swap
 
 
