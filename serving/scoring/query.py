@@ -14,6 +14,10 @@ Both state, per label, the published version and how many shots are still scored
 (``stale``) or not at all (``unscored``), as ``va score-corpus`` decides it (pipelines/score_corpus.py),
 and whether a newer state of the tables is being read meanwhile (``refreshing``).
 
+A score is written as the shortest decimal that reads back as the same float32 as the ``scores`` table holds
+(at most 9 significant digits), and a missing one as null; answers are encoded with orjson, which writes the
+numpy columns directly (``json.dumps`` of a 1,000-shot x 10-label timeline's lists took about half its 12 ms).
+
 The tables are read into memory once per change of any of them (:class:`ScoreIndex`): per label a dense
 score column aligned with the shots sorted by id, and the shots in score order; a query is then a few
 numpy operations, which keeps top-100 at 1M shots x 10 labels in milliseconds (benchmarks/query_latency.py).
@@ -34,6 +38,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from starlette.applications import Starlette
@@ -54,6 +59,14 @@ MAX_TOP_K = 1_000_000
 MAX_FILTER_ITEMS = 1000
 MODES = ("all", "any")
 QUERY_FIELDS = ("labels", "mode", "threshold", "top_k", "limit", "video_ids", "titles", "from_s", "to_s", "cursor")
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def json_bytes(payload: Any) -> bytes:
+    """``payload`` as JSON: numpy arrays and scalars written as they are (a float32 as the shortest decimal
+    that reads back as that float32), NaN and infinities as null (never the invalid ``NaN`` token), and
+    non-string keys as strings as ``json.dumps`` writes them."""
+    return orjson.dumps(payload, option=_ORJSON_OPTIONS)
 
 
 # -- the in-memory index -------------------------------------------------------------------------
@@ -597,11 +610,11 @@ def _rows(index: ScoreIndex, rows: np.ndarray, labels: Sequence[str]) -> list[di
     columns = [(label, index.labels.get(label)) for label in labels]
     out = []
     for row in rows.tolist():
-        scores: dict[str, float | None] = {}
+        scores: dict[str, np.float32 | None] = {}  # a float32 is written as itself (json_bytes)
         versions: dict[str, int | None] = {}
         for label, column in columns:
-            value = float(column.score[row]) if column is not None else math.nan
-            scores[label] = None if math.isnan(value) else round(value, 7)
+            value = column.score[row] if column is not None else None
+            scores[label] = None if value is None or np.isnan(value) else value
             versions[label] = int(column.version[row]) if column is not None and column.version[row] >= 0 else None
         vrow = int(index.video_row[row])
         out.append(
@@ -633,17 +646,11 @@ def timeline(
     names = list(labels) if labels else sorted(set(index.labels) | set(published))
     _check_labels(index, names, published)
     rows = index.shots_of[video_id]
-    scores: dict[str, list[float | None]] = {}
+    # float32 columns as they are: json_bytes writes each value as the float32 it is and NaN (no score) as null.
+    scores: dict[str, np.ndarray] = {}
     for label in names:
         column = index.labels.get(label)
-        if column is None:
-            scores[label] = [None] * len(rows)
-            continue
-        picked = column.score[rows]
-        values: list[float | None] = picked.astype(np.float64).round(7).tolist()
-        if np.isnan(picked).any():
-            values = [None if v is not None and math.isnan(v) else v for v in values]
-        scores[label] = values
+        scores[label] = column.score[rows] if column is not None else np.full(len(rows), np.nan, dtype=np.float32)
     vrow = int(index.video_row[rows[0]]) if len(rows) else 0
     described = describe_labels(index, names, published)
     return {
@@ -653,9 +660,9 @@ def timeline(
         "stale": any(v["stale"] for v in described.values()),
         # Columns, one entry per shot in time order: a track is read column by column, and 1000s of
         # shots x labels as objects would cost more to make and send than the query itself.
-        "shot_ids": np.char.decode(index.ids[rows], "utf-8").tolist(),
-        "start_s": index.start_s[rows].round(3).tolist(),
-        "end_s": index.end_s[rows].round(3).tolist(),
+        "shot_ids": [b.decode() for b in index.ids[rows].tolist()],  # 8x faster than np.char.decode
+        "start_s": index.start_s[rows].round(3),
+        "end_s": index.end_s[rows].round(3),
         "scores": scores,
     }
 
@@ -707,7 +714,7 @@ class QueryRoutes:
             answer["refreshing"] = self.reader().refreshing
         except VAError as exc:
             return error_response(exc)
-        return Response(json.dumps(answer), media_type=JSON)
+        return Response(json_bytes(answer), media_type=JSON)
 
     async def video_timeline(self, request: Request) -> Response:
         try:
@@ -724,7 +731,7 @@ class QueryRoutes:
             answer["refreshing"] = self.reader().refreshing
         except VAError as exc:
             return error_response(exc)
-        return Response(json.dumps(answer), media_type=JSON)
+        return Response(json_bytes(answer), media_type=JSON)
 
     def query_app(self) -> Starlette:
         """Mounted at ``/v1/query``."""

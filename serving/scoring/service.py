@@ -41,7 +41,7 @@ from serving.http_errors import ApiError, error_response
 from serving.limits import BodyLimit, Limit
 from serving.scoring.middleware import ClipUpload, ErrorShape, LoadShedding, install_client_error_log
 from serving.scoring.models import ModelGroup, ModelRegistry, ServingSet
-from serving.scoring.query import QueryRoutes
+from serving.scoring.query import QueryRoutes, json_bytes
 from serving.scoring.requests import (
     ARROW_STREAM,
     RAW_FLOAT32,
@@ -63,7 +63,8 @@ SCORING_ROUTES = ("/v1/score/embeddings", "/v1/score/embeddings/binary", "/v1/sc
 
 
 def _json(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(payload), status_code=status_code, media_type=JSON, headers=headers)
+    # orjson (json_bytes): the score matrices of a batch are most of an answer, and json.dumps is slow at them.
+    return Response(json_bytes(payload), status_code=status_code, media_type=JSON, headers=headers)
 
 
 def _error(exc: VAError) -> Response:

@@ -6,6 +6,7 @@ written with ShotStore.upsert_scores as `va score-corpus` writes them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -204,6 +205,33 @@ def test_timeline_has_every_shot_of_the_title_in_time_order(served, corpus):
     assert body["end_s"] == [round(t + WINDOW / FPS, 3) for t in starts]
     every = httpx.get(f"{url}/v1/videos/bikes/timeline", timeout=30).json()
     assert set(every["labels"]) == {"bikes", "bunny"}
+
+
+def _strict_json(resp: httpx.Response) -> Any:
+    """The body parsed as strict JSON: a NaN or Infinity token (json.dumps writes them) fails the test."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"the answer holds {token}, which is not JSON")
+
+    return json.loads(resp.content, parse_constant=refuse)
+
+
+def test_timeline_and_query_scores_read_back_as_the_stored_float32(served, corpus):
+    url, settings = served
+    stored = {label: dict(_expected(settings, label)) for label in ("bikes", "bunny")}
+    for video in TITLES:
+        resp = httpx.get(f"{url}/v1/videos/{video}/timeline", params={"labels": "bikes,bunny"}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        body = _strict_json(resp)
+        assert body["shot_ids"], video
+        for label, scores in stored.items():
+            want = [scores[s] for s in body["shot_ids"]]
+            # Each value is the float32 the scores table holds, not a rounding of it.
+            assert [np.float32(v) for v in body["scores"][label]] == want, (video, label)
+    rows = _strict_json(_query(url, labels=["bikes", "bunny"], mode="any", threshold=0.0, limit=1000))["shots"]
+    assert len(rows) == len(corpus.ids)
+    for row in rows:
+        assert {k: np.float32(v) for k, v in row["scores"].items()} == {k: stored[k][row["shot_id"]] for k in stored}
 
 
 @pytest.mark.parametrize(
