@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from annotator_core.corpus.partitions import assign, fit_centroids, partitions_for
+from annotator_core.corpus.partitions import FIT_ROWS_PER_PARTITION, assign, fit_centroids, partitions_for
 from annotator_core.errors import NotFoundError
 from annotator_core.records import SHOTS_TABLE
 
@@ -63,7 +63,6 @@ MANIFEST = "manifest.json"
 REBUILD_FRACTION = 0.5
 MAX_SEGMENTS = 16
 READ_BATCH = 65_536
-FIT_SAMPLE_PER_PARTITION = 32
 
 # (ids S, vectors f32, clusters, spans [m, 2] of start and end seconds)
 Batches = Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]
@@ -264,7 +263,7 @@ def _rebuild(ds: Any, folder: Path, *, version: int, dim: int, partitions: int, 
         centroids = np.zeros((1, dim), np.float32)
     else:
         rng = np.random.default_rng(version)
-        take = np.sort(rng.choice(n, size=min(n, p * FIT_SAMPLE_PER_PARTITION), replace=False))
+        take = np.sort(rng.choice(n, size=min(n, p * FIT_ROWS_PER_PARTITION), replace=False))
         sample = _vectors(ds.take(take.tolist(), columns=["vector"]), dim)
         centroids = fit_centroids(sample, partitions=p, seed=version)
     say(f"corpus: {n:,} shots into {centroids.shape[0]} partitions")
