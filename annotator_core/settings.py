@@ -51,9 +51,10 @@ class Settings(BaseSettings):
         description="Encoder spec: clip:<hub id or local folder>, tiny-clip, or handcrafted.",
     )
     device: str = Field("auto", description="Torch device for encoders: auto, cpu or cuda.")
-    cpu_precision: Literal["auto", "float32", "bfloat16"] = Field(
+    cpu_precision: Literal["auto", "float32", "bfloat16", "int8"] = Field(
         "auto",
-        description="CLIP on CPU: float32, or bfloat16 autocast; auto is bfloat16 only on CPUs with native bfloat16.",
+        description="CLIP on CPU: float32, bfloat16 autocast, or int8 (vision tower as ONNX Runtime int8, text "
+        "float32); auto is bfloat16 only on CPUs with native bfloat16, else float32.",
     )
 
     # --- active learning ----------------------------------------------------

@@ -8,11 +8,16 @@ into a fresh LanceDB each (catalog, probe, decode, shot detection, sampling, emb
 k-means and the index check). Figures: video-seconds per wall-second, per-stage seconds (summed over
 workers), and the ratio (b)/(a); the target is (b) >= 0.5 x (a).
 
+``--vit-precisions float32 int8`` adds a column per CPU precision with the real-size ViT-B/32
+(``random-clip:vit-b-32``: real architecture, random weights) on the same titles in the same rounds, and
+prints what share of the wall time each stage takes (embedding bounds a CPU ingest with a real model).
+
 ``--long-title`` instead ingests ONE title as long as CPUs x ``--chunk-seconds`` twice (handcrafted):
 as one decode task (VA_CHUNK_SECONDS=0) and split in time into chunks on separate Ray tasks; the
 target is chunked >= 0.8 x CPUs faster. Both print the load average: the machine may be shared.
 
     .venv/bin/python benchmarks/ingest_throughput.py --titles 4 --seconds 45
+    .venv/bin/python benchmarks/ingest_throughput.py --titles 2 --seconds 20 --vit-precisions float32 int8
     .venv/bin/python benchmarks/ingest_throughput.py --long-title --chunk-seconds 120
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -140,6 +146,13 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="CPUs given to local Ray")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of (a), (b), (c), interleaved; best kept")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--vit-precisions",
+        nargs="*",
+        default=[],
+        choices=("float32", "bfloat16", "int8"),
+        help="also run random-clip:vit-b-32 at these VA_CPU_PRECISION values (a column each)",
+    )
     parser.add_argument("--long-title", action="store_true", help="one long title: one task vs chunked")
     parser.add_argument("--chunk-seconds", type=float, default=120.0, help="chunk length of --long-title")
     args = parser.parse_args()
@@ -154,30 +167,54 @@ def main() -> None:
     run_decode_only(paths[:1], options)  # warm the workers so (a) does not pay Ray's start-up alone
     results: dict[str, Any] = {"titles": len(paths), "cpus": args.cpus, "repeats": args.repeats}
     rounds: dict[str, list[dict[str, Any]]] = {"a_decode_only": [], "b_full_handcrafted": [], "c_full_tiny_clip": []}
+    rounds |= {f"d_vit_b_32_{p}": [] for p in args.vit_precisions}
+    results["load_before"] = load()
+    onnx_cache = Path(tempfile.mkdtemp(prefix="va-bench-onnx-"))
+    if "int8" in args.vit_precisions:
+        load_encoder("random-clip:vit-b-32", device="cpu", cpu_precision="int8", cache_dir=onnx_cache)
     # Interleaved rounds, best of each kept: other work on the machine slows a run, never speeds it up.
     for r in range(args.repeats):
         rounds["a_decode_only"].append(run_decode_only(paths, options))
         with tempfile.TemporaryDirectory(prefix="va-bench-") as tmp:
             rounds["b_full_handcrafted"].append(run_full(paths, "handcrafted", Path(tmp) / f"b{r}"))
             rounds["c_full_tiny_clip"].append(run_full(paths, "tiny-clip", Path(tmp) / f"c{r}"))
+            for p in args.vit_precisions:
+                data_dir = Path(tmp) / f"d{p}{r}"
+                # int8's ONNX model is prepared once (below), as a long-lived machine's cache would hold it.
+                (data_dir / "cache").mkdir(parents=True)
+                (data_dir / "cache" / "onnx").symlink_to(onnx_cache)
+                run = run_full(paths, "random-clip:vit-b-32", data_dir, cpu_precision=p)
+                rounds[f"d_vit_b_32_{p}"].append(run)
     ray.shutdown()
+    shutil.rmtree(onnx_cache, ignore_errors=True)
     for key, runs in rounds.items():
         results[key] = min(runs, key=lambda run: run["wall_s"])
         results[key]["all_throughputs"] = [round(run["throughput"], 2) for run in runs]
     a = results["a_decode_only"]["throughput"]
     results["ratio_b_over_a"] = results["b_full_handcrafted"]["throughput"] / a
     results["ratio_c_over_a"] = results["c_full_tiny_clip"]["throughput"] / a
+    results["load_after"] = load()
+    for key in rounds:
+        stages = results[key].get("stage_s", {})
+        # Stage seconds are summed over workers; as a share of the wall time they say what bounds the run.
+        results[key]["stage_share_of_wall"] = {k: round(v / results[key]["wall_s"], 2) for k, v in stages.items()}
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(f"{len(paths)} titles, {results['a_decode_only']['video_s']:.0f} s of 1280x720 H.264, {args.cpus} CPUs")
     print(f"{'run':28}{'wall s':>8}{'video-s/s':>11}  per stage (s, summed over workers)")
     for key, label in [("a_decode_only", "(a) decode alone"), ("b_full_handcrafted", "(b) full, handcrafted"),
-                       ("c_full_tiny_clip", "(c) full, tiny-clip")]:  # fmt: skip
+                       ("c_full_tiny_clip", "(c) full, tiny-clip")] + [
+                       (f"d_vit_b_32_{p}", f"(d) full, ViT-B/32 {p}") for p in args.vit_precisions]:  # fmt: skip
         r = results[key]
         print(f"{label:28}{r['wall_s']:8.1f}{r['throughput']:11.2f}  {r.get('stage_s', '')}")
     b_over_a, c_over_a = results["ratio_b_over_a"], results["ratio_c_over_a"]
     print(f"ratio (b)/(a) = {b_over_a:.2f}  (target >= 0.5);  (c)/(a) = {c_over_a:.2f}")
+    for p in args.vit_precisions:
+        r = results[f"d_vit_b_32_{p}"]
+        vs = r["throughput"] / results[f"d_vit_b_32_{args.vit_precisions[0]}"]["throughput"]
+        print(f"(d) ViT-B/32 {p}: {vs:.2f}x {args.vit_precisions[0]}; stage share of wall {r['stage_share_of_wall']}")
+    print(f"{results['load_before']} before, {results['load_after']} after")
 
 
 def load() -> str:

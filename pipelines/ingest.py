@@ -23,11 +23,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -189,8 +191,18 @@ def new_video(entry: dict[str, Any], encoder: str) -> VideoRecord:
 class EmbedShots:
     """Embedding actor: loads the encoder once, then turns batches of shot frames into vectors."""
 
-    def __init__(self, spec: str, device: str, frames_per_shot: int, cpu_precision: str = "auto") -> None:
-        self.encoder = load_encoder(spec, device=device, cpu_precision=cpu_precision)
+    def __init__(
+        self, spec: str, device: str, frames_per_shot: int, cpu_precision: str = "auto", cache_dir: str | None = None
+    ) -> None:
+        import torch
+
+        if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+            # Without a GPU the actor holds no CPU (num_cpus=0, see _pipeline), so Ray set OMP_NUM_THREADS=1 and
+            # torch would embed on one core; give it the cores this worker may run on, shared with the decoders.
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
+        self.encoder = load_encoder(
+            spec, device=device, cpu_precision=cpu_precision, cache_dir=Path(cache_dir) if cache_dir else None
+        )
         self.frames_per_shot = frames_per_shot
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -339,6 +351,9 @@ def _pipeline(todo: list[dict[str, Any]], *, job: DecodeJob, spec: str, settings
             "device": settings.device,
             "frames_per_shot": settings.frames_per_shot,
             "cpu_precision": settings.cpu_precision,
+            "cache_dir": str(
+                (settings.data_dir / "cache" / "onnx").absolute()
+            ),  # VA_CPU_PRECISION=int8's prepared model
         },
         batch_size=settings.embed_batch_size,
         batch_format="pyarrow",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,12 @@ from annotator_core.errors import EncoderUnavailable
 # Frames per forward pass: large enough to keep a GPU busy, small enough for CPU memory.
 FRAME_BATCH = 64
 
-# How a CLIP runs on CPU (the VA_CPU_PRECISION setting): float32, or bfloat16 autocast (vectors at
-# cosine >= 0.99 to float32's). "auto" takes bfloat16 only where the CPU computes it natively (AVX512-BF16,
-# AMX); without it bfloat16 is emulated and several times slower (benchmarks/embed_cpu.py). GPUs use float16.
-CPU_PRECISIONS = ("auto", "float32", "bfloat16")
+# How a CLIP runs on CPU (the VA_CPU_PRECISION setting): float32; bfloat16 autocast; or int8, the vision
+# tower as ONNX Runtime with dynamically quantised weights (:mod:`.onnx_vision`; the text tower stays float32).
+# bfloat16 and int8 keep image vectors at cosine >= 0.99 to float32's. "auto" takes bfloat16 only where the CPU
+# computes it natively (AVX512-BF16, AMX); without it bfloat16 is emulated and several times slower, and auto
+# is float32 (int8 is opt-in: benchmarks/embed_cpu.py). GPUs use float16.
+CPU_PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 DEFAULT_CPU_PRECISION = "auto"
 
 
@@ -90,6 +93,7 @@ class ClipEncoder(Encoder):
         preprocess: Preprocess,
         device: str = "auto",
         cpu_precision: str | None = None,
+        cache_dir: Path | None = None,
         text_padding: str | bool = True,
         text_max_length: int | None = None,
     ) -> None:
@@ -109,6 +113,14 @@ class ClipEncoder(Encoder):
         self.text_max_length = text_max_length
         self._mean = torch.tensor(preprocess.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(preprocess.std, device=self.device).view(1, 3, 1, 1)
+        # int8: the vision tower through ONNX Runtime, prepared once per process (and per cache_dir on disk).
+        self._onnx: Any = None
+        if self.device == "cpu" and self.cpu_precision == "int8":
+            from annotator_core.encoders.onnx_vision import int8_vision
+
+            self._onnx = int8_vision(
+                self.model, name=name, frame_size=self.frame_size, threads=torch.get_num_threads(), cache_dir=cache_dir
+            )
         self.dim = int(self._image_features(np.zeros((1, *self.frame_size, 3), np.uint8)).shape[1])
 
     def embed_shots(self, shots: Sequence[np.ndarray]) -> np.ndarray:
@@ -162,6 +174,8 @@ class ClipEncoder(Encoder):
 
         with torch.inference_mode():
             pixels = self._pixels(frames)
+            if self._onnx is not None:
+                return self._onnx(pixels.numpy())
             with self._precision():
                 out = self.model.get_image_features(pixel_values=pixels)
         return _features(out).float().cpu().numpy()
@@ -220,7 +234,7 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_cpu_precision(precision: str) -> str:
-    """``float32`` or ``bfloat16``; ``auto`` is bfloat16 where the CPU has native bfloat16 instructions."""
+    """``float32``, ``bfloat16`` or ``int8``; ``auto`` is bfloat16 where the CPU has native bfloat16, else float32."""
     if precision not in CPU_PRECISIONS:
         raise EncoderUnavailable(
             f"CPU precision {precision!r} is not one of {', '.join(CPU_PRECISIONS)}; set VA_CPU_PRECISION to one."

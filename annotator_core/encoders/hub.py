@@ -23,7 +23,9 @@ _OFFLINE_FIX = (
 )
 
 
-def load_clip(source: str, *, device: str = "auto", cpu_precision: str | None = None) -> ClipEncoder:
+def load_clip(
+    source: str, *, device: str = "auto", cpu_precision: str | None = None, cache_dir: Path | None = None
+) -> ClipEncoder:
     """``source`` is a local folder (from ``save_pretrained``) or a Hugging Face hub id."""
     name = f"clip:{source}"
     local = Path(source).expanduser()
@@ -32,17 +34,21 @@ def load_clip(source: str, *, device: str = "auto", cpu_precision: str | None = 
             raise EncoderUnavailable(
                 f"encoder {name!r}: folder {source!r} has no config.json, so it is not a saved model; {_OFFLINE_FIX}."
             )
-        return _from_pretrained(str(local), name=name, device=device, cpu_precision=cpu_precision, local_only=True)
+        return _from_pretrained(
+            str(local), name=name, device=device, cpu_precision=cpu_precision, cache_dir=cache_dir, local_only=True
+        )
     if source.startswith(("/", "./", "../", "~")) or local.exists():
         raise EncoderUnavailable(f"encoder {name!r}: {source!r} is not a folder with a saved model; {_OFFLINE_FIX}.")
     cached = _hub_cached(source)
     if not cached:
         _check_hub_reachable(name)
-    return _from_pretrained(source, name=name, device=device, cpu_precision=cpu_precision, local_only=cached)
+    return _from_pretrained(
+        source, name=name, device=device, cpu_precision=cpu_precision, cache_dir=cache_dir, local_only=cached
+    )
 
 
 def _from_pretrained(
-    source: str, *, name: str, device: str, cpu_precision: str | None, local_only: bool
+    source: str, *, name: str, device: str, cpu_precision: str | None, cache_dir: Path | None, local_only: bool
 ) -> ClipEncoder:
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
 
@@ -69,6 +75,7 @@ def _from_pretrained(
         preprocess=Preprocess.from_processor(processor),
         device=device,
         cpu_precision=cpu_precision,
+        cache_dir=cache_dir,
         text_padding="max_length" if siglip else True,
         text_max_length=max_len,
     )

@@ -13,6 +13,7 @@ the model goes through :class:`ClipEncoder` like ``clip:`` does: the same prepro
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from annotator_core.encoders.clip import ClipEncoder, Preprocess
@@ -66,7 +67,9 @@ def random_clip_config(architecture: str) -> Any:
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=overrides["projection_dim"])
 
 
-def load_random_clip(architecture: str, *, device: str = "auto", cpu_precision: str | None = None) -> ClipEncoder:
+def load_random_clip(
+    architecture: str, *, device: str = "auto", cpu_precision: str | None = None, cache_dir: Path | None = None
+) -> ClipEncoder:
     """The ``architecture`` (vit-b-32, vit-l-14) with seeded random weights, through the ``clip:`` code path."""
     import torch
     from transformers import CLIPModel
@@ -84,5 +87,6 @@ def load_random_clip(architecture: str, *, device: str = "auto", cpu_precision: 
         preprocess=preprocess,
         device=device,
         cpu_precision=cpu_precision,
+        cache_dir=cache_dir,
         text_max_length=TEXT_LENGTH,
     )

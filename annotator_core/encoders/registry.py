@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from annotator_core.encoders.base import Encoder
 from annotator_core.errors import EncoderUnavailable
@@ -21,7 +22,8 @@ class EncoderKind:
     form: str  # as shown to users: an exact name, or "prefix:<argument>"
     help: str
     has_text: bool
-    load: Callable[[str, str, str | None], Encoder]  # (argument after the prefix, device, cpu precision) -> encoder
+    # (argument after the prefix, device, cpu precision, cache folder for prepared models) -> encoder
+    load: Callable[[str, str, str | None, Path | None], Encoder]
     #: Random weights for measuring speed only: refused by ``va ingest`` without its benchmark flag.
     benchmark_only: bool = False
 
@@ -37,25 +39,25 @@ class EncoderKind:
         return spec[len(self.prefix) :].strip() if spec.startswith(self.prefix) else None
 
 
-def _handcrafted(argument: str, device: str, cpu_precision: str | None) -> Encoder:
+def _handcrafted(argument: str, device: str, cpu_precision: str | None, cache_dir: Path | None) -> Encoder:
     from annotator_core.encoders.handcrafted import HandcraftedEncoder
 
     return HandcraftedEncoder()
 
 
-def _tiny_clip(argument: str, device: str, cpu_precision: str | None) -> Encoder:
+def _tiny_clip(argument: str, device: str, cpu_precision: str | None, cache_dir: Path | None) -> Encoder:
     from annotator_core.encoders.tiny_clip import load_tiny_clip
 
-    return load_tiny_clip(device=device, cpu_precision=cpu_precision)
+    return load_tiny_clip(device=device, cpu_precision=cpu_precision, cache_dir=cache_dir)
 
 
-def _random_clip(argument: str, device: str, cpu_precision: str | None) -> Encoder:
+def _random_clip(argument: str, device: str, cpu_precision: str | None, cache_dir: Path | None) -> Encoder:
     from annotator_core.encoders.random_clip import load_random_clip
 
-    return load_random_clip(argument, device=device, cpu_precision=cpu_precision)
+    return load_random_clip(argument, device=device, cpu_precision=cpu_precision, cache_dir=cache_dir)
 
 
-def _clip(argument: str, device: str, cpu_precision: str | None) -> Encoder:
+def _clip(argument: str, device: str, cpu_precision: str | None, cache_dir: Path | None) -> Encoder:
     if not argument:
         raise EncoderUnavailable(
             "encoder spec 'clip:' names no model; use clip:<hub id or local folder>, "
@@ -63,7 +65,7 @@ def _clip(argument: str, device: str, cpu_precision: str | None) -> Encoder:
         )
     from annotator_core.encoders.hub import load_clip
 
-    return load_clip(argument, device=device, cpu_precision=cpu_precision)
+    return load_clip(argument, device=device, cpu_precision=cpu_precision, cache_dir=cache_dir)
 
 
 ENCODERS = (
@@ -121,10 +123,13 @@ def spec_has_text(spec: str | None) -> bool:
     return found is not None and found[0].has_text
 
 
-def load_encoder(spec: str, *, device: str = "auto", cpu_precision: str | None = None) -> Encoder:
+def load_encoder(
+    spec: str, *, device: str = "auto", cpu_precision: str | None = None, cache_dir: Path | None = None
+) -> Encoder:
     """Build the encoder named by ``spec`` on ``device`` (auto, cpu, cuda, cuda:N).
 
-    ``cpu_precision`` (float32 or bfloat16; None is the default of :mod:`.clip`) applies to CLIP models on CPU.
+    ``cpu_precision`` (float32, bfloat16 or int8; None is the default of :mod:`.clip`) applies to CLIP models on
+    CPU; ``cache_dir`` is where int8 keeps its prepared ONNX vision tower between processes (None: per process).
     """
     spec = (spec or "").strip()
     found = _kind_of(spec)
@@ -134,4 +139,4 @@ def load_encoder(spec: str, *, device: str = "auto", cpu_precision: str | None =
             "(set VA_ENCODER or --encoder)."
         )
     kind, argument = found
-    return kind.load(argument, device, cpu_precision)
+    return kind.load(argument, device, cpu_precision, cache_dir)

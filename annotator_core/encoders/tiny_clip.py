@@ -5,6 +5,7 @@ It is never a fallback: only the ``tiny-clip`` spec loads it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from annotator_core.encoders.clip import ClipEncoder, Preprocess
@@ -40,7 +41,9 @@ def tiny_tokenizer(max_length: int = TINY_TEXT_LENGTH) -> Any:
     )
 
 
-def load_tiny_clip(*, device: str = "auto", cpu_precision: str | None = None) -> ClipEncoder:
+def load_tiny_clip(
+    *, device: str = "auto", cpu_precision: str | None = None, cache_dir: Path | None = None
+) -> ClipEncoder:
     """A randomly initialised 32-d CLIP with fixed weights (torch seed), for tests: the real code path."""
     import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
@@ -81,5 +84,6 @@ def load_tiny_clip(*, device: str = "auto", cpu_precision: str | None = None) ->
         preprocess=Preprocess.from_processor(processor),
         device=device,
         cpu_precision=cpu_precision,
+        cache_dir=cache_dir,
         text_max_length=TINY_TEXT_LENGTH,
     )

@@ -87,8 +87,34 @@ def test_bfloat16_vectors_match_float32_within_the_stated_cosine(sample_videos_d
     assert (fast.embed_texts(texts) * exact.embed_texts(texts)).sum(axis=1).min() >= 0.99
 
 
+def test_int8_onnx_vectors_match_float32_within_the_stated_cosine(sample_videos_dir: Path, tmp_path: Path) -> None:
+    shots = _shots(sample_videos_dir / "bikes.mp4", [0, 40, 80, 160, 200]) + _shots(
+        sample_videos_dir / "bigbuckbunny.mp4", [0, 60, 110]
+    )
+    exact = load_encoder("tiny-clip", device="cpu", cpu_precision="float32")
+    fast = load_encoder("tiny-clip", device="cpu", cpu_precision="int8", cache_dir=tmp_path)
+    reference, vectors = exact.embed_shots(shots), fast.embed_shots(shots)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (vectors * reference).sum(axis=1).min() >= 0.99
+    centre = reference.mean(axis=0)
+    centred = (l2_normalise(vectors - centre) * l2_normalise(reference - centre)).sum(axis=1)
+    assert centred.min() >= 0.99
+    # Not vacuous: the vision tower did run quantised, and the shots are told apart.
+    assert not np.array_equal(vectors, reference)
+    assert (l2_normalise(reference - centre) @ l2_normalise(reference - centre).T).min() < 0.5
+    # The prepared model is on disk under the cache folder, keyed by the model's name, for the next process.
+    assert [p.name.startswith("tiny-clip-32x32-tf") for p in tmp_path.glob("*.onnx")] == [True]
+    # The text tower stays float32: queries embed exactly as before.
+    texts = ["a cyclist", "a rabbit in a meadow"]
+    np.testing.assert_array_equal(fast.embed_texts(texts), exact.embed_texts(texts))
+
+
 def test_cpu_precision_is_checked_and_auto_resolves_to_a_precision() -> None:
     assert resolve_cpu_precision("auto") in ("float32", "bfloat16")
     assert resolve_cpu_precision("float32") == "float32"
-    with pytest.raises(EncoderUnavailable, match=r"CPU precision 'float16' is not one of auto, float32, bfloat16"):
+    assert resolve_cpu_precision("int8") == "int8"
+    with pytest.raises(
+        EncoderUnavailable, match=r"CPU precision 'float16' is not one of auto, float32, bfloat16, int8"
+    ):
         load_encoder("tiny-clip", device="cpu", cpu_precision="float16")
