@@ -90,10 +90,11 @@ class Settings(BaseSettings):
         4096, ge=100, description="Most candidate shots per feed and shard re-scored exactly in float32."
     )
     corpus_search_nprobes: int = Field(
-        64, ge=1, description="Corpus partitions a search probes, nearest first (reading at most as many rows as that)."
+        32, ge=1, description="Corpus partitions a search probes, nearest first (reading at most as many rows as that)."
     )
     corpus_search_rerank: int = Field(
-        0, ge=0, le=1000, description="Hits of a corpus search re-scored from the float32 copy (disk reads); 0: int8."
+        20, ge=0, le=1000, description="Best hits of a corpus search re-scored from the float32 copy (concurrent "
+        "disk reads); 0: ranked by their int8 scores."
     )
     corpus_ray_shards: int = Field(
         0, ge=0, description="Ray actors holding corpus shards for `va serve` builds; 0 scores in-process."

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from annotator_core.classifier import Classifier
 from annotator_core.corpus.candidates import Candidates, merge_candidates, pick_exact, shard_candidates, shard_parts
-from annotator_core.corpus.files import Corpus, open_corpus, sync_corpus
+from annotator_core.corpus.files import Corpus, open_corpus, populate, sync_corpus
 from annotator_core.feeds import build_feeds
 from annotator_core.shot_store import ShotStore, VectorMatrix
 
@@ -198,6 +198,8 @@ class MappedScorer:
                 found = open_corpus(self.folder)
                 if found is None or found.version != version:
                     found = sync_corpus(self.shots, self.folder, partitions=self.partitions)
+                for seg in found.segments:  # searches then read codes without page faults (files.populate)
+                    populate(seg.codes)
                 self._corpus = found
             return self._corpus
 
