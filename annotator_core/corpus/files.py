@@ -60,6 +60,7 @@ from annotator_core.errors import NotFoundError
 from annotator_core.records import SHOTS_TABLE
 
 READ_THREADS = 16
+PREAD_MAX_ROWS = 64  # read_rows: up to this many rows by concurrent pread, more through the mapping
 MADV_POPULATE_READ = 22  # linux/mman.h; Python's mmap module does not name it
 FORMAT = 3  # 2: with the float32 vectors.npy; 3: with spans.npy (search answers without LanceDB)
 MANIFEST = "manifest.json"
@@ -145,9 +146,8 @@ class Corpus:
     def exact_vectors(self, rows: np.ndarray) -> np.ndarray:
         """The float32 vectors of corpus ``rows`` (from ``vectors.npy``), in the order given.
 
-        Read with concurrent ``pread`` calls (:func:`read_rows`), not through the mapping: the float32 copy
-        (20 GB at 10M) is mostly not in the page cache, and a fault on the mapping reads ahead a whole
-        window per row (20 cold rows: 300-500 ms here through the mapping, 3-10 ms in 16 threads).
+        A search's few rows are read with concurrent ``pread`` calls, a build's hundreds through the mapping
+        (:func:`read_rows` says why).
         """
         rows = np.asarray(rows, dtype=np.int64)
         out = np.empty((rows.shape[0], self.dim), np.float32)
@@ -214,13 +214,19 @@ def open_corpus(folder: Path) -> Corpus | None:
 
 
 def read_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` of a 2-D array memory-mapped from a ``.npy`` file, read by :data:`READ_THREADS`
-    concurrent ``pread`` calls (the disk serves many reads at once; the GIL is released while each waits).
-    Any other array is indexed as usual."""
+    """``array[rows]``; for up to :data:`PREAD_MAX_ROWS` rows of a 2-D array memory-mapped from a ``.npy``
+    file, read by :data:`READ_THREADS` concurrent ``pread`` calls.
+
+    A search re-scores ~20 rows of the float32 copy that are mostly not in the page cache: a fault on the
+    mapping reads ahead a whole window per row (20 cold rows: 300-500 ms here), concurrent reads take
+    3-10 ms (the disk serves many at once; the GIL is released while each waits). A build's reads (its
+    labelled shots, its few hundred candidates) are mostly cached from the build before, where indexing the
+    mapping costs ~10 µs a row less than a Python-level read, so larger reads go through the mapping.
+    """
     rows = np.asarray(rows, dtype=np.int64)
     filename, offset = getattr(array, "filename", None), getattr(array, "offset", None)
     row_bytes = int(array.shape[1]) * array.dtype.itemsize if array.ndim == 2 else 0
-    if not filename or offset is None or not row_bytes or not rows.shape[0]:
+    if not filename or offset is None or not row_bytes or not 0 < rows.shape[0] <= PREAD_MAX_ROWS:
         return np.asarray(array[rows])
     out = np.empty((rows.shape[0], array.shape[1]), array.dtype)
     fd = os.open(filename, os.O_RDONLY)
