@@ -21,6 +21,7 @@ shown its copy next build; its badge opens the others.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from annotator_core.errors import ValidationFailed
 from annotator_core.records import DUPLICATES_TABLE
 
 GROUPS_CACHE_KEY = "duplicate-groups"
+ABSENT_RECHECK_S = 1.0  # _GroupCache: how long "no duplicates table" is believed (this store writes nothing)
 
 
 def _bytes(values: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -192,16 +194,31 @@ class DuplicateGroups:
 
 
 class _GroupCache:
-    """The groups of one shot store, rebuilt when the duplicates table has a new version."""
+    """The groups of one shot store, rebuilt when the duplicates table has a new version.
+
+    While there is no duplicates table (detection off or not run yet) it is looked for again at most every
+    :data:`ABSENT_RECHECK_S` seconds, or at once after this store wrote any table: the lookup lists the
+    database (~1.5 ms at 10M shots), and a search asks for the groups twice.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.groups = DuplicateGroups.empty()
+        self.absent: tuple[float, int] | None = None  # (when, shots.upserts then) of the last "no table"
 
     def get(self, shots: Any) -> DuplicateGroups:
+        writes = int(getattr(shots, "upserts", 0))
+        if (
+            self.absent is not None
+            and self.absent[1] == writes
+            and time.monotonic() - self.absent[0] < ABSENT_RECHECK_S
+        ):
+            return DuplicateGroups.empty()
         dataset = shots.latest_dataset(DUPLICATES_TABLE)
         if dataset is None:
+            self.absent = (time.monotonic(), writes)
             return DuplicateGroups.empty()
+        self.absent = None
         version = int(dataset.version)
         with self.lock:
             if self.groups.version != version:

@@ -101,6 +101,7 @@ class ShotStore:
         self._shared_lock = threading.Lock()
         self._search_lock = threading.Lock()
         self._datasets: dict[str, Any] = {}  # table name -> Lance dataset kept open (see latest_dataset)
+        self.upserts = 0  # merges through this store (_upsert), so far
 
     @classmethod
     def from_settings(cls, settings: Any) -> ShotStore:
@@ -188,6 +189,7 @@ class ShotStore:
         data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
         if data.num_rows == 0:
             return
+        self.upserts += 1  # tells caches of "no such table" (duplicates._GroupCache) to look again
         if name not in self.table_names():
             self.db.create_table(name, schema=schema, exist_ok=True)
         data = data.select(schema.names).cast(schema)
