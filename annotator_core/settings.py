@@ -90,7 +90,7 @@ class Settings(BaseSettings):
         4096, ge=100, description="Most candidate shots per feed and shard re-scored exactly in float32."
     )
     corpus_search_nprobes: int = Field(
-        32, ge=1, description="Corpus partitions a search probes, nearest first (reading at most as many rows as that)."
+        24, ge=1, description="Corpus partitions a search probes, nearest first (reading at most as many rows as that)."
     )
     corpus_search_rerank: int = Field(
         20, ge=0, le=1000, description="Best hits of a corpus search re-scored from the float32 copy (concurrent "

@@ -8,13 +8,14 @@ partition) as int8 codes, and the float32 vectors by row. A query
 2. scores the rows of the nearest partitions with the int8 kernel, nearest
    first, up to ``nprobes`` mean partitions' worth of rows (partitions are
    uneven even after balancing: 2.6k to 24.5k rows at 10M), split over the
-   threads of a pool: at 10M, 32 probes read ~312k rows in ~20 ms on two
-   cores,
+   threads of a pool: at 10M, 24 probes read ~234k rows in ~15 ms on two
+   cores (``VA_CORPUS_SEARCH_NPROBES``; recall@10 0.98 with the re-score below,
+   0.99 at 32 probes),
 3. re-scores the ``rerank`` best (``VA_CORPUS_SEARCH_RERANK``, 20) exactly from
    the float32 copy and returns the ``k`` best. The int8 cosines are within
    ~1e-3 of the exact ones, which is enough to find a shot's scene but not to
-   order near-ties inside it: at 10M, recall@10 was 0.94 by int8 alone and 0.99
-   with 20 rows re-scored. That copy (20 GB at 10M) is mostly not in the page
+   order near-ties inside it: at 10M and 32 probes, recall@10 was 0.94 by int8
+   alone and 0.99 with 20 rows re-scored. That copy (20 GB at 10M) is mostly not in the page
    cache; its rows are read with concurrent ``pread`` calls
    (:func:`annotator_core.corpus.files.read_rows`), 3-10 ms for 20 cold rows
    here where the mapping took 300-500 ms. ``rerank`` = 0 ranks by int8.
