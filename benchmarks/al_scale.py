@@ -389,12 +389,14 @@ def bench_search(url: str, token: str, folder: Path, n: int, dim: int, queries: 
     """Search by example and by vector over HTTP: p50 and recall@10 against exact search."""
     import httpx
 
-    from annotator_core.corpus.files import open_corpus
+    from annotator_core.corpus.files import open_corpus, populate
     from annotator_core.corpus.search import nearest_rows
     from annotator_core.settings import Settings
 
     corpus = open_corpus(folder)
     assert corpus is not None
+    for seg in corpus.segments:  # as the service's mapped scorer does: no page faults in the timed probes
+        populate(seg.codes)
     rng = np.random.default_rng(7)
     rows = rng.choice(n, size=queries, replace=False)
     examples = [shot_id(int(r)) for r in rows]

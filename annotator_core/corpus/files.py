@@ -158,6 +158,18 @@ class Corpus:
                 out[pick] = read_rows(seg.vectors, local[pick])
         return out
 
+    def coded_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The int8 codes of corpus ``rows`` times their scales: the vectors as the codes hold them (float32,
+        within half a step of the exact ones in every dimension; no disk read once the codes are mapped)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((rows.shape[0], self.dim), np.float32)
+        which, local = self._located(rows)
+        for s, seg in enumerate(self.segments):
+            pick = np.flatnonzero(which == s)
+            if pick.shape[0]:
+                out[pick] = np.asarray(seg.codes[local[pick]], np.float32) * np.asarray(seg.scales, np.float32)
+        return out
+
     def clusters_of(self, rows: np.ndarray) -> np.ndarray:
         """The ingest cluster of each corpus row (int64)."""
         rows = np.asarray(rows, dtype=np.int64)

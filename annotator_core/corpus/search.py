@@ -30,7 +30,7 @@ this path uses the partitions ingest already fitted for the corpus.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from itertools import pairwise
 from typing import Any
 
@@ -54,12 +54,15 @@ def nearest_rows(
     excluded: np.ndarray | None = None,
     pool: Executor | None = None,
     threads: int = 1,
+    exact_query: Future[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(corpus rows, cosine) of the ``k`` shots nearest ``query``, best first; ``excluded`` rows never appear.
 
     Cost: P·dim for the centroids, then ~``nprobes``·N/P rows of int8 codes, then ``rerank`` float32 rows
     (``rerank`` = 0: the cosines are the int8 ones). With a ``pool`` of ``threads`` threads the codes are
-    scored in that many pieces at once (the kernel runs without the GIL).
+    scored in that many pieces at once (the kernel runs without the GIL). ``exact_query``, when given, is
+    the exact vector the re-score uses while ``query`` (an approximation of it) steers the probe: a search
+    by example reads its shot's float32 row while the codes are scored.
     """
     q = np.asarray(query, dtype=np.float32).ravel()
     if q.shape[0] != corpus.dim:
@@ -86,6 +89,9 @@ def nearest_rows(
     if rerank > 0:  # only the rerank best are read from disk, however many banned rows were passed over
         top = np.lexsort((rows, -approx))[: max(rerank, k)]
         rows = rows[top]
+        if exact_query is not None:
+            exact = np.asarray(exact_query.result(), np.float32).ravel()
+            q = exact / float(np.linalg.norm(exact))
     sims = corpus.exact_vectors(rows) @ q if rerank > 0 else approx
     order = np.lexsort((rows, -sims))[:k]  # ties: the lower row first, so answers are reproducible
     return rows[order], sims[order].astype(np.float32)
@@ -164,6 +170,7 @@ class ShotSearch:
         self.rerank = int(settings.corpus_search_rerank)
         self.threads = int(settings.corpus_threads)
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="va-search")
+        self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="va-search-read")
 
     def by_vector(self, vector: np.ndarray, *, k: int, where: str | None = None) -> list[SearchHit]:
         """The ``k`` shots nearest ``vector`` by cosine."""
@@ -187,10 +194,15 @@ class ShotSearch:
         row = corpus.rows_of([shot_id])
         if row[0] < 0:
             raise NotFoundError(f"no shot {shot_id!r}; shot ids look like '<video_id>:<start_frame>'.")
-        vector = corpus.exact_vectors(row)[0]
+        if self.rerank > 0:
+            # The probe starts from the shot's int8 code (in memory) while its float32 row, which the re-score
+            # needs, is read from disk: at 10M that cold read (~5 ms) no longer comes before the probe.
+            vector, exact = corpus.coded_vectors(row)[0], self._io.submit(lambda: corpus.exact_vectors(row)[0])
+        else:
+            vector, exact = corpus.exact_vectors(row)[0], None
         found, sims = nearest_rows(
             corpus, vector, k=k, nprobes=self.nprobes, rerank=self.rerank, excluded=row, pool=self._pool,
-            threads=self.threads,
+            threads=self.threads, exact_query=exact,
         )  # fmt: skip
         return _hits(corpus, found, sims)
 

@@ -146,3 +146,35 @@ def test_a_bad_query_is_refused_with_the_reason(tmp_path: Path) -> None:
         nearest_rows(corpus, np.zeros(16, np.float32), k=5, nprobes=4, rerank=10)
     with pytest.raises(ValidationFailed, match="finite"):
         nearest_rows(corpus, np.full(16, np.nan, np.float32), k=5, nprobes=4, rerank=10)
+
+
+def test_coded_vectors_are_the_codes_scaled_within_half_a_step(tmp_path: Path) -> None:
+    x = scenes(800, 32, seed=13)
+    corpus = write(tmp_path, x, partitions=8)
+    rows = corpus.rows_of(shot_ids(len(x)))
+    coded = corpus.coded_vectors(rows)
+    scales = np.asarray(corpus.segments[0].scales)
+    assert np.all(np.abs(coded - x) <= scales / 2 + 1e-6)
+    assert not np.array_equal(coded, x)  # they are the codes, not the float32 copy
+
+
+def test_a_probe_steered_by_the_code_and_rescored_by_the_exact_vector_answers_as_the_exact_query(
+    tmp_path: Path,
+) -> None:
+    """Search by example probes with the shot's int8 code while its float32 row is read; the re-score then
+    uses the exact vector, so the answer (rows and cosines) is the exact query's."""
+    from concurrent.futures import Future
+
+    x = scenes(2_000, 32, seed=14)
+    corpus = write(tmp_path, x, partitions=20)
+    for shot in ("clip3:250", "clip11:0", "clip17:2475"):
+        row = corpus.rows_of([shot])
+        exact = corpus.exact_vectors(row)[0]
+        want = nearest_rows(corpus, exact, k=10, nprobes=20, rerank=40, excluded=row)
+        future: Future[np.ndarray] = Future()
+        future.set_result(exact)
+        got = nearest_rows(corpus, corpus.coded_vectors(row)[0], k=10, nprobes=20, rerank=40, excluded=row,
+                           exact_query=future)  # fmt: skip
+        assert got[0].tolist() == want[0].tolist()
+        np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(got[1], corpus.exact_vectors(got[0]) @ (exact / np.linalg.norm(exact)), atol=1e-6)
