@@ -93,8 +93,11 @@ class Settings(BaseSettings):
         24, ge=1, description="Corpus partitions a search probes, nearest first (reading at most as many rows as that)."
     )
     corpus_search_rerank: int = Field(
-        20, ge=0, le=1000, description="Best hits of a corpus search re-scored from the float32 copy (concurrent "
-        "disk reads); 0: ranked by their int8 scores."
+        20,
+        ge=0,
+        le=1000,
+        description="Best hits of a corpus search re-scored from the float32 copy (concurrent "
+        "disk reads); 0: ranked by their int8 scores.",
     )
     corpus_ray_shards: int = Field(
         0, ge=0, description="Ray actors holding corpus shards for `va serve` builds; 0 scores in-process."
