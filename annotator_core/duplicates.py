@@ -34,7 +34,7 @@ from annotator_core.errors import ValidationFailed
 from annotator_core.records import DUPLICATES_TABLE
 
 GROUPS_CACHE_KEY = "duplicate-groups"
-ABSENT_RECHECK_S = 1.0  # _GroupCache: how long "no duplicates table" is believed (this store writes nothing)
+ABSENT_RECHECK_S = 1.0  # how long a search believes "no duplicates table" (_GroupCache), unless this store wrote
 
 
 def _bytes(values: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -196,9 +196,10 @@ class DuplicateGroups:
 class _GroupCache:
     """The groups of one shot store, rebuilt when the duplicates table has a new version.
 
-    While there is no duplicates table (detection off or not run yet) it is looked for again at most every
-    :data:`ABSENT_RECHECK_S` seconds, or at once after this store wrote any table: the lookup lists the
-    database (~1.5 ms at 10M shots), and a search asks for the groups twice.
+    While there is no duplicates table (detection off or not run yet) a caller may accept that answer for
+    ``absent_for`` seconds (searches: :data:`ABSENT_RECHECK_S`), unless this store wrote any table since:
+    the lookup lists the database (~1.5 ms at 10M shots), and a search asks for the groups twice. A build
+    always looks, so groups written just before it are folded.
     """
 
     def __init__(self) -> None:
@@ -206,13 +207,9 @@ class _GroupCache:
         self.groups = DuplicateGroups.empty()
         self.absent: tuple[float, int] | None = None  # (when, shots.upserts then) of the last "no table"
 
-    def get(self, shots: Any) -> DuplicateGroups:
+    def get(self, shots: Any, *, absent_for: float = 0.0) -> DuplicateGroups:
         writes = int(getattr(shots, "upserts", 0))
-        if (
-            self.absent is not None
-            and self.absent[1] == writes
-            and time.monotonic() - self.absent[0] < ABSENT_RECHECK_S
-        ):
+        if self.absent is not None and self.absent[1] == writes and time.monotonic() - self.absent[0] < absent_for:
             return DuplicateGroups.empty()
         dataset = shots.latest_dataset(DUPLICATES_TABLE)
         if dataset is None:
@@ -227,12 +224,13 @@ class _GroupCache:
             return self.groups
 
 
-def duplicate_groups(shots: Any, settings: Any = None) -> DuplicateGroups:
+def duplicate_groups(shots: Any, settings: Any = None, *, absent_for: float = 0.0) -> DuplicateGroups:
     """The shot store's near-duplicate groups, read once per version of the ``duplicates`` table.
 
     With ``VA_DUPLICATES=false`` in ``settings`` there are none: every shot is shown and folded alone.
+    ``absent_for``: seconds a "no duplicates table" answer may be reused (see :class:`_GroupCache`).
     """
     if settings is not None and not getattr(settings, "duplicates", True):
         return DuplicateGroups.empty()
     cache: _GroupCache = shots.shared(GROUPS_CACHE_KEY, _GroupCache)
-    return cache.get(shots)
+    return cache.get(shots, absent_for=absent_for)

@@ -14,7 +14,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from annotator_core.duplicates import duplicate_groups
+from annotator_core.duplicates import ABSENT_RECHECK_S, duplicate_groups
 from annotator_core.errors import DimensionMismatch, NotFoundError
 from annotator_core.shot_store import SearchHit, sql_in
 from serving.annotation.auth import Principal, annotator, viewer
@@ -128,7 +128,7 @@ def _search_once_per_group(ctx: ServiceContext, find: Any, limit: int, *, like: 
     A group is shown by its best-ranked member (the one that matched the query best, not necessarily
     the representative the feeds show); ``like``'s own group is left out, its copies are no news.
     """
-    groups = duplicate_groups(ctx.shots, ctx.settings)
+    groups = duplicate_groups(ctx.shots, ctx.settings, absent_for=ABSENT_RECHECK_S)
     if not len(groups):
         return list(find(limit))
     own = groups.group_of(like) if like else None
@@ -271,7 +271,7 @@ def _search_out(
     ctx: ServiceContext, mode: str, results: list[dict[str, Any]], label: str | None, caller: Principal
 ) -> dict[str, Any]:
     titles = ctx.video_titles()
-    groups = group_fields(ctx, [r["shot_id"] for r in results])
+    groups = group_fields(ctx, [r["shot_id"] for r in results], absent_for=ABSENT_RECHECK_S)
     for r in results:
         r["title"] = titles.get(r["video_id"], "")
         r.update(groups[r["shot_id"]])

@@ -47,9 +47,10 @@ def shot_info(ctx: ServiceContext, shot_ids: list[str]) -> dict[str, dict[str, A
     }
 
 
-def group_fields(ctx: ServiceContext, shot_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """``{group_id, group_size}`` of each shot: its near-duplicate group (a singleton is a group of 1)."""
-    ids, sizes = duplicate_groups(ctx.shots, ctx.settings).groups_of(shot_ids)
+def group_fields(ctx: ServiceContext, shot_ids: list[str], *, absent_for: float = 0.0) -> dict[str, dict[str, Any]]:
+    """``{group_id, group_size}`` of each shot: its near-duplicate group (a singleton is a group of 1).
+    ``absent_for``: see :func:`annotator_core.duplicates.duplicate_groups` (searches pass a second)."""
+    ids, sizes = duplicate_groups(ctx.shots, ctx.settings, absent_for=absent_for).groups_of(shot_ids)
     return {sid: {"group_id": g, "group_size": n} for sid, g, n in zip(shot_ids, ids, sizes, strict=True)}
 
 
