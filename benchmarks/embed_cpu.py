@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from annotator_core.encoders import l2_normalise, load_encoder
-from annotator_core.encoders.clip import ClipEncoder, _features, resolve_cpu_precision
+from annotator_core.encoders.clip import ClipEncoder, embedding_of, resolve_cpu_precision
 from annotator_core.encoders.onnx_vision import OnnxVision, export_vision, quantise
 
 ONNX_VARIANTS = {  # name -> (weight type, op types; None is every op ONNX Runtime quantises)
@@ -120,7 +120,7 @@ def torch_int8(encoder: ClipEncoder) -> Callable[[Any], np.ndarray]:
     quantised = torch.ao.quantization.quantize_dynamic(
         copy.deepcopy(encoder.model), {torch.nn.Linear}, dtype=torch.qint8
     )
-    return lambda pixels: _features(quantised.get_image_features(pixel_values=pixels)).numpy()
+    return lambda pixels: embedding_of(quantised.get_image_features(pixel_values=pixels)).numpy()
 
 
 def main() -> None:

@@ -161,7 +161,7 @@ class ClipEncoder(Encoder):
         inputs = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
         with torch.inference_mode(), self._precision():
             out = self.model.get_text_features(**inputs)
-        return l2_normalise(_features(out).float().cpu().numpy())
+        return l2_normalise(embedding_of(out).float().cpu().numpy())
 
     def _image_features_list(self, frames: list[np.ndarray]) -> np.ndarray:
         same = all(f.shape == frames[0].shape for f in frames)
@@ -178,7 +178,7 @@ class ClipEncoder(Encoder):
                 return self._onnx(pixels.numpy())
             with self._precision():
                 out = self.model.get_image_features(pixel_values=pixels)
-        return _features(out).float().cpu().numpy()
+        return embedding_of(out).float().cpu().numpy()
 
     def _precision(self) -> Any:
         import contextlib
@@ -212,7 +212,7 @@ class ClipEncoder(Encoder):
         return x.to(self.dtype)
 
 
-def _features(out: Any) -> Any:
+def embedding_of(out: Any) -> Any:
     """transformers 5 returns an output object (embedding in ``pooler_output``); older versions a tensor."""
     if hasattr(out, "pooler_output") and out.pooler_output is not None:
         return out.pooler_output

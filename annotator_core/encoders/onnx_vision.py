@@ -119,7 +119,7 @@ def export_vision(model: Any, path: Path, *, frame_size: tuple[int, int]) -> Non
     """The float32 vision tower of ``model`` (pixels -> projected image embedding) as ONNX at ``path``."""
     import torch
 
-    from annotator_core.encoders.clip import _features
+    from annotator_core.encoders.clip import embedding_of
 
     class Vision(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -127,7 +127,7 @@ def export_vision(model: Any, path: Path, *, frame_size: tuple[int, int]) -> Non
             self.inner = inner
 
         def forward(self, pixel_values: Any) -> Any:
-            return _features(self.inner.get_image_features(pixel_values=pixel_values))
+            return embedding_of(self.inner.get_image_features(pixel_values=pixel_values))
 
     dummy = torch.zeros(2, 3, *frame_size, dtype=torch.float32)
     # The tracer warns about shape checks it freezes; the frame size is fixed by the encoder, so they hold.
