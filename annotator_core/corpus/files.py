@@ -143,52 +143,43 @@ class Corpus:
         which = np.searchsorted(starts, rows, side="right") - 1
         return which, rows - starts[which]
 
+    def _gather(
+        self, rows: np.ndarray, tail: tuple[int, ...], dtype: Any, read: Callable[[Segment, np.ndarray], np.ndarray]
+    ) -> np.ndarray:
+        """``read(segment, local rows)`` of each segment's share of corpus ``rows``, in the order given."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((rows.shape[0], *tail), dtype)
+        which, local = self._located(rows)
+        for s, seg in enumerate(self.segments):
+            pick = np.flatnonzero(which == s)
+            if pick.shape[0]:
+                out[pick] = read(seg, local[pick])
+        return out
+
     def exact_vectors(self, rows: np.ndarray) -> np.ndarray:
         """The float32 vectors of corpus ``rows`` (from ``vectors.npy``), in the order given.
 
         A search's few rows are read with concurrent ``pread`` calls, a build's hundreds through the mapping
         (:func:`read_rows` says why).
         """
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((rows.shape[0], self.dim), np.float32)
-        which, local = self._located(rows)
-        for s, seg in enumerate(self.segments):
-            pick = np.flatnonzero(which == s)
-            if pick.shape[0]:
-                out[pick] = read_rows(seg.vectors, local[pick])
-        return out
+        return self._gather(rows, (self.dim,), np.float32, lambda seg, local: read_rows(seg.vectors, local))
 
     def coded_vectors(self, rows: np.ndarray) -> np.ndarray:
         """The int8 codes of corpus ``rows`` times their scales: the vectors as the codes hold them (float32,
         within half a step of the exact ones in every dimension; no disk read once the codes are mapped)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((rows.shape[0], self.dim), np.float32)
-        which, local = self._located(rows)
-        for s, seg in enumerate(self.segments):
-            pick = np.flatnonzero(which == s)
-            if pick.shape[0]:
-                out[pick] = np.asarray(seg.codes[local[pick]], np.float32) * np.asarray(seg.scales, np.float32)
-        return out
+
+        def decode(seg: Segment, local: np.ndarray) -> np.ndarray:
+            return np.asarray(seg.codes[local], np.float32) * np.asarray(seg.scales, np.float32)
+
+        return self._gather(rows, (self.dim,), np.float32, decode)
 
     def clusters_of(self, rows: np.ndarray) -> np.ndarray:
         """The ingest cluster of each corpus row (int64)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        which, local = self._located(rows)
-        out = np.empty(rows.shape[0], np.int64)
-        for s, seg in enumerate(self.segments):
-            pick = np.flatnonzero(which == s)
-            out[pick] = seg.clusters[local[pick]]
-        return out
+        return self._gather(rows, (), np.int64, lambda seg, local: seg.clusters[local])
 
     def spans_of(self, rows: np.ndarray) -> np.ndarray:
         """The (start, end) seconds of each corpus row's shot, float64 [len(rows), 2] (as the table holds them)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        which, local = self._located(rows)
-        out = np.empty((rows.shape[0], 2), np.float64)
-        for s, seg in enumerate(self.segments):
-            pick = np.flatnonzero(which == s)
-            out[pick] = seg.spans[local[pick]]
-        return out
+        return self._gather(rows, (2,), np.float64, lambda seg, local: seg.spans[local])
 
     def ids_of(self, rows: np.ndarray) -> list[str]:
         """The shot id of each corpus row."""
