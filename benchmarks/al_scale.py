@@ -389,7 +389,8 @@ def bench_search(url: str, token: str, folder: Path, n: int, dim: int, queries: 
     """Search by example and by vector over HTTP: p50 and recall@10 against exact search."""
     import httpx
 
-    from annotator_core.corpus.files import open_corpus, populate
+    from annotator_core.corpus.files import open_corpus
+    from annotator_core.corpus.reads import populate
     from annotator_core.corpus.search import nearest_rows
     from annotator_core.settings import Settings
 

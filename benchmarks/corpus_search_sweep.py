@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import al_scale
 
-from annotator_core.corpus.files import open_corpus, populate
+from annotator_core.corpus.files import open_corpus
+from annotator_core.corpus.reads import populate
 from annotator_core.corpus.search import nearest_rows
 
 

@@ -35,7 +35,8 @@ from threadpoolctl import threadpool_limits
 
 from annotator_core.classifier import Classifier
 from annotator_core.corpus.candidates import Candidates, merge_candidates, pick_exact, shard_candidates, shard_parts
-from annotator_core.corpus.files import Corpus, open_corpus, populate, sync_corpus
+from annotator_core.corpus.files import Corpus, open_corpus, sync_corpus
+from annotator_core.corpus.reads import populate
 from annotator_core.feeds import build_feeds
 from annotator_core.shot_store import ShotStore, VectorMatrix
 

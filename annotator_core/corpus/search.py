@@ -17,7 +17,7 @@ partition) as int8 codes, and the float32 vectors by row. A query
    order near-ties inside it: at 10M and 32 probes, recall@10 was 0.94 by int8
    alone and 0.99 with 20 rows re-scored. That copy (20 GB at 10M) is mostly not in the page
    cache; its rows are read with concurrent ``pread`` calls
-   (:func:`annotator_core.corpus.files.read_rows`), 3-10 ms for 20 cold rows
+   (:func:`annotator_core.corpus.reads.read_rows`), 3-10 ms for 20 cold rows
    here where the mapping took 300-500 ms. ``rerank`` = 0 ranks by int8.
 
 Recall depends on how the corpus clusters, as with every IVF index: a shot's

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator_core.corpus.files import PREAD_MAX_ROWS, populate, read_rows
+from annotator_core.corpus.reads import PREAD_MAX_ROWS, populate, read_rows
 
 
 @pytest.fixture()
