@@ -50,7 +50,7 @@ def fill(data_dir: Path, *, shots: int, per_title: int, labels: int) -> list[str
     from annotator_core.records import SCORES_TABLE, SHOTS_TABLE, VideoRecord, scores_schema, shots_schema
     from annotator_core.settings import Settings
     from annotator_core.shot_store import ShotStore
-    from serving.scoring.query import ensure_score_indexes
+    from serving.scoring.score_index import ensure_score_indexes
 
     store = ShotStore.from_settings(Settings(data_dir=data_dir))
     titles = -(-shots // per_title)

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from serving.scoring.query import build_index, json_bytes, timeline
+from serving.scoring.query import json_bytes, timeline
+from serving.scoring.score_index import build_index
 
 # Scores whose 7-decimal rounding is another float32 (the encoding before orjson wrote them that way).
 SCORES = np.array([0.12345679, 0.99999994, 1.2345678e-05], dtype=np.float32)
