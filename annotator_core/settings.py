@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     cpu_precision: Literal["auto", "float32", "bfloat16", "int8"] = Field(
         "auto",
         description="CLIP on CPU: float32, bfloat16 autocast, or int8 (vision tower as ONNX Runtime int8, text "
-        "float32); auto is bfloat16 only on CPUs with native bfloat16, else float32.",
+        "float32); auto is int8 on CPUs with VNNI, else bfloat16 on CPUs with native bfloat16, else float32.",
     )
 
     # --- active learning ----------------------------------------------------

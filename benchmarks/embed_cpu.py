@@ -11,9 +11,10 @@ vectors that mean nothing):
 - ``onnx``: the vision tower exported to ONNX, ONNX Runtime float32;
 - ``onnx-u8-matmul``, ``onnx-s8-matmul``, ``onnx-u8-all``, ``onnx-s8-all``: that export quantised dynamically by
   ONNX Runtime (``quantize_dynamic``, per-channel weights uint8 / int8; MatMul only, or every op it
-  quantises: MatMul, Conv, Gather, Attention where fused...);
-- ``int8``: ``ClipEncoder`` with ``VA_CPU_PRECISION=int8`` (the onnx-u8-matmul model, exported through the
-  encoder's own cache, as an ingest actor runs it).
+  quantises: MatMul, Conv, Gather, Attention where fused...), the final projection left float32;
+- ``onnx-s8-matmul-proj``: onnx-s8-matmul with the projection quantised too (what it costs in cosine);
+- ``int8``: ``ClipEncoder`` with ``VA_CPU_PRECISION=int8`` (onnx-s8-matmul on a CPU with VNNI, onnx-u8-matmul
+  without, exported through the encoder's own cache, as an ingest actor runs it).
 
 All at batch ``--batch`` and ``--threads`` threads (torch and ORT), timed in interleaved rounds (best
 kept: other work on the machine only slows a run), so the ratios are measured side by side. Cosine is per
@@ -39,16 +40,18 @@ import numpy as np
 
 from annotator_core.encoders import l2_normalise, load_encoder
 from annotator_core.encoders.clip import ClipEncoder, embedding_of, resolve_cpu_precision
-from annotator_core.encoders.onnx_vision import OnnxVision, export_vision, quantise
+from annotator_core.encoders.onnx_vision import KEEP_FLOAT32, OnnxVision, export_vision, quantise
 
-ONNX_VARIANTS = {  # name -> (weight type, op types; None is every op ONNX Runtime quantises)
-    "onnx-u8-matmul": ("QUInt8", ("MatMul",)),
-    "onnx-s8-matmul": ("QInt8", ("MatMul",)),
-    "onnx-u8-all": ("QUInt8", None),
-    "onnx-s8-all": ("QInt8", None),
+# name -> (weight type, op types (None: every op ONNX Runtime quantises), node-name fragments left float32)
+ONNX_VARIANTS: dict[str, tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = {
+    "onnx-u8-matmul": ("QUInt8", ("MatMul",), KEEP_FLOAT32),
+    "onnx-s8-matmul": ("QInt8", ("MatMul",), KEEP_FLOAT32),
+    "onnx-u8-all": ("QUInt8", None, KEEP_FLOAT32),
+    "onnx-s8-all": ("QInt8", None, KEEP_FLOAT32),
+    "onnx-s8-matmul-proj": ("QInt8", ("MatMul",), ()),
 }
 ALL_PATHS = ("float32", "bfloat16", "torch-int8", "onnx", *ONNX_VARIANTS, "int8")
-DEFAULT_PATHS = ("float32", "torch-int8", "onnx", *ONNX_VARIANTS, "int8")
+DEFAULT_PATHS = ALL_PATHS
 CLIPS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 
 
@@ -152,7 +155,9 @@ def main() -> None:
             if name in ("float32", "bfloat16"):
                 paths[name] = _per_frame(torch_path(base, name))
             elif name == "int8":
-                paths[name] = _per_frame(torch_path(base, "int8", cache_dir=Path(tmp) / "cache"))
+                encoder = torch_path(base, "int8", cache_dir=Path(tmp) / "cache")
+                encoder.embed_shots([frames[:1]])  # the ONNX model is prepared on the first frames embedded
+                paths[name] = _per_frame(encoder)
             elif name == "torch-int8":
                 paths[name] = _on_pixels(base, torch_int8(base))
             else:
@@ -160,9 +165,9 @@ def main() -> None:
                     export_vision(base.model, exported, frame_size=base.frame_size)
                 path = exported
                 if name in ONNX_VARIANTS:
-                    weight_type, op_types = ONNX_VARIANTS[name]
+                    weight_type, op_types, keep = ONNX_VARIANTS[name]
                     path = Path(tmp) / f"{name}.onnx"
-                    quantise(exported, path, weight_type=weight_type, op_types=op_types)
+                    quantise(exported, path, weight_type=weight_type, op_types=op_types, keep_float32=keep)
                 paths[name] = _on_pixels(base, OnnxVision(path, threads=args.threads))
             prepare_s[name] = round(time.perf_counter() - t0, 1)
 

@@ -7,6 +7,20 @@ Loading one from a folder or the hub is :mod:`.hub`; the tiny test CLIP is :mod:
 from the model's own image-processor settings (resize, centre crop, mean/std),
 so a whole batch is resized at once. Each frame is embedded, the frame vectors
 of a shot are L2-normalised and averaged, and the mean is L2-normalised again.
+
+On CPU, ``VA_CPU_PRECISION=auto`` (the default) takes the fastest path that keeps image vectors at
+cosine >= 0.99 to float32's, plain and centred on the mean, that this CPU's flags allow
+(:func:`auto_cpu_precision`):
+
+- ``int8`` where the CPU has VNNI (``avx512_vnni``, ``avx_vnni``, ``amx_int8``): the vision tower in
+  ONNX Runtime with int8 weights (:mod:`.onnx_vision`). On an AMD EPYC with AVX512-VNNI and AVX512-BF16
+  (ViT-B/32, random weights, real frames, batch 32, 2 threads, side by side): 3.2-3.9x float32 alone,
+  bfloat16 autocast 1.05-1.8x; cosine to float32 min 0.9999, centred min 0.993 (bfloat16 0.9991).
+- else ``bfloat16`` autocast where the CPU computes bfloat16 natively (``avx512_bf16``, ``amx_bf16``);
+- else ``float32``: on an AVX2-only CPU bfloat16 is emulated (0.14-0.5x float32) and int8 (uint8
+  weights, no VNNI) gave 1.2-1.3x alone and 1.08x inside the pipeline.
+
+The figures and commands are in benchmarks/README.md ("Real-size models and the CPU embedding path").
 """
 
 from __future__ import annotations
@@ -26,9 +40,9 @@ FRAME_BATCH = 64
 
 # How a CLIP runs on CPU (the VA_CPU_PRECISION setting): float32; bfloat16 autocast; or int8, the vision
 # tower as ONNX Runtime with dynamically quantised weights (:mod:`.onnx_vision`; the text tower stays float32).
-# bfloat16 and int8 keep image vectors at cosine >= 0.99 to float32's. "auto" takes bfloat16 only where the CPU
-# computes it natively (AVX512-BF16, AMX); without it bfloat16 is emulated and several times slower, and auto
-# is float32 (int8 is opt-in: benchmarks/embed_cpu.py). GPUs use float16.
+# bfloat16 and int8 keep image vectors at cosine >= 0.99 to float32's. "auto" is the fastest of them this CPU's
+# flags allow (:func:`auto_cpu_precision`): int8 with VNNI, bfloat16 with native bfloat16 (AVX512-BF16, AMX;
+# emulated it is several times slower than float32), else float32. GPUs use float16.
 CPU_PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 DEFAULT_CPU_PRECISION = "auto"
 
@@ -113,15 +127,16 @@ class ClipEncoder(Encoder):
         self.text_max_length = text_max_length
         self._mean = torch.tensor(preprocess.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(preprocess.std, device=self.device).view(1, 3, 1, 1)
-        # int8: the vision tower through ONNX Runtime, prepared once per process (and per cache_dir on disk).
+        # int8: the vision tower through ONNX Runtime, prepared once per process (and per cache_dir on disk), on the
+        # first frames embedded: an encoder that only embeds texts (search, the ingest driver) never prepares it.
+        self._int8 = self.device == "cpu" and self.cpu_precision == "int8"
         self._onnx: Any = None
-        if self.device == "cpu" and self.cpu_precision == "int8":
-            from annotator_core.encoders.onnx_vision import int8_vision
-
-            self._onnx = int8_vision(
-                self.model, name=name, frame_size=self.frame_size, threads=torch.get_num_threads(), cache_dir=cache_dir
+        self._cache_dir = cache_dir
+        with torch.inference_mode():
+            probe = self.model.get_image_features(
+                pixel_values=self._pixels(np.zeros((1, *self.frame_size, 3), np.uint8))
             )
-        self.dim = int(self._image_features(np.zeros((1, *self.frame_size, 3), np.uint8)).shape[1])
+        self.dim = int(embedding_of(probe).shape[1])
 
     def embed_shots(self, shots: Sequence[np.ndarray]) -> np.ndarray:
         if len(shots) == 0:
@@ -174,11 +189,26 @@ class ClipEncoder(Encoder):
 
         with torch.inference_mode():
             pixels = self._pixels(frames)
-            if self._onnx is not None:
-                return self._onnx(pixels.numpy())
+            if self._int8:
+                return self._int8_vision()(pixels.numpy())
             with self._precision():
                 out = self.model.get_image_features(pixel_values=pixels)
         return embedding_of(out).float().cpu().numpy()
+
+    def _int8_vision(self) -> Any:
+        import torch
+
+        if self._onnx is None:
+            from annotator_core.encoders.onnx_vision import int8_vision
+
+            self._onnx = int8_vision(
+                self.model,
+                name=self.name,
+                frame_size=self.frame_size,
+                threads=torch.get_num_threads(),
+                cache_dir=self._cache_dir,
+            )
+        return self._onnx
 
     def _precision(self) -> Any:
         import contextlib
@@ -234,21 +264,50 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_cpu_precision(precision: str) -> str:
-    """``float32``, ``bfloat16`` or ``int8``; ``auto`` is bfloat16 where the CPU has native bfloat16, else float32."""
+    """``float32``, ``bfloat16`` or ``int8``; ``auto`` is decided from this CPU's flags (:func:`auto_cpu_precision`)."""
     if precision not in CPU_PRECISIONS:
         raise EncoderUnavailable(
             f"CPU precision {precision!r} is not one of {', '.join(CPU_PRECISIONS)}; set VA_CPU_PRECISION to one."
         )
     if precision != "auto":
         return precision
-    return "bfloat16" if cpu_has_native_bfloat16() else "float32"
+    return auto_cpu_precision(cpu_flags())
+
+
+# CPU flags (Linux /proc/cpuinfo names) behind ``auto``.
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # int8 dot products in one instruction
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # native bfloat16 matrix products
+
+
+def auto_cpu_precision(flags: frozenset[str] | set[str]) -> str:
+    """What ``auto`` is on a CPU with these flags: int8 with VNNI, else bfloat16 with native bfloat16, else float32.
+
+    Measured on ViT-B/32 (random weights, real frames, batch 32, 2 threads; benchmarks/README.md): on an AMD EPYC
+    with AVX512-VNNI and AVX512-BF16, int8 (ONNX Runtime, int8 weights) 3.2-3.9x float32, bfloat16 1.05-1.8x, both at
+    cosine >= 0.99 to float32, plain and centred on the mean; on an AVX2 CPU without either, int8 (uint8 weights)
+    1.2-1.3x and bfloat16 (emulated) 0.14-0.5x, so float32 stays there.
+    """
+    if VNNI_FLAGS & flags:
+        return "int8"
+    if BF16_FLAGS & flags:
+        return "bfloat16"
+    return "float32"
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as Linux names them (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return frozenset(next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), []))
+    except OSError:
+        return frozenset()
 
 
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 matrix products natively (x86 AVX512-BF16 or AMX; Linux flags)."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    return bool(BF16_FLAGS & cpu_flags())
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8; Linux flags)."""
+    return bool(VNNI_FLAGS & cpu_flags())

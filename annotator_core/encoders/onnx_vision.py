@@ -1,15 +1,21 @@
 """A CLIP vision tower as ONNX Runtime with int8 weights, for ``VA_CPU_PRECISION=int8``.
 
 The vision tower (pixels -> image embedding) is exported to ONNX and quantised dynamically by ONNX
-Runtime: the weights of every MatMul to uint8, per output channel, activations quantised per batch at
-run time. On CPUs without fast bfloat16 (AVX2 only) this was the fastest path that keeps the vectors
-at cosine >= 0.99 to float32 (benchmarks/embed_cpu.py); the text tower stays torch float32, so text
-queries are unchanged.
+Runtime: the weights of every MatMul of the transformer, per output channel, activations quantised
+per frame at run time. The final projection (one 768x512 MatMul in ViT-B/32, ~0.01% of the
+FLOPs) stays float32: quantising it alone cost most of the centred-cosine error (benchmarks/README.md).
+The weight type follows the CPU: int8 (QInt8) where it has VNNI (``avx512_vnni``/``avx_vnni``:
+u8 x s8 dot products in one instruction), uint8 (QUInt8) elsewhere, as ONNX Runtime advises
+(AVX2 without VNNI saturates u8 x s8). The text tower stays torch float32, so text queries are unchanged.
 
-Export and quantisation cost tens of seconds, so each model is prepared once per process (kept in
-:data:`_SESSIONS`) and, when a ``cache_dir`` is given, once per machine: the file is keyed by the model
-name, a digest of its vision weights and the transformers, torch and onnxruntime versions, and
-written atomically, so concurrent ingest actors never read a half-written file.
+Activations are quantised dynamically, with one scale per input; each frame is run alone, so its
+vector does not depend on the frames batched with it (as with float32 and bfloat16). On ViT-B/32 one
+frame a run is as fast as 32 (28.0 vs 28.9 images/s, side by side).
+
+Export and quantisation cost seconds to tens of seconds, so each model is prepared once per process
+(kept in :data:`_SESSIONS`) and, when a ``cache_dir`` is given, once per machine: the file is keyed by
+the model name, a digest of its vision weights, the weight type and the transformers, torch and
+onnxruntime versions, and written atomically, so concurrent ingest actors never read a half-written file.
 """
 
 from __future__ import annotations
@@ -27,11 +33,20 @@ from typing import Any
 import numpy as np
 
 OPSET = 17
-# What is quantised: MatMul weights as uint8 per channel. Measured on the AVX2 CPU (ViT-B/32, random weights,
-# real frames): uint8 MatMul-only was faster than int8 weights and than also quantising Conv/Gather, at the
-# same cosine.
-WEIGHT_TYPE = "QUInt8"
+# What is quantised: MatMul weights per channel (ViT-B/32, random weights, real frames, batch 32, 2 threads).
+# On an AVX2 CPU without VNNI uint8 MatMul-only was fastest (1.25x float32; int8 weights 1.19x); on an AMD
+# EPYC with AVX512-VNNI int8 weights were 3.2x float32 against uint8's 1.9x. Conv/Gather add nothing.
 OP_TYPES = ("MatMul",)
+# MatMuls left float32, by node-name fragment: the projection into the embedding space.
+KEEP_FLOAT32 = ("visual_projection",)
+
+
+def weight_type() -> str:
+    """ONNX Runtime's weight type for this CPU: QInt8 where it has VNNI, else QUInt8."""
+    from annotator_core.encoders.clip import cpu_has_vnni
+
+    return "QInt8" if cpu_has_vnni() else "QUInt8"
+
 
 _SESSIONS: dict[str, OnnxVision] = {}
 _LOCK = threading.Lock()
@@ -46,22 +61,29 @@ class OnnxVision:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
+        # ORT's idle threads spin by default; in an ingest actor that steals the cores the decode tasks share with it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.threads = options.intra_op_num_threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {"pixel_values": np.ascontiguousarray(pixels, np.float32)})[0]
-        return np.asarray(out, np.float32)
+        # One frame a run: dynamic quantisation takes one activation scale per input, so a batch would make each
+        # frame's vector depend on the frames beside it. On ViT-B/32 (50 tokens a frame) this is as fast as batch 32.
+        x = np.ascontiguousarray(pixels, np.float32)
+        runs = [self.session.run(None, {"pixel_values": x[i : i + 1]})[0] for i in range(x.shape[0])]
+        return np.concatenate(runs).astype(np.float32, copy=False) if runs else np.zeros((0, 0), np.float32)
 
 
 def int8_vision(
     model: Any, *, name: str, frame_size: tuple[int, int], threads: int, cache_dir: Path | None
 ) -> OnnxVision:
-    """The int8 ONNX vision tower of ``model`` (a transformers CLIP-family model), built at most once per process."""
+    """The int8 ONNX vision tower of ``model`` (a transformers CLIP-family model), built once per process and cache."""
     key = _cache_key(model, name=name, frame_size=frame_size)
     with _LOCK:
-        found = _SESSIONS.get(f"{key}/{threads}")
+        # Per cache folder too: a process given a (new) cache folder leaves the prepared model there for the next.
+        memo = f"{key}/{threads}/{cache_dir}"
+        found = _SESSIONS.get(memo)
         if found is None:
             if cache_dir is not None:
                 try:
@@ -75,7 +97,7 @@ def int8_vision(
                 with tempfile.TemporaryDirectory(prefix="va-onnx-") as tmp:
                     path = _int8_file(model, key=key, frame_size=frame_size, folder=Path(tmp))
                     found = OnnxVision(path, threads=threads)
-            _SESSIONS[f"{key}/{threads}"] = found
+            _SESSIONS[memo] = found
         return found
 
 
@@ -91,7 +113,8 @@ def _cache_key(model: Any, *, name: str, frame_size: tuple[int, int]) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80]
     versions = f"tf{transformers.__version__}-torch{torch.__version__.split('+')[0]}-ort{onnxruntime.__version__}"
     h, w = frame_size
-    return f"{safe}-{h}x{w}-{versions}-{WEIGHT_TYPE.lower()}-{digest.hexdigest()[:16]}"
+    kept = "-f32proj" if KEEP_FLOAT32 else ""
+    return f"{safe}-{h}x{w}-{versions}-{weight_type().lower()}{kept}-{digest.hexdigest()[:16]}"
 
 
 def _vision_state(model: Any) -> dict[str, Any]:
@@ -110,7 +133,7 @@ def _int8_file(model: Any, *, key: str, frame_size: tuple[int, int], folder: Pat
         exported = Path(tmp) / "vision.onnx"
         quantised = Path(tmp) / "vision-int8.onnx"
         export_vision(model, exported, frame_size=frame_size)
-        quantise(exported, quantised)
+        quantise(exported, quantised, weight_type=weight_type())
         os.replace(quantised, final)  # atomic: a concurrent actor sees the whole file or none
     return final
 
@@ -146,10 +169,22 @@ def export_vision(model: Any, path: Path, *, frame_size: tuple[int, int]) -> Non
 
 
 def quantise(
-    source: Path, target: Path, *, weight_type: str = WEIGHT_TYPE, op_types: tuple[str, ...] | None = OP_TYPES
+    source: Path,
+    target: Path,
+    *,
+    weight_type: str,
+    op_types: tuple[str, ...] | None = OP_TYPES,
+    keep_float32: tuple[str, ...] = KEEP_FLOAT32,
 ) -> None:
-    """ONNX Runtime's dynamic quantisation of ``source`` into ``target`` (per-channel weights)."""
+    """ONNX Runtime's dynamic quantisation of ``source`` into ``target`` (per-channel ``weight_type`` weights).
+
+    Nodes whose name contains one of ``keep_float32`` are left in float32.
+    """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    excluded = [node.name for node in graph.node if any(part in node.name for part in keep_float32)]
 
     # ONNX Runtime logs a "consider pre-processing" warning on the root logger for every model; hush it.
     root = logging.getLogger()
@@ -162,6 +197,7 @@ def quantise(
             weight_type=getattr(QuantType, weight_type),
             per_channel=True,
             op_types_to_quantize=list(op_types) if op_types else None,
+            nodes_to_exclude=excluded,
         )
     finally:
         root.setLevel(level)

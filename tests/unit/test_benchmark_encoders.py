@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 from click.testing import CliRunner
 
 from annotator_core.encoders import available_encoder_specs, is_benchmark_only, l2_normalise, load_encoder
-from annotator_core.encoders.clip import resolve_cpu_precision
+from annotator_core.encoders.clip import auto_cpu_precision, cpu_flags, resolve_cpu_precision
+from annotator_core.encoders.onnx_vision import weight_type
 from annotator_core.encoders.random_clip import random_clip_config
 from annotator_core.errors import EncoderUnavailable
 from va_cli.main import cli
@@ -66,13 +69,17 @@ def test_va_ingest_refuses_random_weights_without_the_benchmark_flag(tmp_path: P
     assert not (tmp_path / "lancedb").exists()  # refused before anything was written
 
 
-def test_bfloat16_vectors_match_float32_within_the_stated_cosine(sample_videos_dir: Path) -> None:
+def _embed_footage(sample_videos_dir: Path, precision: str, *, cache_dir: Path | None = None) -> tuple[Any, np.ndarray]:
+    """tiny-clip on CPU at ``precision`` (a VA_CPU_PRECISION value) and its vectors of eight shots of real footage."""
     shots = _shots(sample_videos_dir / "bikes.mp4", [0, 40, 80, 160, 200]) + _shots(
         sample_videos_dir / "bigbuckbunny.mp4", [0, 60, 110]
     )
-    exact = load_encoder("tiny-clip", device="cpu", cpu_precision="float32")
-    fast = load_encoder("tiny-clip", device="cpu", cpu_precision="bfloat16")
-    reference, vectors = exact.embed_shots(shots), fast.embed_shots(shots)
+    encoder = load_encoder("tiny-clip", device="cpu", cpu_precision=precision, cache_dir=cache_dir)
+    return encoder, encoder.embed_shots(shots)
+
+
+def _assert_within_stated_cosine(vectors: np.ndarray, reference: np.ndarray) -> None:
+    """Cosine >= 0.99 to float32's vectors per shot, plain and centred, and the comparison is not vacuous."""
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert (vectors * reference).sum(axis=1).min() >= 0.99
@@ -80,38 +87,65 @@ def test_bfloat16_vectors_match_float32_within_the_stated_cosine(sample_videos_d
     centre = reference.mean(axis=0)
     centred = (l2_normalise(vectors - centre) * l2_normalise(reference - centre)).sum(axis=1)
     assert centred.min() >= 0.99
-    # Not vacuous: the bfloat16 path did change the numbers, and the shots are told apart.
+    # Not vacuous: the fast path did change the numbers, and the shots are told apart.
     assert not np.array_equal(vectors, reference)
     assert (l2_normalise(reference - centre) @ l2_normalise(reference - centre).T).min() < 0.5
+
+
+def test_bfloat16_vectors_match_float32_within_the_stated_cosine(sample_videos_dir: Path) -> None:
+    exact, reference = _embed_footage(sample_videos_dir, "float32")
+    fast, vectors = _embed_footage(sample_videos_dir, "bfloat16")
+    _assert_within_stated_cosine(vectors, reference)
     texts = ["a cyclist", "a rabbit in a meadow"]
     assert (fast.embed_texts(texts) * exact.embed_texts(texts)).sum(axis=1).min() >= 0.99
 
 
 def test_int8_onnx_vectors_match_float32_within_the_stated_cosine(sample_videos_dir: Path, tmp_path: Path) -> None:
-    shots = _shots(sample_videos_dir / "bikes.mp4", [0, 40, 80, 160, 200]) + _shots(
-        sample_videos_dir / "bigbuckbunny.mp4", [0, 60, 110]
-    )
-    exact = load_encoder("tiny-clip", device="cpu", cpu_precision="float32")
-    fast = load_encoder("tiny-clip", device="cpu", cpu_precision="int8", cache_dir=tmp_path)
-    reference, vectors = exact.embed_shots(shots), fast.embed_shots(shots)
-    assert vectors.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert (vectors * reference).sum(axis=1).min() >= 0.99
-    centre = reference.mean(axis=0)
-    centred = (l2_normalise(vectors - centre) * l2_normalise(reference - centre)).sum(axis=1)
-    assert centred.min() >= 0.99
-    # Not vacuous: the vision tower did run quantised, and the shots are told apart.
-    assert not np.array_equal(vectors, reference)
-    assert (l2_normalise(reference - centre) @ l2_normalise(reference - centre).T).min() < 0.5
-    # The prepared model is on disk under the cache folder, keyed by the model's name, for the next process.
-    assert [p.name.startswith("tiny-clip-32x32-tf") for p in tmp_path.glob("*.onnx")] == [True]
+    exact, reference = _embed_footage(sample_videos_dir, "float32")
+    fast, vectors = _embed_footage(sample_videos_dir, "int8", cache_dir=tmp_path)
+    _assert_within_stated_cosine(vectors, reference)
+    # The prepared model is on disk under the cache folder, keyed by the model's name and weight type.
+    files = list(tmp_path.glob("*.onnx"))
+    assert [p.name.startswith("tiny-clip-32x32-tf") for p in files] == [True]
+    assert f"-{weight_type().lower()}-f32proj-" in files[0].name
+    # The transformer's MatMuls run on int8 weights; the projection into the embedding space stays float32.
+    ops = [(node.name, node.op_type) for node in onnx.load(str(files[0])).graph.node]
+    assert any(op == "MatMulInteger" for _, op in ops)
+    assert [op for name, op in ops if "visual_projection" in name] == ["MatMul"]
     # The text tower stays float32: queries embed exactly as before.
     texts = ["a cyclist", "a rabbit in a meadow"]
     np.testing.assert_array_equal(fast.embed_texts(texts), exact.embed_texts(texts))
 
 
+def test_auto_precision_vectors_match_float32_within_the_stated_cosine(sample_videos_dir: Path, tmp_path: Path) -> None:
+    # Whatever auto picks on the CPU running the tests (int8 with VNNI, bfloat16 with native bfloat16, float32).
+    picked = resolve_cpu_precision("auto")
+    _, reference = _embed_footage(sample_videos_dir, "float32")
+    fast, vectors = _embed_footage(sample_videos_dir, "auto", cache_dir=tmp_path)
+    assert fast.cpu_precision == picked
+    if picked == "float32":
+        np.testing.assert_array_equal(vectors, reference)
+    else:
+        _assert_within_stated_cosine(vectors, reference)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx", "avx2", "fma"}, "float32"),  # AVX2 only: bfloat16 emulated, int8 1.2-1.3x
+        ({"avx2", "avx512f", "avx512_bf16"}, "bfloat16"),
+        ({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}, "int8"),  # the AMD EPYC measured: int8 3.2x, bf16 1.4x
+        ({"avx2", "avx_vnni"}, "int8"),
+        ({"avx512f", "amx_bf16", "amx_int8", "avx512_vnni"}, "int8"),
+    ],
+)
+def test_auto_precision_follows_the_cpu_flags(flags: set[str], expected: str) -> None:
+    assert auto_cpu_precision(frozenset(flags)) == expected
+
+
 def test_cpu_precision_is_checked_and_auto_resolves_to_a_precision() -> None:
-    assert resolve_cpu_precision("auto") in ("float32", "bfloat16")
+    assert resolve_cpu_precision("auto") == auto_cpu_precision(cpu_flags())
+    assert resolve_cpu_precision("auto") in ("float32", "bfloat16", "int8")
     assert resolve_cpu_precision("float32") == "float32"
     assert resolve_cpu_precision("int8") == "int8"
     with pytest.raises(
