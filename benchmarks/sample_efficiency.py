@@ -26,7 +26,16 @@ Methods, each a sequence of labelled corpus items whose first n are used:
 - VA: bootstrap like CC (ZS for positives, random for negatives) until 10
   positives and 10 negatives, the build minimum; then batches of d = 25 from
   the four feeds of the latest build in turn (top positive, borderline, top
-  negative, random), rebuilding after every batch.
+  negative, random), rebuilding after every batch. ``--va-flow`` picks how the
+  bootstrap ends: ``shipped`` (the default and the arm measured so far: after
+  the first 25, search alone until 10 positives, then the top-positive feed,
+  the UI's default after a build) or ``interleave`` (proposed, not in the
+  product: search and a random sample alternate until the build minimum, then
+  the feeds in turn from borderline (borderline, random, top positive, top
+  negative); the product offers only search before the first
+  build, so it would need a random sample there). ``--build-min``
+  is the build minimum (settings ``min_positive`` / ``min_negative``, 10 by
+  default; 5 is the paper's smallest training set).
 - VA+UCB[reward]: as VA, but UCB (c = 0.01) picks each batch's source among the
   product's arms (search = the zero-shot ranking, and the four feeds), rewarded
   by one of ``annotator_core.rewards`` (``quality``, ``random-ap``, ``yield``)
@@ -68,9 +77,13 @@ DATA = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 SIZES = (25, 50, 100, 200, 500, 1000)
 BATCH = 25
-MIN_EACH = 10  # the build minimum (settings min_positive / min_negative)
+MIN_EACH = int(Settings.model_fields["min_positive"].default)  # the default build minimum (settings min_positive)
 MIN_TRAIN = 5  # the paper's coverage rule: 5 positives and 5 negatives to train and cross-validate
 FEED_CYCLE = ("top_positive", "borderline", "top_negative", "random")
+# The proposed flow's cycle: borderline first, then random (chosen on runs 0-5 of 2% and 0.5% among four
+# orders, confirmed on runs 6-11: see benchmarks/README.md, issue 13).
+INTERLEAVE_CYCLE = ("borderline", "random", "top_positive", "top_negative")
+VA_FLOWS = ("shipped", "interleave")
 PRODUCT_ARMS = ("search", *FEED_CYCLE)
 PAPER_ARMS = ("va", "random", "zero_shot")
 C = float(Settings.model_fields["classifier_c"].default)
@@ -142,6 +155,8 @@ class Annotator:
 
     task: Task
     seed: int
+    flow: str = "shipped"  # how the bootstrap ends and which feed comes first (see VA_FLOWS)
+    build_min: int = MIN_EACH  # positives and negatives before the first build (settings min_positive/negative)
     order: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
 
@@ -160,14 +175,21 @@ class Annotator:
         return pos, int(self.labelled.sum()) - pos
 
     def bootstrap(self) -> None:
-        """Search for positives and take random items (as CC does) until a build is allowed."""
+        """Search for positives and take random items (as CC does) until a build is allowed.
+
+        ``shipped``: one batch alternating search and random, then search alone for positives and
+        random for negatives. ``interleave``: keep alternating, a batch at a time, until the build minimum.
+        """
         t = self.task
-        for i, row in enumerate(interleave(t.search, t.random, BATCH).tolist()):
+        mixed = interleave(t.search, t.random, min(SIZES[-1], len(t.truth)))
+        for i, row in enumerate(mixed.tolist()):
+            if i >= BATCH and (self.flow == "shipped" or (i % BATCH == 0 and min(self.counts()) >= self.build_min)):
+                break
             self.labelled[row] = True
             self.order.append(row)
             self.sources.append("search" if i % 2 == 0 else "random")
-        while min(self.counts()) < MIN_EACH:
-            if self.counts()[0] < MIN_EACH:
+        while min(self.counts()) < self.build_min:
+            if self.counts()[0] < self.build_min:
                 self.take(t.search, BATCH, "search")
             else:
                 self.take(t.random, BATCH, "random")
@@ -211,13 +233,14 @@ class Annotator:
             # the top feeds include labelled shots (marked in the UI), so ask for enough to fill a batch
             feeds = build_feeds(scores, labelled=self.labelled, size=len(rows) + BATCH, seed=self.seed + step)
             batch_start = len(self.order)
+            cycle = INTERLEAVE_CYCLE if self.flow == "interleave" else FEED_CYCLE
             if bandit is None:
-                source = FEED_CYCLE[step % len(FEED_CYCLE)]
+                source = cycle[step % len(cycle)]
                 self.take(feeds.as_dict()[source], BATCH, source)
             else:
                 arm = bandit.recommend()
                 if arm == "va":
-                    source = FEED_CYCLE[va_step % len(FEED_CYCLE)]
+                    source = cycle[va_step % len(cycle)]
                     va_step += 1
                     self.take(feeds.as_dict()[source], BATCH, source)
                     self.sources[batch_start:] = [f"va:{source}"] * (len(self.order) - batch_start)
@@ -293,8 +316,16 @@ def main() -> None:
     parser.add_argument("--arms", nargs="*", default=["product", "paper"], choices=["product", "paper"])
     parser.add_argument("--zs-examples", type=int, default=5, help="held-out positives behind the zero-shot query")
     parser.add_argument("--zs-noise", type=float, default=1.0, help="norm of the noise added to the unit query")
+    parser.add_argument(
+        "--va-flow", default="shipped", choices=VA_FLOWS, help="how VA's bootstrap ends (see the docstring)"
+    )
+    parser.add_argument(
+        "--build-min", type=int, default=MIN_EACH, help="positives and negatives before VA's first build"
+    )
     parser.add_argument("--plot", default=str(Path(__file__).with_name("sample_efficiency.png")))
     args = parser.parse_args()
+    if args.build_min < 2:
+        parser.error(f"--build-min {args.build_min}: a build cross-validates, so pass at least 2 (10 is the default)")
     started = time.perf_counter()
 
     images, classes = load_fashion_mnist()
@@ -319,7 +350,8 @@ def main() -> None:
     print(
         f"Fashion-MNIST pool {args.pool:,} (corpus {len(corpus_x):,}, test {n_test:,} before sub-sampling), "
         f"PCA-{args.components}, C={C} centred, {args.bootstraps} runs per label, batches of {BATCH}, "
-        f"zero-shot proxy: mean of {args.zs_examples} held-out positives + noise {args.zs_noise}"
+        f"zero-shot proxy: mean of {args.zs_examples} held-out positives + noise {args.zs_noise}, "
+        f"VA flow {args.va_flow}, first build at {args.build_min} + {args.build_min}"
     )
     results: dict[float, dict[str, np.ndarray]] = {}
     for prevalence in args.prevalence:
@@ -341,10 +373,10 @@ def main() -> None:
                     "RCC": task.random[: SIZES[-1]],
                     "ZS": search[: SIZES[-1]],
                     "CC": interleave(search, task.random, SIZES[-1]),
-                    "VA": Annotator(task, b).run(SIZES[-1]),
+                    "VA": Annotator(task, b, args.va_flow, args.build_min).run(SIZES[-1]),
                 }
                 for (arms, r), m in zip(variants, methods[4:], strict=True):
-                    orders[m] = Annotator(task, b).run(SIZES[-1], reward=r, arms=arms)
+                    orders[m] = Annotator(task, b, args.va_flow, args.build_min).run(SIZES[-1], reward=r, arms=arms)
                 for m, o in orders.items():
                     res[m][li, b] = [
                         [p.ap, p.auc, p.quality, p.test_balanced_accuracy, p.rarer_class] for p in evaluate(o, task, b)
@@ -381,6 +413,13 @@ def report(res: dict[str, np.ndarray], methods: list[str], labels: list[int], pr
     for li, label in enumerate(labels):
         print(f"  {CLASSES[label]:<26}" + "".join(f"{g:8.1f}" for g in gains[li]))
     print(f"  {'median (overall)':<26}" + "".join(f"{g:8.1f}" for g in np.nanmedian(gains, axis=0)))
+    # VA covers more runs than CC at small n (its search top-up finds 5 positives where CC's half does not),
+    # and those extra runs are the hard ones; the paired mean compares the two on the same runs.
+    both = ~np.isnan(ap["VA"]) & ~np.isnan(ap["CC"])
+    paired = [
+        (np.mean(ap["VA"][..., i][both[..., i]]), np.mean(ap["CC"][..., i][both[..., i]])) for i in range(len(SIZES))
+    ]
+    print("  mean AP VA / CC on the runs both cover: " + ", ".join(f"{v:.3f}/{c:.3f}" for v, c in paired))
     va, rcc, cc = (np.nanmean(ap[m], axis=(0, 1)) for m in ("VA", "RCC", "CC"))
     # a method without a single 5 + 5 run at n has no AP there and does not count against VA
     verdicts = zip(SIZES, va, rcc, cc, strict=True)

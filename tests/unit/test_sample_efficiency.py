@@ -1,0 +1,90 @@
+"""benchmarks/sample_efficiency.py: how its simulated annotator spends its first labels under each VA flow."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sample_efficiency", ROOT / "benchmarks" / "sample_efficiency.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def rare_task(bench: ModuleType, *, n: int = 3000, positives: int = 60, seed: int = 0) -> object:
+    """A 2% label whose zero-shot ranking is noisy: positives spread over its first few hundred ranks."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(n, dtype=bool)
+    truth[rng.choice(n, size=positives, replace=False)] = True
+    x = rng.standard_normal((n, 16)).astype(np.float32)
+    x[truth, 0] += 3.0
+    x = bench.l2_rows(x)
+    noisy = x[:, 0] + rng.normal(0.0, 0.6, n)
+    search = np.argsort(-noisy, kind="stable")
+    test_truth = np.zeros(600, dtype=bool)
+    test_truth[:12] = True
+    test_x = rng.standard_normal((600, 16)).astype(np.float32)
+    test_x[test_truth, 0] += 3.0
+    return bench.Task(x, truth, bench.l2_rows(test_x), test_truth, rng.permutation(n), search)
+
+
+def test_shipped_flow_tops_up_with_search_alone_after_one_mixed_batch(bench: ModuleType) -> None:
+    task = rare_task(bench)
+    annotator = bench.Annotator(task, 0, "shipped")
+    annotator.bootstrap()
+    sources = annotator.sources
+    assert sources[: bench.BATCH] == ["search" if i % 2 == 0 else "random" for i in range(bench.BATCH)]
+    assert min(annotator.counts()) >= bench.MIN_EACH
+    # after the first batch only search is labelled until 10 positives (this task needs more than one batch)
+    assert len(sources) > bench.BATCH
+    assert set(sources[bench.BATCH :]) == {"search"}
+
+
+def test_interleave_flow_alternates_until_the_build_minimum_at_a_batch_boundary(bench: ModuleType) -> None:
+    task = rare_task(bench)
+    annotator = bench.Annotator(task, 0, "interleave")
+    annotator.bootstrap()
+    sources = annotator.sources
+    assert len(sources) % bench.BATCH == 0 and len(sources) > bench.BATCH
+    assert sources == ["search" if i % 2 == 0 else "random" for i in range(len(sources))]
+    assert min(annotator.counts()) >= bench.MIN_EACH
+    # it stopped at the first batch boundary where the build minimum was met
+    truth = task.truth[np.asarray(annotator.order)]
+    cut = len(sources) - bench.BATCH
+    assert min(int(truth[:cut].sum()), cut - int(truth[:cut].sum())) < bench.MIN_EACH
+
+
+def test_first_batch_after_the_first_build_comes_from_the_flows_first_feed(bench: ModuleType) -> None:
+    task = rare_task(bench)
+    for flow, first in (("shipped", "top_positive"), ("interleave", "borderline")):
+        annotator = bench.Annotator(task, 0, flow)
+        annotator.bootstrap()
+        start = len(annotator.order)
+        fresh = bench.Annotator(task, 0, flow)
+        order = fresh.run(start + bench.BATCH)
+        assert len(order) == start + bench.BATCH
+        assert fresh.sources[:start] == annotator.sources
+        assert set(fresh.sources[start:]) == {first}, flow
+
+
+def test_a_lower_build_minimum_builds_sooner_in_the_interleave_flow(bench: ModuleType) -> None:
+    task = rare_task(bench)
+    ten = bench.Annotator(task, 0, "interleave")
+    ten.bootstrap()
+    five = bench.Annotator(task, 0, "interleave", 5)
+    five.bootstrap()
+    assert min(five.counts()) >= 5
+    assert len(five.order) < len(ten.order)
+    assert five.order == ten.order[: len(five.order)]
