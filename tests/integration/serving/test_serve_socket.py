@@ -50,13 +50,6 @@ def test_the_shared_socket_gives_connections_tcp_nodelay() -> None:
     assert _nodelay_of_accepted(ours) != 0
 
 
-def test_uvicorns_own_shared_socket_would_not() -> None:
-    """The reason for _tcp_socket: if uvicorn ever names TCP itself, this fails and the workaround can go."""
-    config = uvicorn.Config("va_cli.serve:app_from_environment", host="127.0.0.1", port=0, workers=2)
-    theirs = config.bind_socket()
-    assert _nodelay_of_accepted(theirs) == 0
-
-
 def test_va_serve_with_two_workers_answers_on_kept_alive_connections(tmp_path) -> None:
     """The supervisor path `va serve` takes for VA_WORKERS > 1 starts and serves on the socket it made."""
     import os
