@@ -113,6 +113,24 @@ class LabelWorkspace:
             raise _not_enough(self.label, readiness, self.settings)
         return readiness
 
+    def sample(self, *, size: int | None = None) -> list[str]:
+        """A uniform random sample of the unlabelled shots, with no model needed (source ``random``).
+
+        Before the first build the loop alternates it with search (issue 13): search finds positives,
+        the sample shows the corpus's own negatives (and its rare positives) without the query's bias,
+        and its annotations are the unbiased set the ``random-ap`` reward scores. A near-duplicate
+        group is drawn once, by its representative, as in the feeds. The draw is seeded by the label's
+        last annotation event, so it holds still while nothing is labelled and moves on once something is.
+        """
+        want = self.settings.feed_size if size is None else size
+        if want < 1:
+            raise ValidationFailed(f"a sample needs a size of at least 1, got {want}.")
+        seed = int(self.store.annotations.last_event_id(self.label))
+        labelled = list(self.store.annotations.consensus(self.label))
+        groups = duplicate_groups(self.shots, self.settings)
+        excluded = list(dict.fromkeys([*labelled, *groups.hidden_ids()])) if len(groups) else labelled
+        return self.scorer.view().sample(excluded_ids=excluded, size=want, seed=seed)
+
     # -- the build -----------------------------------------------------------------
 
     def build(self, *, created_by: str = "", progress: Progress | None = None) -> BuildResult:

@@ -27,13 +27,13 @@ Methods, each a sequence of labelled corpus items whose first n are used:
   positives and 10 negatives, the build minimum; then batches of d = 25 from
   the four feeds of the latest build in turn (top positive, borderline, top
   negative, random), rebuilding after every batch. ``--va-flow`` picks how the
-  bootstrap ends: ``shipped`` (the default and the arm measured so far: after
-  the first 25, search alone until 10 positives, then the top-positive feed,
-  the UI's default after a build) or ``interleave`` (proposed, not in the
-  product: search and a random sample alternate until the build minimum, then
+  bootstrap ends: ``interleave`` (the default, and the product's flow since
+  issue 13: search and a random sample alternate, a batch at a time, until the
+  build minimum — the Feeds tab shows the sample before the first build — then
   the feeds in turn from borderline (borderline, random, top positive, top
-  negative); the product offers only search before the first
-  build, so it would need a random sample there). ``--build-min``
+  negative), the Feeds tab opening on Borderline after a build) or
+  ``search-first`` (the product's flow before: after the first 25, search
+  alone until 10 positives, then the top-positive feed first). ``--build-min``
   is the build minimum (settings ``min_positive`` / ``min_negative``, 10 by
   default; 5 is the paper's smallest training set).
 - VA+UCB[reward]: as VA, but UCB (c = 0.01) picks each batch's source among the
@@ -83,7 +83,7 @@ FEED_CYCLE = ("top_positive", "borderline", "top_negative", "random")
 # The proposed flow's cycle: borderline first, then random (chosen on runs 0-5 of 2% and 0.5% among four
 # orders, confirmed on runs 6-11: see benchmarks/README.md, issue 13).
 INTERLEAVE_CYCLE = ("borderline", "random", "top_positive", "top_negative")
-VA_FLOWS = ("shipped", "interleave")
+VA_FLOWS = ("interleave", "search-first")
 PRODUCT_ARMS = ("search", *FEED_CYCLE)
 PAPER_ARMS = ("va", "random", "zero_shot")
 C = float(Settings.model_fields["classifier_c"].default)
@@ -155,7 +155,7 @@ class Annotator:
 
     task: Task
     seed: int
-    flow: str = "shipped"  # how the bootstrap ends and which feed comes first (see VA_FLOWS)
+    flow: str = "interleave"  # how the bootstrap ends and which feed comes first (see VA_FLOWS)
     build_min: int = MIN_EACH  # positives and negatives before the first build (settings min_positive/negative)
     order: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
@@ -177,13 +177,15 @@ class Annotator:
     def bootstrap(self) -> None:
         """Search for positives and take random items (as CC does) until a build is allowed.
 
-        ``shipped``: one batch alternating search and random, then search alone for positives and
-        random for negatives. ``interleave``: keep alternating, a batch at a time, until the build minimum.
+        ``interleave``: keep alternating, a batch at a time, until the build minimum. ``search-first``: one
+        batch alternating search and random, then search alone for positives and random for negatives.
         """
         t = self.task
         mixed = interleave(t.search, t.random, min(SIZES[-1], len(t.truth)))
         for i, row in enumerate(mixed.tolist()):
-            if i >= BATCH and (self.flow == "shipped" or (i % BATCH == 0 and min(self.counts()) >= self.build_min)):
+            if i >= BATCH and (
+                self.flow == "search-first" or (i % BATCH == 0 and min(self.counts()) >= self.build_min)
+            ):
                 break
             self.labelled[row] = True
             self.order.append(row)
@@ -317,7 +319,7 @@ def main() -> None:
     parser.add_argument("--zs-examples", type=int, default=5, help="held-out positives behind the zero-shot query")
     parser.add_argument("--zs-noise", type=float, default=1.0, help="norm of the noise added to the unit query")
     parser.add_argument(
-        "--va-flow", default="shipped", choices=VA_FLOWS, help="how VA's bootstrap ends (see the docstring)"
+        "--va-flow", default="interleave", choices=VA_FLOWS, help="how VA's bootstrap ends (see the docstring)"
     )
     parser.add_argument(
         "--build-min", type=int, default=MIN_EACH, help="positives and negatives before VA's first build"

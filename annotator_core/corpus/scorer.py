@@ -37,7 +37,7 @@ from annotator_core.classifier import Classifier
 from annotator_core.corpus.candidates import Candidates, merge_candidates, pick_exact, shard_candidates, shard_parts
 from annotator_core.corpus.files import Corpus, open_corpus, sync_corpus
 from annotator_core.corpus.reads import populate
-from annotator_core.feeds import build_feeds
+from annotator_core.feeds import build_feeds, labelled_mask, random_unlabelled
 from annotator_core.shot_store import ShotStore, VectorMatrix
 
 
@@ -71,6 +71,10 @@ class CorpusView(Protocol):
     def labelled(self, shot_ids: Sequence[str]) -> LabelledShots: ...
 
     def feeds(self, clf: Classifier, *, labelled_ids: Sequence[str], size: int, seed: int) -> FeedPicks: ...
+
+    def sample(self, *, excluded_ids: Sequence[str], size: int, seed: int) -> list[str]:
+        """``size`` distinct shot ids drawn uniformly from those not excluded (no classifier needed)."""
+        ...
 
 
 class Scorer(Protocol):
@@ -137,6 +141,12 @@ class _InMemoryView:
         ids = self.vectors.ids
         feeds = {name: [(str(ids[i]), float(scores[i])) for i in idx] for name, idx in picked.as_dict().items()}
         return FeedPicks(feeds, {"scorer": "memory", "rows_scored": self.n_shots, "exact": True, "score_s": scored})
+
+    def sample(self, *, excluded_ids: Sequence[str], size: int, seed: int) -> list[str]:
+        rows_of = self.vectors.row_of
+        excluded = np.fromiter((rows_of[s] for s in excluded_ids if s in rows_of), dtype=np.int64)
+        picked = random_unlabelled(self.n_shots, size=size, exclude=labelled_mask(excluded, self.n_shots), seed=seed)
+        return [str(self.vectors.ids[i]) for i in picked.tolist()]
 
 
 # --------------------------------------------------------------------------- memory-mapped
@@ -261,6 +271,11 @@ class _MappedView:
             "rescore_s": time.perf_counter() - scanned,
         }
         return FeedPicks(feeds, info)
+
+    def sample(self, *, excluded_ids: Sequence[str], size: int, seed: int) -> list[str]:
+        rows = self.corpus.rows_of(list(excluded_ids))
+        picked = uniform_rows(self.corpus, size=size, excluded=np.unique(rows[rows >= 0]), seed=seed)
+        return [str(sid) for sid in self.corpus.ids_of(picked)] if picked.shape[0] else []
 
     def _exact(self, clf: Classifier, rows: np.ndarray) -> dict[int, tuple[str, float]]:
         """Exact float32 P(positive) of each corpus row, from the corpus's float32 vectors."""

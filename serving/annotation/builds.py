@@ -76,6 +76,25 @@ def feed(
     return {"label": label, "feed": feed, "version": v.version, "items": feed_items(ctx, label, caller.name, items)}
 
 
+@router.get("/api/labels/{label}/sample")
+def sample(
+    request: Request,
+    label: str = LabelName,
+    size: int | None = Query(None, ge=1, le=500, description="Shots to draw; the feed size by default."),
+    caller: Principal = Depends(viewer),
+) -> dict[str, Any]:
+    """A random sample of the label's unlabelled shots, before or after a build (no model needed).
+
+    Annotations made from it should carry source ``random``: before the first build the loop
+    alternates it with search, and the recommender's ``random-ap`` reward scores those annotations.
+    """
+    ctx = context(request)
+    ctx.store.labels.get(label)
+    ids = ctx.workspace(label).sample(size=size)
+    items = [{"shot_id": sid, "score": None, "labeled": None} for sid in ids]
+    return {"label": label, "source": "random", "items": feed_items(ctx, label, caller.name, items)}
+
+
 @router.get("/api/labels/{label}/versions")
 def versions(request: Request, label: str = LabelName, _caller: Principal = Depends(viewer)) -> dict[str, Any]:
     """Every classifier version with its metrics, counts and dates, oldest first."""

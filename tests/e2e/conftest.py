@@ -98,3 +98,28 @@ def artifacts() -> Path:
     """Where screenshots go (gitignored); CI keeps them as test artifacts."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def small_service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: Path) -> Iterator[Served]:
+    """The sample clips as one-second shots (no ingest run: seconds to set up); builds need 3 + 3 labels.
+
+    One per test module: a module may change the store (near-duplicate groups) without touching another's.
+    """
+    from annotator_core.settings import Settings
+    from annotator_core.store import AnnotationStore
+
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("va-e2e-small"),
+        encoder="tiny-clip",
+        n_clusters=4,
+        min_positive=3,
+        min_negative=3,
+    )
+    shots = tiny_clip_corpus(settings, sorted(sample_videos_dir.glob("*.mp4")))
+    annotations = AnnotationStore.from_settings(settings)
+    annotations.users.create(EDITOR[0], "annotator", password=EDITOR[1])
+    _, token = annotations.users.create("second-editor", "annotator")
+    annotations.db.close()
+    with serve_annotation_app(settings) as url:
+        yield Served(url=url, settings=settings, shots=shots, login=EDITOR, second_token=token)

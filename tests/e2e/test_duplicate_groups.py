@@ -4,40 +4,17 @@ with its size, the badge opens the group, "whole group" labels every member, and
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from e2e_support import EDITOR, Served, tiny_clip_corpus
-from va_testing import poll, serve_annotation_app
+from e2e_support import Served
+from va_testing import poll
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
 LABEL = "dup-groups"
-
-
-@pytest.fixture(scope="module")
-def small_service(tmp_path_factory: pytest.TempPathFactory, sample_videos_dir: Path) -> Iterator[Served]:
-    """The sample clips as one-second shots (no ingest run: seconds to set up); builds need 3 + 3 labels."""
-    from annotator_core.settings import Settings
-    from annotator_core.store import AnnotationStore
-
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("va-e2e-dups"),
-        encoder="tiny-clip",
-        n_clusters=4,
-        min_positive=3,
-        min_negative=3,
-    )
-    shots = tiny_clip_corpus(settings, sorted(sample_videos_dir.glob("*.mp4")))
-    annotations = AnnotationStore.from_settings(settings)
-    annotations.users.create(EDITOR[0], "annotator", password=EDITOR[1])
-    _, token = annotations.users.create("second-editor", "annotator")
-    annotations.db.close()
-    with serve_annotation_app(settings) as url:
-        yield Served(url=url, settings=settings, shots=shots, login=EDITOR, second_token=token)
 
 
 def test_a_group_is_shown_once_labelled_whole_and_undone_in_one_step(

@@ -137,3 +137,48 @@ def test_labels_of_shots_gone_from_the_store_do_not_count(corpus) -> None:
     assert ws.readiness().ready
     with pytest.raises(NotEnoughAnnotations, match=r"1 labelled shots are no longer in the shot store"):
         ws.build()
+
+
+@pytest.mark.parametrize("scorer", ["memory", "mapped"])
+def test_a_sample_before_any_build_is_unlabelled_holds_still_and_moves_on(make_settings, scorer) -> None:
+    """The pre-build random sample (issue 13): no model, only unlabelled shots, one per duplicate group."""
+    settings = make_settings(feed_size=20, corpus_scorer=scorer, corpus_mapped_from=1)
+    data = load_digits()
+    vectors = l2_rows(data.data[:300].astype(np.float32))
+    ids = [f"digits:{i}" for i in range(len(vectors))]
+    shots = ShotStore.from_settings(settings)
+    shots.upsert_shots(
+        [
+            {"shot_id": sid, "video_id": "digits", "start_frame": i, "end_frame": i + 1, "start_s": float(i),
+             "end_s": float(i + 1), "thumbnail": b"", "cluster_id": -1, "encoder": "pixels",
+             "vector": vectors[i].tolist()}
+            for i, sid in enumerate(ids)
+        ]
+    )  # fmt: skip
+    annotations = AnnotationStore.from_settings(settings)
+    annotations.labels.create(LABEL)
+    ws = LabelWorkspace(LABEL, shots=shots, store=annotations, settings=settings)
+
+    first = ws.sample()
+    assert len(first) == len(set(first)) == 20 and set(first) <= set(ids)
+    assert ws.sample() == first  # nothing labelled since: the page can reload without reshuffling
+
+    labelled = first[:5] + ids[100:110]
+    for sid in labelled:
+        annotations.annotations.annotate(LABEL, sid, "ann", sid.endswith("0"), source="random")
+    after = ws.sample()
+    assert after != first and not set(after) & set(labelled)
+    # Asked for every shot, it answers exactly the unlabelled ones: every one can be drawn, no labelled one is.
+    assert sorted(ws.sample(size=1000)) == sorted(set(ids) - set(labelled))
+
+    # A near-duplicate group is drawn once, by its representative.
+    group = ids[200:204]
+    shots.upsert_duplicates(
+        [{"shot_id": s, "group_id": group[0], "representative": s == group[0], "encoder": "pixels"} for s in group]
+    )
+    everything = set(LabelWorkspace(LABEL, shots=shots, store=annotations, settings=settings).sample(size=1000))
+    assert group[0] in everything and not everything & set(group[1:])
+    assert len(everything) == len(ids) - len(labelled) - 3
+
+    with pytest.raises(ValidationFailed, match="size of at least 1"):
+        ws.sample(size=0)

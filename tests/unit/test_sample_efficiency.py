@@ -40,9 +40,9 @@ def rare_task(bench: ModuleType, *, n: int = 3000, positives: int = 60, seed: in
     return bench.Task(x, truth, bench.l2_rows(test_x), test_truth, rng.permutation(n), search)
 
 
-def test_shipped_flow_tops_up_with_search_alone_after_one_mixed_batch(bench: ModuleType) -> None:
+def test_search_first_flow_tops_up_with_search_alone_after_one_mixed_batch(bench: ModuleType) -> None:
     task = rare_task(bench)
-    annotator = bench.Annotator(task, 0, "shipped")
+    annotator = bench.Annotator(task, 0, "search-first")
     annotator.bootstrap()
     sources = annotator.sources
     assert sources[: bench.BATCH] == ["search" if i % 2 == 0 else "random" for i in range(bench.BATCH)]
@@ -68,7 +68,7 @@ def test_interleave_flow_alternates_until_the_build_minimum_at_a_batch_boundary(
 
 def test_first_batch_after_the_first_build_comes_from_the_flows_first_feed(bench: ModuleType) -> None:
     task = rare_task(bench)
-    for flow, first in (("shipped", "top_positive"), ("interleave", "borderline")):
+    for flow, first in (("search-first", "top_positive"), ("interleave", "borderline")):
         annotator = bench.Annotator(task, 0, flow)
         annotator.bootstrap()
         start = len(annotator.order)

@@ -193,3 +193,32 @@ def test_import_by_shot_id_and_by_video_span_reports_unmatched_rows(service) -> 
     assert report["imported"] == 1 and report["n_unmatched"] == 2
     got = ann.get(f"/api/labels/{label}/annotations").json()["annotations"]
     assert {g["shot_id"] for g in got} == {a, b, "digits01:75"}
+
+
+def test_a_random_sample_before_the_first_build_labels_as_random(service) -> None:
+    """Before any build the loop alternates search with a random sample (issue 13); its labels carry source random."""
+    ann = service.client("ann")
+    label = "seven-sample"
+    assert ann.post("/api/labels", json={"name": label}).status_code == 201
+    first = ann.get(f"/api/labels/{label}/sample", params={"size": 30})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["source"] == "random" and len(body["items"]) == 30
+    item = body["items"][0]
+    assert {"shot_id", "start_s", "end_s", "annotation"} <= set(item) and item["score"] is None
+    assert len({i["shot_id"] for i in body["items"]}) == 30
+    # About a tenth of the digits are sevens: a uniform sample is not a search for them.
+    assert sum(service.digit_of[i["shot_id"]] == 7 for i in body["items"]) <= 12
+
+    picked = [i["shot_id"] for i in body["items"][:3]]
+    for sid in picked:
+        r = ann.put(f"/api/labels/{label}/annotations/{sid}", json={"value": False, "source": "random"})
+        assert r.status_code == 200, r.text
+    again = ann.get(f"/api/labels/{label}/sample", params={"size": 500}).json()["items"]
+    assert len(again) == 500 and not {i["shot_id"] for i in again} & set(picked)
+    sources = {a["shot_id"]: a["source"] for a in ann.get(f"/api/labels/{label}/annotations").json()["annotations"]}
+    assert [sources[s] for s in picked] == ["random"] * 3
+
+    assert_error(ann.get(f"/api/labels/{label}/sample", params={"size": 0}), 422, "invalid")
+    assert_error(ann.get(f"/api/labels/{label}/sample", params={"size": 501}), 422, "invalid")
+    assert_error(ann.get("/api/labels/no-such-label/sample"), 404, "not_found")

@@ -101,6 +101,7 @@ export const api = {
   job: (id) => request("GET", `/api/jobs/${enc(id)}`),
   feed: (label, feed, version) =>
     request("GET", `/api/labels/${enc(label)}/feeds/${enc(feed)}`, { query: { version } }),
+  sample: (label, size) => request("GET", `/api/labels/${enc(label)}/sample`, { query: { size } }),
   versions: (label) => request("GET", `/api/labels/${enc(label)}/versions`),
   publish: (label, n) => request("POST", `/api/labels/${enc(label)}/versions/${n}/publish`),
   importCsv: (label, text) =>
