@@ -48,7 +48,13 @@ from pipelines.chunked import decode_title_shots
 from pipelines.ingest_writer import IngestSummary, ProgressFn, ShotWriter, new_video
 from pipelines.ray_session import data_context, ray_session
 
-SHOTS_PER_YIELD = 16  # shots per batch a decode task hands on (small: frames are ~150 KB a shot)
+SHOTS_PER_YIELD = 16  # shots per batch a decode task hands on (small: frames are ~150-450 KB a shot)
+# Ray Data coalesces what a task yields into blocks of up to 128 MiB, so a title's shots reached the embedding
+# actors only when the whole title was decoded; blocks this small leave the task as each batch is yielded.
+DECODED_BLOCK_BYTES = 4 << 20
+# Without a GPU, shots per embedding batch at most: embedding starts after this many shots, not after
+# ``embed_batch_size`` (64, sized for a GPU), which a few titles' decode only reaches at its very end.
+CPU_EMBED_SHOTS = 16
 
 # One schema for every row the decode tasks emit: shot rows and, last per title, one video row.
 DECODED_SCHEMA = pa.schema(
@@ -288,6 +294,7 @@ def _pipeline(todo: list[dict[str, Any]], *, job: DecodeJob, spec: str, settings
     gpus = int(ray.cluster_resources().get("GPU", 0))
     # One title per block, so a crashed title loses only its own block.
     ds: ray.data.Dataset = ray.data.from_items(todo, override_num_blocks=len(todo))
+    ds.context.target_max_block_size = DECODED_BLOCK_BYTES  # this job's context: a copy, not Ray's global one
     with warnings.catch_warnings():
         # Ray 2.60 deprecates remote args passed through, but has no named parameter for max_retries,
         # and its default (-1) would retry a title that crashes its decoder for ever.
@@ -313,7 +320,7 @@ def _pipeline(todo: list[dict[str, Any]], *, job: DecodeJob, spec: str, settings
                 (settings.data_dir / "cache" / "onnx").absolute()
             ),  # VA_CPU_PRECISION=int8's prepared model
         },
-        batch_size=settings.embed_batch_size,
+        batch_size=settings.embed_batch_size if gpus else min(settings.embed_batch_size, CPU_EMBED_SHOTS),
         batch_format="pyarrow",
         # One GPU per actor: never ask for more actors than the cluster has GPUs, or they would wait for ever.
         compute=ray.data.ActorPoolStrategy(size=min(settings.embed_concurrency, gpus or settings.embed_concurrency)),

@@ -303,11 +303,6 @@ def cpu_flags() -> frozenset[str]:
         return frozenset()
 
 
-def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 matrix products natively (x86 AVX512-BF16 or AMX; Linux flags)."""
-    return bool(BF16_FLAGS & cpu_flags())
-
-
 def cpu_has_vnni() -> bool:
     """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8; Linux flags)."""
     return bool(VNNI_FLAGS & cpu_flags())
