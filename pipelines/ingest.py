@@ -23,169 +23,22 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import ray
 
 from annotator_core.encoders import load_encoder
 from annotator_core.errors import ValidationFailed
-from annotator_core.media.decode import DecodeStats
-from annotator_core.media.probe import VideoRefused, probe
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
-from pipelines.catalog import Catalog, fingerprint, local_copy, scan_catalog
-from pipelines.chunked import decode_title_shots
-from pipelines.ingest_writer import IngestSummary, ProgressFn, ShotWriter, new_video
+from pipelines.catalog import Catalog, fingerprint, scan_catalog
+from pipelines.ingest_writer import IngestSummary, ProgressFn, ShotWriter
 from pipelines.ray_session import data_context, ray_session
-
-SHOTS_PER_YIELD = 16  # shots per batch a decode task hands on (small: frames are ~150-450 KB a shot)
-# Ray Data coalesces what a task yields into blocks of up to 128 MiB, so a title's shots reached the embedding
-# actors only when the whole title was decoded; blocks this small leave the task as each batch is yielded.
-DECODED_BLOCK_BYTES = 4 << 20
-# Without a GPU, shots per embedding batch at most: embedding starts after this many shots, not after
-# ``embed_batch_size`` (64, sized for a GPU), which a few titles' decode only reaches at its very end.
-CPU_EMBED_SHOTS = 16
-
-# One schema for every row the decode tasks emit: shot rows and, last per title, one video row.
-DECODED_SCHEMA = pa.schema(
-    [
-        ("kind", pa.string()),  # "shot" | "video"
-        ("video_id", pa.string()),
-        ("start_frame", pa.int64()),
-        ("end_frame", pa.int64()),
-        ("frames", pa.binary()),  # uint8 [k, H, W, 3] in C order
-        ("thumbnail", pa.binary()),
-        ("video", pa.string()),  # JSON of the video row and decode timings; "" for shots
-    ]
-)
-
-DecodeFn = Callable[..., Iterator[pa.Table]]
-
-
-# --------------------------------------------------------------------------- the decode stage
-
-
-@dataclass(frozen=True)
-class DecodeJob:
-    """Everything a decode task needs, as plain values (it is shipped to every worker)."""
-
-    options: SampleOptions
-    max_duration_s: float
-    max_pixels: int
-    max_frames: int
-    probe_timeout_s: float
-    encoder: str
-    chunk_seconds: float = 0.0  # titles longer than this are decoded in chunks by parallel tasks (0: never)
-    decode_retries: int = 0
-
-
-def _table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
-
-
-def _shot_row(video_id: str, sample: Any) -> dict[str, Any]:
-    return {
-        "kind": "shot",
-        "video_id": video_id,
-        "start_frame": sample.start_frame,
-        "end_frame": sample.end_frame,
-        "frames": np.ascontiguousarray(sample.frames, dtype=np.uint8).tobytes(),
-        "thumbnail": sample.thumbnail,
-        "video": "",
-    }
-
-
-def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
-    """The per-title Ray Data UDF: one catalog row in, its shot rows and then one video row out."""
-    for entry in batch.to_pylist():
-        video = new_video(entry, job.encoder)
-        stats = DecodeStats()
-        try:
-            with local_copy(entry["uri"]) as path:
-                info = probe(
-                    path, max_duration_s=job.max_duration_s, max_pixels=job.max_pixels, max_frames=job.max_frames,
-                    timeout_s=job.probe_timeout_s,
-                )  # fmt: skip
-                video = video.model_copy(
-                    update={"duration_s": info.duration_s, "fps": info.fps, "width": info.width,
-                            "height": info.height, "n_frames": info.n_frames}
-                )  # fmt: skip
-                rows: list[dict[str, Any]] = []
-                n_shots = 0
-                shots = decode_title_shots(
-                    entry["uri"], path, info, job.options, stats,
-                    chunk_seconds=job.chunk_seconds, retries=job.decode_retries,
-                )  # fmt: skip
-                for sample in shots:
-                    rows.append(_shot_row(entry["video_id"], sample))
-                    n_shots += 1
-                    if len(rows) >= SHOTS_PER_YIELD:
-                        yield _table(rows)
-                        rows = []
-                if rows:
-                    yield _table(rows)
-                video = video.model_copy(
-                    update={"n_shots": n_shots, "n_frames": stats.frames, "duration_s": stats.frames / info.fps}
-                )
-        except VideoRefused as exc:
-            video = video.failed(str(exc))
-        except Exception as exc:  # any other fault of this one title is its failed row, not the job's end
-            video = video.failed(f"{type(exc).__name__}: {exc}"[:500])
-        timings = {"decode": stats.decode_s, "detect": stats.detect_s, "sample": stats.sample_s}
-        payload = json.dumps({"record": video.model_dump(mode="json"), "timings": timings})
-        yield _table(
-            [{"kind": "video", "video_id": entry["video_id"], "start_frame": 0, "end_frame": 0,
-              "frames": b"", "thumbnail": b"", "video": payload}]
-        )  # fmt: skip
-
-
-# --------------------------------------------------------------------------- the embedding stage
-
-
-class EmbedShots:
-    """Embedding actor: loads the encoder once, then turns batches of shot frames into vectors."""
-
-    def __init__(
-        self, spec: str, device: str, frames_per_shot: int, cpu_precision: str = "auto", cache_dir: str | None = None
-    ) -> None:
-        import torch
-
-        if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-            # Without a GPU the actor holds no CPU (num_cpus=0, see _pipeline), so Ray set OMP_NUM_THREADS=1 and
-            # torch would embed on one core; give it the cores this worker may run on, shared with the decoders.
-            torch.set_num_threads(len(os.sched_getaffinity(0)))
-        self.encoder = load_encoder(
-            spec, device=device, cpu_precision=cpu_precision, cache_dir=Path(cache_dir) if cache_dir else None
-        )
-        self.frames_per_shot = frames_per_shot
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        t0 = time.perf_counter()
-        kinds = batch.column("kind").to_pylist()
-        h, w = self.encoder.frame_size
-        dim = self.encoder.dim
-        shape = (self.frames_per_shot, h, w, 3)
-        shot_rows = [i for i, kind in enumerate(kinds) if kind == "shot"]
-        frames = batch.column("frames")
-        shots = [np.frombuffer(frames[i].as_py(), dtype=np.uint8).reshape(shape) for i in shot_rows]
-        vectors = np.zeros((batch.num_rows, dim), np.float32)
-        if shots:
-            vectors[shot_rows] = self.encoder.embed_shots(shots)
-        out = batch.drop_columns(["frames"])
-        out = out.append_column("vector", pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim))
-        seconds = (time.perf_counter() - t0) / max(1, len(shot_rows))
-        return out.append_column("embed_s", pa.array([seconds] * batch.num_rows, pa.float64()))
-
+from pipelines.stages import CPU_EMBED_SHOTS, DECODED_BLOCK_BYTES, DecodeFn, DecodeJob, EmbedShots, decode_title
 
 # --------------------------------------------------------------------------- the driver
 

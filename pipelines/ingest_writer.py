@@ -20,7 +20,7 @@ import pyarrow as pa
 from annotator_core.records import VideoRecord, shot_id, shots_schema
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
-from pipelines.catalog import title_of
+from pipelines.stages import video_fields
 
 
 @dataclass
@@ -63,7 +63,7 @@ ProgressFn = Callable[[IngestSummary], None]
 
 def new_video(entry: dict[str, Any], encoder: str) -> VideoRecord:
     """The ``videos`` row of a catalog entry before it is probed: the one place a video row is made."""
-    return VideoRecord(video_id=entry["video_id"], uri=entry["uri"], title=title_of(entry["uri"]), encoder=encoder)
+    return VideoRecord(**video_fields(entry, encoder))
 
 
 class ShotWriter:

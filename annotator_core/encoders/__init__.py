@@ -4,6 +4,20 @@
 """
 
 from annotator_core.encoders.base import Encoder, l2_normalise
-from annotator_core.encoders.registry import available_encoder_specs, is_benchmark_only, load_encoder, spec_has_text
+from annotator_core.encoders.registry import (
+    available_encoder_specs,
+    is_benchmark_only,
+    load_encoder,
+    spec_has_text,
+    spec_uses_torch,
+)
 
-__all__ = ["Encoder", "available_encoder_specs", "is_benchmark_only", "l2_normalise", "load_encoder", "spec_has_text"]
+__all__ = [
+    "Encoder",
+    "available_encoder_specs",
+    "is_benchmark_only",
+    "l2_normalise",
+    "load_encoder",
+    "spec_has_text",
+    "spec_uses_torch",
+]

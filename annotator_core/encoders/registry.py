@@ -26,6 +26,8 @@ class EncoderKind:
     load: Callable[[str, str, str | None, Path | None], Encoder]
     #: Random weights for measuring speed only: refused by ``va ingest`` without its benchmark flag.
     benchmark_only: bool = False
+    #: Runs on torch (so a process that embeds with it must import torch and set its threads).
+    uses_torch: bool = True
 
     @property
     def prefix(self) -> str | None:
@@ -87,6 +89,7 @@ ENCODERS = (
         "colour layout, colour histograms, edge and optical-flow motion statistics; no weights, no text search",
         has_text=False,
         load=_handcrafted,
+        uses_torch=False,
     ),
     EncoderKind(
         "random-clip:<vit-b-32|vit-l-14>",
@@ -121,6 +124,12 @@ def spec_has_text(spec: str | None) -> bool:
     """Whether the encoder a spec names has a text tower, without loading it."""
     found = _kind_of((spec or "").strip())
     return found is not None and found[0].has_text
+
+
+def spec_uses_torch(spec: str | None) -> bool:
+    """Whether the encoder a spec names runs on torch, without loading it (True for an unknown spec)."""
+    found = _kind_of((spec or "").strip())
+    return found is None or found[0].uses_torch
 
 
 def load_encoder(

@@ -136,3 +136,15 @@ def test_annotator_core_imports_with_ray_bentoml_and_web_frameworks_blocked() ->
     result = subprocess.run([sys.executable, "-c", BLOCKER], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_the_ingest_workers_stage_module_loads_neither_lancedb_nor_torch() -> None:
+    # Ray workers import pipelines.stages to run a decode task or an embedding actor: the driver's LanceDB
+    # (~1 s) and, for an encoder that is not a torch model, torch (~1.5 s) must not come with it.
+    code = (
+        "import sys; import pipelines.stages; from pipelines.stages import EmbedShots; EmbedShots('handcrafted', "
+        "'cpu', 3); print(sorted(m for m in ('lancedb', 'lance', 'torch', 'sklearn') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -16,7 +16,8 @@ from annotator_core.media.probe import VideoRefused, probe
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
 from pipelines.catalog import scan_catalog
-from pipelines.ingest import DecodeJob, decode_title, run_ingest
+from pipelines.ingest import run_ingest
+from pipelines.stages import DecodeJob, decode_title
 from va_cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[3]

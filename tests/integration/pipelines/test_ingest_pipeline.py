@@ -18,7 +18,8 @@ import ray.cloudpickle
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
 from pipelines.catalog import fingerprint
-from pipelines.ingest import DecodeJob, IngestSummary, decode_title, run_ingest
+from pipelines.ingest import IngestSummary, run_ingest
+from pipelines.stages import DecodeJob, decode_title
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
