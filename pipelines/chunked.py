@@ -1,19 +1,28 @@
 """A long title's decode split in time across Ray tasks (see annotator_core/media/chunks.py).
 
 The title's decode task plans the chunks, starts one Ray task for each chunk but the first,
-decodes the first itself, then stitches the chunks' pieces in order as they arrive: it yields the
-same shots, in the same order, as one sequential pass, so everything after the decode stage (the
-embedding actors, the keyed writes, the ``done`` row written last, resume) is unchanged. While
-the task waits for its chunks, Ray lends its CPU to them.
+decodes the first itself (its shots go on as they close, as a single pass's do), then stitches
+the other chunks' pieces in order as they arrive: it yields the same shots, in the same order, as
+one sequential pass, so everything after the decode stage (the embedding actors, the keyed
+writes, the ``done`` row written last, resume) is unchanged. While the task waits for its
+chunks, Ray lends its CPU to them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import ray
 
-from annotator_core.media.chunks import Chunk, ChunkResult, decode_chunk, decode_chunked, plan_chunks
+from annotator_core.media.chunks import (
+    Chunk,
+    ChunkResult,
+    Piece,
+    decode_chunk,
+    decode_chunked,
+    iter_chunk,
+    plan_chunks,
+)
 from annotator_core.media.decode import DecodeStats, decode_shots
 from annotator_core.media.probe import VideoInfo
 from annotator_core.media.sampling import SampleOptions, ShotSample
@@ -49,8 +58,8 @@ def decode_title_shots(
     task = _decode_chunk_task.options(max_retries=retries, retry_exceptions=False)
     refs = [task.remote(uri, info, options, chunk) for chunk in plan[1:]]
 
-    def results() -> Iterator[ChunkResult]:
-        yield decode_chunk(path, info, options, plan[0])
+    def results() -> Iterator[ChunkResult | Generator[Piece, None, ChunkResult]]:
+        yield iter_chunk(path, info, options, plan[0])  # decoded here, its shots streamed as they close
         for ref in refs:
             yield ray.get(ref)
 

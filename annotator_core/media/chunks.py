@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -149,6 +149,21 @@ def decode_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chun
     Raises VideoRefused when the decoder fails or the file ends before the chunk (or, for the last
     chunk, before the declared frame count allows).
     """
+    pieces = iter_chunk(path, info, options, chunk)
+    while True:
+        try:
+            next(pieces)
+        except StopIteration as done:
+            result: ChunkResult = done.value
+            return result
+
+
+def iter_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chunk) -> Generator[Piece, None, ChunkResult]:
+    """:func:`decode_chunk` that yields each piece as soon as it closes and returns the chunk's result.
+
+    The title's own task decodes its first chunk this way, so that chunk's shots go on to be embedded
+    while it decodes, as a single pass's would, instead of when the whole chunk is done.
+    """
     stats = DecodeStats()
     width, height = decode_size(info, options)
     cv2.setNumThreads(1)
@@ -165,6 +180,7 @@ def decode_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chun
     recent: deque[tuple[int, np.ndarray]] = deque(maxlen=detector.lag + 2)
     cuts: list[int] = []
     pieces: list[Piece] = []
+    emitted = 0  # pieces already yielded
     shot = OpenShot(chunk.start)
     opens = chunk.start == 0
 
@@ -215,11 +231,14 @@ def decode_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chun
         stats.detect_s += time.perf_counter() - t1
         for cut in found:
             split(cut)
+        yield from pieces[emitted:]
+        emitted = len(pieces)
         index += 1
     if chunk.end is not None:
         if index < chunk.end:
             raise VideoRefused(f"truncated: decoded {index} frames, the chunk at {chunk.start} needs {chunk.end}")
         close(chunk.end, whole=False)
+        yield from pieces[emitted:]
         return ChunkResult(chunk=chunk, cuts=cuts, pieces=pieces, stats=stats, frames=chunk.end)
     if index < info.n_frames * TRUNCATION_TOLERANCE or index <= chunk.start:
         raise VideoRefused(f"truncated: decoded {index} of {info.n_frames} frames")
@@ -228,19 +247,37 @@ def decode_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chun
             split(cut)
     if index > shot.start and shot.kept:
         close(index, whole=True)
+    yield from pieces[emitted:]
     stats.frames = index
     return ChunkResult(chunk=chunk, cuts=cuts, pieces=pieces, stats=stats, frames=index)
 
 
-def decode_chunked(results: Iterator[ChunkResult], options: SampleOptions, stats: DecodeStats) -> Iterator[ShotSample]:
-    """The title's shots, in order, from its chunks' results (in chunk order); ``stats`` sums their timings."""
+def decode_chunked(
+    results: Iterable[ChunkResult | Generator[Piece, None, ChunkResult]], options: SampleOptions, stats: DecodeStats
+) -> Iterator[ShotSample]:
+    """The title's shots, in order, from its chunks (in chunk order); ``stats`` sums their timings.
+
+    A chunk is its finished result, or a chunk still decoding (:func:`iter_chunk`): its shots are
+    yielded as its pieces close them.
+    """
     stitcher = Stitcher()
-    for result in results:
+    for item in results:
+        if isinstance(item, ChunkResult):
+            result = item
+            for pieces in stitcher.add(result.pieces):
+                yield shot_sample(pieces, options)
+        else:
+            while True:
+                try:
+                    piece = next(item)
+                except StopIteration as done:
+                    result = done.value
+                    break
+                for pieces in stitcher.add([piece]):
+                    yield shot_sample(pieces, options)
         stats.decode_s += result.stats.decode_s
         stats.detect_s += result.stats.detect_s
         stats.sample_s += result.stats.sample_s
         stats.frames = result.frames
-        for pieces in stitcher.add(result.pieces):
-            yield shot_sample(pieces, options)
     for pieces in stitcher.finish():
         yield shot_sample(pieces, options)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from annotator_core.media.chunks import decode_chunk, decode_chunked, plan_chunks
+from annotator_core.media.chunks import decode_chunk, decode_chunked, iter_chunk, plan_chunks
 from annotator_core.media.decode import DecodeStats, decode_shots
 from annotator_core.media.probe import VideoInfo, probe
 from annotator_core.media.sampling import SampleOptions, ShotSample
@@ -70,6 +70,38 @@ def test_chunks_stitched_equal_one_pass_with_cuts_on_and_shots_across_chunk_edge
     assert stats.frames == info.n_frames
     for a, b in zip(chunked, single, strict=True):
         assert a.frames.shape == b.frames.shape and a.thumbnail[:2] == b"\xff\xd8"
+
+
+def test_the_first_chunk_streams_its_shots_before_it_is_decoded_to_its_end(long_title, one_pass):
+    # The title's own task decodes its first chunk with iter_chunk: that chunk's shots must leave as they close
+    # (to be embedded while it decodes), and the stitched result must still equal the single pass.
+    path, _ = long_title
+    info = _info(path)
+    plan = plan_chunks(n_frames=info.n_frames, fps=info.fps, chunk_seconds=10.0, min_shot_frames=8)
+    first_end = plan[1].start
+    decoded: list[int] = []  # frames of the first chunk decoded when each shot came out
+
+    def results() -> Any:
+        first = iter_chunk(str(path), info, OPTIONS, plan[0])
+
+        def watched() -> Any:
+            while True:
+                try:
+                    piece = next(first)
+                except StopIteration as done:
+                    return done.value
+                decoded.append(piece.end)
+                yield piece
+
+        yield watched()
+        yield from (decode_chunk(str(path), info, OPTIONS, c) for c in plan[1:])
+
+    shots = []
+    for shot in decode_chunked(results(), OPTIONS, DecodeStats()):
+        shots.append((shot.start_frame, shot.end_frame, max(decoded)))
+    assert [(a, b) for a, b, _ in shots] == [(s.start_frame, s.end_frame) for s in one_pass]
+    early = [a for a, b, seen in shots if seen < first_end]
+    assert len(early) >= 2, f"the first chunk's shots came out only at its end ({shots[:4]})"
 
 
 def _shots(settings: Settings) -> dict[str, tuple[Any, ...]]:
