@@ -47,10 +47,6 @@ class VideoRecord(LanceModel):
             raise ValueError(f"video status {value!r} is not one of {get_args(VideoStatus)}")
         return value
 
-    def failed(self, error: str) -> VideoRecord:
-        """This video as a ``failed`` row with ``error`` and no shots."""
-        return self.model_copy(update={"status": "failed", "error": error, "n_shots": 0})
-
 
 class ShotBase(LanceModel):
     """Columns of ``shots`` other than the vector."""

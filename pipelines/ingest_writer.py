@@ -20,7 +20,7 @@ import pyarrow as pa
 from annotator_core.records import VideoRecord, shot_id, shots_schema
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
-from pipelines.stages import video_fields
+from pipelines.stages import failed_fields, video_fields
 
 
 @dataclass
@@ -163,10 +163,11 @@ class ShotWriter:
             video = self.videos.pop(vid, None)
             if video is None:
                 error = f"the decoder crashed (worker died) on each of {self.retries + 1} attempts"
-                video = new_video(row, self.summary.encoder).failed(error)
+                video = new_video(row, self.summary.encoder).model_copy(update=failed_fields(error))
             else:
                 lost = video.n_shots - len(self.pending.get(vid, []))
-                video = video.failed(f"{lost} of {video.n_shots} shots were lost in embedding")
+                error = f"{lost} of {video.n_shots} shots were lost in embedding"
+                video = video.model_copy(update=failed_fields(error))
             self.pending.pop(vid, None)
             self._accept(video, [])
         self.flush()

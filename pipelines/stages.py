@@ -75,7 +75,7 @@ def video_fields(entry: dict[str, Any], encoder: str) -> dict[str, Any]:
 
 
 def failed_fields(error: str) -> dict[str, Any]:
-    """What makes a ``videos`` row a failed one (as ``VideoRecord.failed``)."""
+    """What makes a ``videos`` row a failed one: its status, the error, and no shots."""
     return {"status": "failed", "error": error, "n_shots": 0}
 
 
