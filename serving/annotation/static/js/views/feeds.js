@@ -64,10 +64,10 @@ export async function renderFeeds(panel, ctx) {
     nav.append(
       h(
         "button",
-        { type: "button", role: "tab", class: `subtab${f === rec ? " suggested" : ""}`, id: `feed-${f}`, dataset: { feed: f }, title: f === rec ? "Suggested: labelling here has helped the model most" : HELP[f], onclick: () => show(f) },
+        { type: "button", role: "tab", class: `subtab${f === rec ? " suggested" : ""}`, id: `feed-${f}`, dataset: { feed: f }, title: f === rec ? "Hint, not advice: the source whose latest labels raised model quality most. In our replays following it has not reliably beaten labelling the feeds in turn (benchmarks/README.md)." : HELP[f], onclick: () => show(f) },
         FEED_NAMES[f],
         h("span", { class: "count" }, String(feeds[f].length)),
-        f === rec && h("span", { class: "star", "aria-label": "suggested" }, " ★ suggested"),
+        f === rec && h("span", { class: "star", "aria-label": "hint" }, " ★ hint"),
       ),
     );
   }
