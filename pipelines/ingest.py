@@ -30,8 +30,8 @@ from typing import Any
 
 import ray
 
-from annotator_core.encoders import load_encoder
-from annotator_core.errors import ValidationFailed
+from annotator_core.encoders import describe_encoder
+from annotator_core.errors import EncoderUnavailable, ValidationFailed
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
@@ -82,8 +82,9 @@ def run_ingest(
     """
     started = time.perf_counter()
     spec = encoder_spec or settings.encoder
-    # Load the encoder here once: a bad spec fails before any work, and the decode tasks learn its frame size.
-    encoder = load_encoder(spec, device="cpu")
+    # Check the encoder here once: a bad spec fails before any work, and the decode tasks learn its frame size.
+    # Only what the driver needs: the embedding actors load the model itself.
+    encoder = describe_encoder(spec)
     summary = IngestSummary(encoder=encoder.name, dry_run=dry_run)
     # Ray starts (forking its processes) before LanceDB's runtime does in this process.
     with ray_session(address or settings.ray_address or None), data_context():
@@ -129,18 +130,34 @@ def run_ingest(
             chunk_seconds=settings.chunk_seconds,
             decode_retries=settings.decode_retries,
         )
-        del encoder  # the actors load their own; the driver keeps no model
         writer = ShotWriter(store, settings=settings, summary=summary, progress=progress, started=started)
-        for batch in _pipeline(
-            todo, job=job, spec=spec, settings=settings, decode_fn=decode_fn or decode_title
-        ).iter_batches(batch_size=None, batch_format="pyarrow"):
-            writer.add(batch)
+        try:
+            for batch in _pipeline(
+                todo, job=job, spec=spec, settings=settings, decode_fn=decode_fn or decode_title
+            ).iter_batches(batch_size=None, batch_format="pyarrow"):
+                writer.add(batch)
+        except ray.exceptions.RayActorError as exc:
+            raise _actor_failed(exc, spec) from None
         writer.finish(todo)
     summary.seconds = time.perf_counter() - started
     if summary.shots:
         _after_run(store, settings, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _actor_failed(exc: Exception, spec: str) -> Exception:
+    """An embedding actor that died in its constructor (the driver only described the model: the actors load it)
+    as one line naming the model and the cause; any other actor death as it is."""
+    text = str(exc)
+    if "creation task" not in text or "EmbedShots" not in text:
+        return exc
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = lines[-1][:300] if lines else type(exc).__name__
+    return EncoderUnavailable(
+        f"the embedding workers could not load encoder {spec!r} ({cause}); check that the model's files are "
+        "complete (save or download it again), or ingest with another --encoder. Videos written so far are kept."
+    )
 
 
 def _pipeline(todo: list[dict[str, Any]], *, job: DecodeJob, spec: str, settings: Settings, decode_fn: DecodeFn) -> Any:

@@ -3,9 +3,10 @@
 ``random-clip:<arch>`` (real-size architectures, random weights) exists for throughput benchmarks only.
 """
 
-from annotator_core.encoders.base import Encoder, l2_normalise
+from annotator_core.encoders.base import Encoder, EncoderInfo, l2_normalise
 from annotator_core.encoders.registry import (
     available_encoder_specs,
+    describe_encoder,
     is_benchmark_only,
     load_encoder,
     spec_has_text,
@@ -14,7 +15,9 @@ from annotator_core.encoders.registry import (
 
 __all__ = [
     "Encoder",
+    "EncoderInfo",
     "available_encoder_specs",
+    "describe_encoder",
     "is_benchmark_only",
     "l2_normalise",
     "load_encoder",

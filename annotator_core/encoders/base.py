@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from annotator_core.errors import EncoderUnavailable
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What a job's driver needs of an encoder (the workers load the model itself)."""
+
+    name: str
+    dim: int
+    frame_size: tuple[int, int]  # (height, width)
+    has_text: bool
+
+    @classmethod
+    def of(cls, encoder: Encoder) -> EncoderInfo:
+        return cls(encoder.name, int(encoder.dim), (int(encoder.frame_size[0]), int(encoder.frame_size[1])),
+                   encoder.has_text)  # fmt: skip
 
 
 class Encoder(ABC):

@@ -12,10 +12,18 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from annotator_core.encoders.clip import ClipEncoder, Preprocess
+from annotator_core.encoders.base import EncoderInfo
+from annotator_core.encoders.clip import ClipEncoder, Preprocess, embedding_of
 from annotator_core.errors import EncoderUnavailable, first_line
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+# A saved model's weights: one file, or shards with an index.
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 _OFFLINE_FIX = (
     "point VA_ENCODER at a local folder `clip:/path/to/clip-vit-base-patch32` "
@@ -27,6 +35,68 @@ def load_clip(
     source: str, *, device: str = "auto", cpu_precision: str | None = None, cache_dir: Path | None = None
 ) -> ClipEncoder:
     """``source`` is a local folder (from ``save_pretrained``) or a Hugging Face hub id."""
+    name, where, local_only = _resolve(source)
+    return _from_pretrained(
+        where, name=name, device=device, cpu_precision=cpu_precision, cache_dir=cache_dir, local_only=local_only
+    )
+
+
+def describe_clip(source: str) -> EncoderInfo:
+    """Name, vector size and frame size of the model at ``source``, without its weights in memory.
+
+    Its config, tokenizer and image processor are read (so a bad folder fails here, before any work),
+    and the weight files must be there; the vector size comes from the model's skeleton on torch's
+    meta device (no memory, no initialisation). A model whose skeleton cannot run there, or a hub id
+    whose weights are not cached yet, is loaded whole, as ``load_clip`` does.
+    """
+    name, where, local_only = _resolve(source)
+    if not _weights_present(where, local_only=local_only):
+        if Path(where).is_dir():
+            raise EncoderUnavailable(
+                f"encoder {name!r}: folder {source!r} has no weights ({', '.join(WEIGHT_FILES)}); {_OFFLINE_FIX}."
+            )
+        return EncoderInfo.of(load_clip(source, device="cpu"))  # downloads once, here, for every worker
+    import torch
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(where, local_files_only=local_only)
+        AutoTokenizer.from_pretrained(where, local_files_only=local_only)
+        with _quiet_transformers():
+            processor = AutoImageProcessor.from_pretrained(where, local_files_only=local_only)
+    except (OSError, ValueError, KeyError) as exc:
+        raise EncoderUnavailable(f"encoder {name!r} could not be loaded ({first_line(exc)}); {_OFFLINE_FIX}.") from None
+    preprocess = Preprocess.from_processor(processor)
+    try:
+        with torch.device("meta"):
+            model = AutoModel.from_config(config)
+            towers = hasattr(model, "get_image_features") and hasattr(model, "get_text_features")
+            if towers:
+                pixels = torch.zeros(1, 3, *preprocess.output_size)
+                dim = int(embedding_of(model.get_image_features(pixel_values=pixels)).shape[1])
+    except Exception:  # a skeleton the meta device cannot run: learn it the slow way
+        return EncoderInfo.of(load_clip(source, device="cpu"))
+    if not towers:
+        raise EncoderUnavailable(
+            f"encoder {name!r}: {type(model).__name__} has no image and text towers; "
+            "use a CLIP-family model (CLIP, SigLIP) or `handcrafted`."
+        )
+    return EncoderInfo(name, dim, preprocess.output_size, True)
+
+
+def _weights_present(where: str, *, local_only: bool) -> bool:
+    folder = Path(where)
+    if folder.is_dir():
+        return any((folder / f).is_file() for f in WEIGHT_FILES)
+    if not local_only:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(where, f), str) for f in WEIGHT_FILES)
+
+
+def _resolve(source: str) -> tuple[str, str, bool]:
+    """(encoder name, where transformers loads it from, whether only local files may be used)."""
     name = f"clip:{source}"
     local = Path(source).expanduser()
     if local.is_dir():
@@ -34,17 +104,13 @@ def load_clip(
             raise EncoderUnavailable(
                 f"encoder {name!r}: folder {source!r} has no config.json, so it is not a saved model; {_OFFLINE_FIX}."
             )
-        return _from_pretrained(
-            str(local), name=name, device=device, cpu_precision=cpu_precision, cache_dir=cache_dir, local_only=True
-        )
+        return name, str(local), True
     if source.startswith(("/", "./", "../", "~")) or local.exists():
         raise EncoderUnavailable(f"encoder {name!r}: {source!r} is not a folder with a saved model; {_OFFLINE_FIX}.")
     cached = _hub_cached(source)
     if not cached:
         _check_hub_reachable(name)
-    return _from_pretrained(
-        source, name=name, device=device, cpu_precision=cpu_precision, cache_dir=cache_dir, local_only=cached
-    )
+    return name, source, cached
 
 
 def _from_pretrained(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from annotator_core.encoders.base import EncoderInfo
 from annotator_core.encoders.clip import ClipEncoder, Preprocess
 from annotator_core.encoders.tiny_clip import tiny_tokenizer
 from annotator_core.errors import EncoderUnavailable
@@ -46,14 +47,25 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGE_SIZE = 224
 
 
-def random_clip_config(architecture: str) -> Any:
-    from transformers import CLIPConfig
-
+def _known(architecture: str) -> dict[str, Any]:
     if architecture not in ARCHITECTURES:
         raise EncoderUnavailable(
             f"encoder spec '{PREFIX}{architecture}' names no known architecture; "
             f"expected one of: {', '.join(PREFIX + a for a in ARCHITECTURES)}."
         )
+    return ARCHITECTURES[architecture]
+
+
+def describe_random_clip(architecture: str) -> EncoderInfo:
+    """Name, vector size and frame size of ``architecture``, without building its model (seconds of a core)."""
+    overrides = _known(architecture)
+    return EncoderInfo(f"{PREFIX}{architecture}", int(overrides["projection_dim"]), (IMAGE_SIZE, IMAGE_SIZE), True)
+
+
+def random_clip_config(architecture: str) -> Any:
+    from transformers import CLIPConfig
+
+    _known(architecture)
     tokenizer_ids = tiny_tokenizer(TEXT_LENGTH)
     overrides = ARCHITECTURES[architecture]
     text = {

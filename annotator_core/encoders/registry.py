@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotator_core.encoders.base import Encoder
+from annotator_core.encoders.base import Encoder, EncoderInfo
 from annotator_core.errors import EncoderUnavailable
 
 
@@ -28,6 +28,8 @@ class EncoderKind:
     benchmark_only: bool = False
     #: Runs on torch (so a process that embeds with it must import torch and set its threads).
     uses_torch: bool = True
+    #: (argument) -> what a job's driver needs, without building the model; None: load it and look.
+    describe: Callable[[str], EncoderInfo] | None = None
 
     @property
     def prefix(self) -> str | None:
@@ -59,12 +61,29 @@ def _random_clip(argument: str, device: str, cpu_precision: str | None, cache_di
     return load_random_clip(argument, device=device, cpu_precision=cpu_precision, cache_dir=cache_dir)
 
 
-def _clip(argument: str, device: str, cpu_precision: str | None, cache_dir: Path | None) -> Encoder:
+def _describe_random_clip(argument: str) -> EncoderInfo:
+    from annotator_core.encoders.random_clip import describe_random_clip
+
+    return describe_random_clip(argument)
+
+
+def _describe_clip(argument: str) -> EncoderInfo:
+    _named(argument)
+    from annotator_core.encoders.hub import describe_clip
+
+    return describe_clip(argument)
+
+
+def _named(argument: str) -> None:
     if not argument:
         raise EncoderUnavailable(
             "encoder spec 'clip:' names no model; use clip:<hub id or local folder>, "
             "e.g. clip:openai/clip-vit-base-patch32."
         )
+
+
+def _clip(argument: str, device: str, cpu_precision: str | None, cache_dir: Path | None) -> Encoder:
+    _named(argument)
     from annotator_core.encoders.hub import load_clip
 
     return load_clip(argument, device=device, cpu_precision=cpu_precision, cache_dir=cache_dir)
@@ -77,6 +96,7 @@ ENCODERS = (
         "e.g. clip:openai/clip-vit-base-patch32 or clip:/models/clip-vit-base-patch32",
         has_text=True,
         load=_clip,
+        describe=_describe_clip,
     ),
     EncoderKind(
         "tiny-clip",
@@ -97,6 +117,7 @@ ENCODERS = (
         has_text=True,
         load=_random_clip,
         benchmark_only=True,
+        describe=_describe_random_clip,
     ),
 )
 
@@ -132,6 +153,29 @@ def spec_uses_torch(spec: str | None) -> bool:
     return found is None or found[0].uses_torch
 
 
+def describe_encoder(spec: str) -> EncoderInfo:
+    """Name, vector size and frame size of the encoder ``spec`` names, checked as loading it would check it.
+
+    For ``clip:`` and ``random-clip:`` without building the model: a job's driver needs only these, and
+    building a ViT there costs seconds of a core (ViT-L/14: tens) and its memory, before any work starts.
+    """
+    kind, argument = _found(spec)
+    if kind.describe is not None:
+        return kind.describe(argument)
+    return EncoderInfo.of(kind.load(argument, "cpu", None, None))
+
+
+def _found(spec: str) -> tuple[EncoderKind, str]:
+    spec = (spec or "").strip()
+    found = _kind_of(spec)
+    if found is None:
+        raise EncoderUnavailable(
+            f"unknown encoder spec {spec!r}; expected one of: {', '.join(k.form for k in ENCODERS)} "
+            "(set VA_ENCODER or --encoder)."
+        )
+    return found
+
+
 def load_encoder(
     spec: str, *, device: str = "auto", cpu_precision: str | None = None, cache_dir: Path | None = None
 ) -> Encoder:
@@ -140,12 +184,5 @@ def load_encoder(
     ``cpu_precision`` (float32, bfloat16 or int8; None is the default of :mod:`.clip`) applies to CLIP models on
     CPU; ``cache_dir`` is where int8 keeps its prepared ONNX vision tower between processes (None: per process).
     """
-    spec = (spec or "").strip()
-    found = _kind_of(spec)
-    if found is None:
-        raise EncoderUnavailable(
-            f"unknown encoder spec {spec!r}; expected one of: {', '.join(k.form for k in ENCODERS)} "
-            "(set VA_ENCODER or --encoder)."
-        )
-    kind, argument = found
+    kind, argument = _found(spec)
     return kind.load(argument, device, cpu_precision, cache_dir)

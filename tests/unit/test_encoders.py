@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from va_testing import reserved_port
 
-from annotator_core.encoders import available_encoder_specs, load_encoder
+from annotator_core.encoders import EncoderInfo, available_encoder_specs, describe_encoder, load_encoder
 from annotator_core.errors import EncoderUnavailable
 
 
@@ -133,6 +133,47 @@ def test_a_saved_folder_loads_through_the_clip_spec(tiny, bikes, tmp_path: Path)
     assert loaded.name == f"clip:{folder}" and loaded.dim == tiny.dim and loaded.has_text
     np.testing.assert_allclose(loaded.embed_shots(bikes), tiny.embed_shots(bikes), atol=1e-5)
     np.testing.assert_allclose(loaded.embed_texts(["a bike"]), tiny.embed_texts(["a bike"]), atol=1e-5)
+
+
+def test_describing_a_saved_folder_matches_loading_it_and_needs_its_weights(
+    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ingest driver describes the encoder (name, dim, frame size) without loading the model; it must say what
+    # loading would, and refuse a folder the workers could not load.
+    from transformers import CLIPImageProcessorPil
+
+    folder = tmp_path / "tiny-clip-saved"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    CLIPImageProcessorPil(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    loaded = EncoderInfo.of(load_encoder(f"clip:{folder}", device="cpu"))
+    import annotator_core.encoders.hub as hub
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("describing a saved folder must not load the model")
+
+    monkeypatch.setattr(hub, "load_clip", no_loading)
+    described = describe_encoder(f"clip:{folder}")
+    assert described == loaded
+    assert (described.dim, described.frame_size, described.has_text) == (tiny.dim, (32, 32), True)
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(EncoderUnavailable, match="has no weights"):
+        describe_encoder(f"clip:{folder}")
+    with pytest.raises(EncoderUnavailable, match="names no model"):
+        describe_encoder("clip:")
+
+
+@pytest.mark.parametrize("spec", ["handcrafted", "tiny-clip", "random-clip:vit-b-32"])
+def test_describing_an_encoder_matches_loading_it(spec: str) -> None:
+    assert describe_encoder(spec) == EncoderInfo.of(load_encoder(spec, device="cpu"))
+
+
+def test_describing_an_unknown_architecture_or_spec_is_refused() -> None:
+    with pytest.raises(EncoderUnavailable, match="no known architecture"):
+        describe_encoder("random-clip:vit-z-99")
+    with pytest.raises(EncoderUnavailable, match="unknown encoder spec"):
+        describe_encoder("nope")
 
 
 def test_handcrafted_is_deterministic_unit_length_and_has_no_text(handcrafted, bikes) -> None:

@@ -147,3 +147,29 @@ def test_failed_videos_are_retried_only_when_changed_or_asked(linked_catalog: Pa
     notes.write_text("still not a video\n" * 80)
     changed = run_ingest([str(linked_catalog)], settings=settings, encoder_spec="handcrafted")
     assert (changed.videos_total, changed.videos_failed, changed.failed_before) == (1, 1, 0)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_model_whose_weights_are_corrupt_stops_ingest_with_one_clear_error(
+    sample_videos_dir: Path, tmp_path: Path
+) -> None:
+    # The driver only describes the model (its config, tokenizer, processor and that weight files exist); the
+    # embedding actors load the weights. When they cannot, ingest stops with the model and the cause named.
+    from transformers import CLIPImageProcessorPil
+
+    from annotator_core.encoders import load_encoder
+    from annotator_core.errors import EncoderUnavailable
+
+    tiny = load_encoder("tiny-clip", device="cpu")
+    folder = tmp_path / "saved-clip"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    settings = Settings(data_dir=tmp_path / "va-data", n_clusters=2)
+    with pytest.raises(EncoderUnavailable) as raised:
+        run_ingest([str(sample_videos_dir / "bikes.mp4")], settings=settings, encoder_spec=f"clip:{folder}")
+    message = str(raised.value)
+    assert f"could not load encoder 'clip:{folder}'" in message and "SafetensorError" in message
+    assert "\n" not in message
