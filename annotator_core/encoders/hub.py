@@ -7,9 +7,12 @@ minutes of retries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from annotator_core.encoders.base import EncoderInfo
@@ -57,31 +60,21 @@ def describe_clip(source: str) -> EncoderInfo:
             )
         return EncoderInfo.of(load_clip(source, device="cpu"))  # downloads once, here, for every worker
     import torch
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
-    try:
-        config = AutoConfig.from_pretrained(where, local_files_only=local_only)
-        AutoTokenizer.from_pretrained(where, local_files_only=local_only)
-        with _quiet_transformers():
-            processor = AutoImageProcessor.from_pretrained(where, local_files_only=local_only)
-    except (OSError, ValueError, KeyError) as exc:
-        raise EncoderUnavailable(f"encoder {name!r} could not be loaded ({first_line(exc)}); {_OFFLINE_FIX}.") from None
+    with _load_errors(name):
+        config, _tokenizer, processor = _configs(where, local_only=local_only)
     preprocess = Preprocess.from_processor(processor)
     try:
         with torch.device("meta"):
             model = AutoModel.from_config(config)
-            towers = hasattr(model, "get_image_features") and hasattr(model, "get_text_features")
-            if towers:
-                pixels = torch.zeros(1, 3, *preprocess.output_size)
-                dim = int(embedding_of(model.get_image_features(pixel_values=pixels)).shape[1])
-    except Exception:  # a skeleton the meta device cannot run: learn it the slow way
+            _require_towers(model, name)
+            probe = model.get_image_features(pixel_values=torch.zeros(1, 3, *preprocess.output_size))
+    except EncoderUnavailable:
+        raise
+    except Exception:  # a skeleton the meta device cannot build or run: learn it the slow way
         return EncoderInfo.of(load_clip(source, device="cpu"))
-    if not towers:
-        raise EncoderUnavailable(
-            f"encoder {name!r}: {type(model).__name__} has no image and text towers; "
-            "use a CLIP-family model (CLIP, SigLIP) or `handcrafted`."
-        )
-    return EncoderInfo(name, dim, preprocess.output_size, True)
+    return EncoderInfo(name, int(embedding_of(probe).shape[1]), preprocess.output_size, True)
 
 
 def _weights_present(where: str, *, local_only: bool) -> bool:
@@ -116,21 +109,12 @@ def _resolve(source: str) -> tuple[str, str, bool]:
 def _from_pretrained(
     source: str, *, name: str, device: str, cpu_precision: str | None, cache_dir: Path | None, local_only: bool
 ) -> ClipEncoder:
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
-    try:
-        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+    with _load_errors(name):
+        config, tokenizer, processor = _configs(source, local_only=local_only)
         model = AutoModel.from_pretrained(source, local_files_only=local_only)
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-        with _quiet_transformers():
-            processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError, KeyError) as exc:
-        raise EncoderUnavailable(f"encoder {name!r} could not be loaded ({first_line(exc)}); {_OFFLINE_FIX}.") from None
-    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
-        raise EncoderUnavailable(
-            f"encoder {name!r}: {type(model).__name__} has no image and text towers; "
-            "use a CLIP-family model (CLIP, SigLIP) or `handcrafted`."
-        )
+    _require_towers(model, name)
     # SigLIP was trained on texts padded to the full length; CLIP on the longest in the batch.
     siglip = "siglip" in str(getattr(config, "model_type", ""))
     max_len = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
@@ -145,6 +129,34 @@ def _from_pretrained(
         text_padding="max_length" if siglip else True,
         text_max_length=max_len,
     )
+
+
+def _configs(source: str, *, local_only: bool) -> tuple[Any, Any, Any]:
+    """The model's config, tokenizer and image processor (small files: no weights)."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    with _quiet_transformers():
+        processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
+    return config, tokenizer, processor
+
+
+@contextlib.contextmanager
+def _load_errors(name: str) -> Iterator[None]:
+    """A model's missing or unreadable files as EncoderUnavailable with the fix."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError) as exc:
+        raise EncoderUnavailable(f"encoder {name!r} could not be loaded ({first_line(exc)}); {_OFFLINE_FIX}.") from None
+
+
+def _require_towers(model: Any, name: str) -> None:
+    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
+        raise EncoderUnavailable(
+            f"encoder {name!r}: {type(model).__name__} has no image and text towers; "
+            "use a CLIP-family model (CLIP, SigLIP) or `handcrafted`."
+        )
 
 
 def _hub_cached(repo_id: str) -> bool:

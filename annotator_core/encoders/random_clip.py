@@ -65,9 +65,8 @@ def describe_random_clip(architecture: str) -> EncoderInfo:
 def random_clip_config(architecture: str) -> Any:
     from transformers import CLIPConfig
 
-    _known(architecture)
+    overrides = _known(architecture)
     tokenizer_ids = tiny_tokenizer(TEXT_LENGTH)
-    overrides = ARCHITECTURES[architecture]
     text = {
         "max_position_embeddings": TEXT_LENGTH,
         "pad_token_id": tokenizer_ids.pad_token_id,
