@@ -252,6 +252,12 @@ def iter_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chunk)
     return ChunkResult(chunk=chunk, cuts=cuts, pieces=pieces, stats=stats, frames=index)
 
 
+def _replayed(result: ChunkResult) -> Generator[Piece, None, ChunkResult]:
+    """A finished chunk as :func:`iter_chunk` would have given it."""
+    yield from result.pieces
+    return result
+
+
 def decode_chunked(
     results: Iterable[ChunkResult | Generator[Piece, None, ChunkResult]], options: SampleOptions, stats: DecodeStats
 ) -> Iterator[ShotSample]:
@@ -262,19 +268,15 @@ def decode_chunked(
     """
     stitcher = Stitcher()
     for item in results:
-        if isinstance(item, ChunkResult):
-            result = item
-            for pieces in stitcher.add(result.pieces):
+        chunk = _replayed(item) if isinstance(item, ChunkResult) else item
+        while True:
+            try:
+                piece = next(chunk)
+            except StopIteration as done:
+                result: ChunkResult = done.value
+                break
+            for pieces in stitcher.add([piece]):
                 yield shot_sample(pieces, options)
-        else:
-            while True:
-                try:
-                    piece = next(item)
-                except StopIteration as done:
-                    result = done.value
-                    break
-                for pieces in stitcher.add([piece]):
-                    yield shot_sample(pieces, options)
         stats.decode_s += result.stats.decode_s
         stats.detect_s += result.stats.detect_s
         stats.sample_s += result.stats.sample_s
