@@ -121,10 +121,10 @@ REWARDS: dict[str, Callable[[BuildSignals | None, BuildSignals], dict[str, float
     "random-ap": random_ap_gain,
     "yield": positive_yield,
 }
-# The live reward builds use: the paper's (change in quality). In a small replay (benchmarks/README.md)
-# yield did better (+1.5 AP over plain VA at n = 1000 at 2% prevalence, -0.3 at 0.5%) and random-ap
-# worse (down to -8); none met issue 13's bar, so the UI offers the pick as a hint, not advice, and
-# the default stays until a full replay says otherwise.
+# The live reward builds use: the paper's (change in quality). In the replay against the product's flow
+# (benchmarks/README.md, 3 runs a label) yield did best (+1.0 AP over plain VA at n = 1000 at 2%
+# prevalence but -0.9 at n = 200; +0.0 at 0.5%), random-ap and quality worse (-2.4 at n = 1000 at 2%);
+# none met issue 13's bar, so the UI offers the pick as a hint, not advice, and the default stays.
 DEFAULT_REWARD = "quality"
 
 

@@ -214,9 +214,35 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     page.click("#review-disagreements")
     expect(page.locator("#review-summary")).to_contain_text("0 shot(s) where annotators disagree")
 
-    # -- history: the version, its metrics and the plot; a second build adds a point ------------------
+    # -- a second build; the hint now names a feed -------------------------------------------------------
+    # One search label before it rewards search (random was rewarded by the random-feed label above), so the
+    # recommender names the first source never rewarded, Top positive. That feed's tab is starred "hint", with
+    # a tooltip that says it is not advice; the Feeds tab still opens on Borderline; following it is a click.
+    (extra,) = page.evaluate(f"fetch('/api/labels/{LABEL}/sample?size=1').then(r => r.json())")["items"]
+    searched = page.request.put(
+        f"{annotation_service.url}/api/labels/{LABEL}/annotations/{extra['shot_id']}",
+        data={"value": False, "source": "search"},
+        headers={"X-CSRF-Token": me["csrf_token"], "Origin": annotation_service.url},
+    )
+    assert searched.status == 200, searched.text()
     page.click("#build-button")
     expect(_stat(page, "stat-version")).to_have_text("v2")
+    rec = page.evaluate(f"fetch('/api/labels/{LABEL}').then(r => r.json())")["latest_version"]["recommendation"]
+    assert rec == "top_positive", rec
+    page.click("#tab-feeds")
+    expect(page.locator("#feed-borderline")).to_have_class(re.compile(r"\bactive\b"))
+    star = page.locator("#feed-tabs .star")
+    expect(star).to_have_count(1)
+    expect(page.locator("#feed-top_positive .star")).to_have_text("★ hint")
+    expect(page.locator("#feed-top_positive")).to_have_attribute("title", re.compile(r"^Hint, not advice"))
+    expect(page.locator("#feed-top_positive")).not_to_have_class(re.compile(r"\bactive\b"))
+    expect(page.locator("#suggestion")).to_contain_text("Top positive")
+    expect(page.locator("#suggestion")).to_contain_text("a hint, not advice")
+    shot("09b-feed-hint")
+    page.click("#suggestion .suggested-link")
+    expect(page.locator("#feed-top_positive")).to_have_class(re.compile(r"\bactive\b"))
+
+    # -- history: the version, its metrics and the plot; the second build added a point ----------------
     page.click("#tab-history")
     expect(page.locator("#versions-table tbody tr")).to_have_count(2)
     expect(page.locator("#history-plot circle")).to_have_count(4)
@@ -228,7 +254,7 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     exported = page.request.get(annotation_service.url + csv_href)
     assert exported.status == 200
     rows = list(csv.DictReader(io.StringIO(exported.text())))
-    assert len(rows) == 20 and {"shot_id", "annotator", "value"} <= set(rows[0])
+    assert len(rows) == 21 and {"shot_id", "annotator", "value"} <= set(rows[0])
     parquet = page.request.get(annotation_service.url + page.locator("#export-parquet").get_attribute("href"))
     assert parquet.status == 200 and parquet.body()[:4] == b"PAR1"
     body = f"shot_id,value\n{rows[0]['shot_id']},1\nno-such-video:0,1\n"
