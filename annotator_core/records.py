@@ -55,7 +55,7 @@ class ShotBase(LanceModel):
     video_id: str
     start_frame: int
     end_frame: int  # exclusive
-    start_s: float
+    start_s: float  # start_frame / fps; on a variable-rate stream the frame's own timestamp (first frame at 0)
     end_s: float
     thumbnail: bytes  # JPEG
     cluster_id: int  # -1 until clustering has run

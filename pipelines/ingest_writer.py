@@ -117,14 +117,13 @@ class ShotWriter:
         self.video_buffer.append(video)
 
     def _shot_record(self, video: VideoRecord, row: dict[str, Any]) -> dict[str, Any]:
-        fps = video.fps
         return {
             "shot_id": shot_id(row["video_id"], row["start_frame"]),
             "video_id": row["video_id"],
             "start_frame": row["start_frame"],
             "end_frame": row["end_frame"],
-            "start_s": row["start_frame"] / fps,
-            "end_s": row["end_frame"] / fps,
+            "start_s": row["start_s"],  # the decode task's: timestamps on a variable-rate stream
+            "end_s": row["end_s"],
             "thumbnail": row["thumbnail"],
             "cluster_id": -1,
             "encoder": video.encoder,

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from annotator_core.encoders import load_encoder, spec_uses_torch
 from annotator_core.media.decode import DecodeStats
-from annotator_core.media.probe import VideoRefused, probe
+from annotator_core.media.probe import VideoInfo, VideoRefused, probe
 from annotator_core.media.sampling import SampleOptions
 from pipelines.catalog import local_copy, title_of
 from pipelines.chunked import decode_title_shots
@@ -43,6 +43,8 @@ DECODED_SCHEMA = pa.schema(
         ("video_id", pa.string()),
         ("start_frame", pa.int64()),
         ("end_frame", pa.int64()),
+        ("start_s", pa.float64()),  # from the frame's timestamp on a variable-rate stream, else frame / fps
+        ("end_s", pa.float64()),
         ("frames", pa.binary()),  # uint8 [k, H, W, 3] in C order
         ("thumbnail", pa.binary()),
         ("video", pa.string()),  # JSON of the video row and decode timings; "" for shots
@@ -83,12 +85,14 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
 
 
-def _shot_row(video_id: str, sample: Any) -> dict[str, Any]:
+def _shot_row(video_id: str, sample: Any, info: VideoInfo) -> dict[str, Any]:
     return {
         "kind": "shot",
         "video_id": video_id,
         "start_frame": sample.start_frame,
         "end_frame": sample.end_frame,
+        "start_s": info.seconds(sample.start_frame),
+        "end_s": info.seconds(sample.end_frame),
         "frames": np.ascontiguousarray(sample.frames, dtype=np.uint8).tobytes(),
         "thumbnail": sample.thumbnail,
         "video": "",
@@ -117,14 +121,14 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
                     chunk_seconds=job.chunk_seconds, retries=job.decode_retries,
                 )  # fmt: skip
                 for sample in shots:
-                    rows.append(_shot_row(entry["video_id"], sample))
+                    rows.append(_shot_row(entry["video_id"], sample, info))
                     n_shots += 1
                     if len(rows) >= SHOTS_PER_YIELD:
                         yield _table(rows)
                         rows = []
                 if rows:
                     yield _table(rows)
-                video.update(n_shots=n_shots, n_frames=stats.frames, duration_s=stats.frames / info.fps)
+                video.update(n_shots=n_shots, n_frames=stats.frames, duration_s=info.seconds(stats.frames))
         except VideoRefused as exc:
             video.update(failed_fields(str(exc)))
         except Exception as exc:  # any other fault of this one title is its failed row, not the job's end
@@ -132,8 +136,8 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
         timings = {"decode": stats.decode_s, "detect": stats.detect_s, "sample": stats.sample_s}
         payload = json.dumps({"record": video, "timings": timings})
         yield _table(
-            [{"kind": "video", "video_id": entry["video_id"], "start_frame": 0, "end_frame": 0,
-              "frames": b"", "thumbnail": b"", "video": payload}]
+            [{"kind": "video", "video_id": entry["video_id"], "start_frame": 0, "end_frame": 0, "start_s": 0.0,
+              "end_s": 0.0, "frames": b"", "thumbnail": b"", "video": payload}]
         )  # fmt: skip
 
 

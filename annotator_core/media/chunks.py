@@ -27,7 +27,7 @@ import decord
 import numpy as np
 
 from annotator_core.errors import first_line
-from annotator_core.media.decode import TRUNCATION_TOLERANCE, DecodeStats
+from annotator_core.media.decode import TRUNCATION_TOLERANCE, DecodeStats, rgb_frame
 from annotator_core.media.probe import VideoInfo, VideoRefused
 from annotator_core.media.sampling import OpenShot, SampleOptions, ShotSample, decode_size, sample_shot
 from annotator_core.media.shots import CutDetector
@@ -214,7 +214,7 @@ def iter_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chunk)
     while index < stop:
         t0 = time.perf_counter()
         try:
-            frame = reader.next().asnumpy()
+            frame = rgb_frame(reader.next().asnumpy())
         except StopIteration:
             break
         except (RuntimeError, decord.DECORDError) as exc:

@@ -28,6 +28,19 @@ from annotator_core.media.shots import CutDetector
 TRUNCATION_TOLERANCE = 0.98  # fewer decoded frames than this share of the declared count: truncated
 
 
+def rgb_frame(frame: np.ndarray) -> np.ndarray:
+    """A decoded frame as [height, width, 3] RGB.
+
+    decord hands some small frames (16x16 and 48x48 among those measured) over with their row padding
+    counted as extra channels, e.g. [48, 48, 4]: each row is its RGB bytes followed by the padding.
+    Dropping the padding gives exactly the pixels ffmpeg decodes (tests/unit/test_media_frames.py).
+    """
+    if frame.ndim == 3 and frame.shape[2] != 3:
+        height, width = frame.shape[:2]
+        frame = np.ascontiguousarray(frame.reshape(height, -1)[:, : width * 3]).reshape(height, width, 3)
+    return frame
+
+
 @dataclass
 class DecodeStats:
     """Seconds spent per stage of the decode pass (for the progress display and the benchmark)."""
@@ -71,7 +84,7 @@ def decode_shots(path: str, info: VideoInfo, options: SampleOptions, stats: Deco
     while True:
         t0 = time.perf_counter()
         try:
-            frame = reader.next().asnumpy()
+            frame = rgb_frame(reader.next().asnumpy())
         except StopIteration:
             break
         except (RuntimeError, decord.DECORDError) as exc:

@@ -12,11 +12,12 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
 
 import decord
+import numpy as np
 
 from annotator_core.errors import ConfigError
 
@@ -26,13 +27,18 @@ DEFAULT_PROBE_TIMEOUT_S = 60.0  # the probe_timeout_s setting's default
 # Read the first video stream's header without decoding a frame (skip_frame all): memory stays flat.
 FFPROBE_ARGS = (
     "-v", "error", "-skip_frame", "all", "-select_streams", "v:0",
-    "-show_entries", "stream=width,height,nb_frames,avg_frame_rate,r_frame_rate,duration:format=duration",
+    "-show_entries",
+    "stream=codec_name,width,height,nb_frames,avg_frame_rate,r_frame_rate,duration:format=duration,format_name",
     "-of", "json",
 )  # fmt: skip
 
 
 class VideoRefused(Exception):
     """The file is not a video we ingest (empty, not a video by content, over a limit, cannot decode)."""
+
+
+# A frame more than this share of a frame's duration away from index / fps makes the stream variable-rate.
+VFR_TOLERANCE_FRAMES = 0.5
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,41 @@ class VideoInfo:
     width: int
     height: int
     n_frames: int
+    # Variable frame rate only (phone and screen recordings): each frame's start time from the container's
+    # timestamps, first frame at 0, and the end of the last frame after them (n_frames + 1 values). None for a
+    # constant rate, where frame i starts at i / fps.
+    frame_times: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def seconds(self, frame: int) -> float:
+        """When frame ``frame`` starts (``n_frames``: when the video ends), in seconds from the first frame."""
+        if self.frame_times is None:
+            return frame / self.fps
+        return float(self.frame_times[min(max(frame, 0), len(self.frame_times) - 1)])
+
+
+def variable_frame_times(reader: decord.VideoReader, n_frames: int, fps: float) -> np.ndarray | None:
+    """Each frame's start (and the last frame's end) in seconds where the frame rate varies, else None.
+
+    From decord's frame index (the container's timestamps; nothing is decoded). On a variable-rate
+    stream index / average fps drifts from the frames' real times by seconds, and a shot's start and
+    end are where the browser seeks to play it.
+    """
+    try:
+        stamps = np.asarray(reader.get_frame_timestamp(np.arange(n_frames)), dtype=np.float64)
+    except (RuntimeError, decord.DECORDError, IndexError):
+        return None
+    if stamps.shape != (n_frames, 2) or not np.all(np.isfinite(stamps)):
+        return None
+    times = np.append(stamps[:, 0], max(stamps[-1, 1], stamps[-1, 0])) - stamps[0, 0]
+    if np.any(np.diff(times) < 0):  # out of order (a broken index): no better than index / fps
+        return None
+    nominal = np.arange(n_frames + 1) / fps
+    off = np.abs(times - nominal) > VFR_TOLERANCE_FRAMES / fps
+    if not off.any():
+        return None
+    # Frames within half a frame of index / fps keep that time (a constant-rate stretch, or a last frame held
+    # longer than the rest, stays exact); the rest take the container's. Both rise with the index, so the mix does.
+    return np.where(off, times, nominal)
 
 
 def describe_unreadable(path: str) -> str:
@@ -67,6 +108,7 @@ class StreamHeader:
     height: int
     duration_s: float | None  # None where the container does not say
     n_frames: int | None  # declared, or duration x frame rate; None where neither is known
+    codec: str = ""  # the video codec's ffmpeg name (h264, av1, ...), "" where not given
 
 
 def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> StreamHeader:
@@ -87,6 +129,12 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
     except json.JSONDecodeError:
         found = {}
     streams = found.get("streams") or []
+    container = str((found.get("format") or {}).get("format_name") or "")
+    if done.returncode == 0 and container and not streams:
+        # ffprobe read the container and found no video stream in it: e.g. an audio-only MP4 or M4A.
+        raise VideoRefused(
+            f"no video stream: the file holds only audio or data ({container} container); nothing to ingest"
+        )
     if done.returncode != 0 or not streams or not streams[0].get("width") or not streams[0].get("height"):
         raise VideoRefused(f"not a readable video: {describe_unreadable(path)}")
     stream = streams[0]
@@ -95,7 +143,8 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
     declared = _number(stream.get("nb_frames"))
     n_frames = int(declared) if declared else (round(duration * rate) if duration and rate else None)
     width, height = int(stream["width"]), int(stream["height"])
-    return StreamHeader(width=width, height=height, duration_s=duration, n_frames=n_frames)
+    codec = str(stream.get("codec_name") or "")
+    return StreamHeader(width=width, height=height, duration_s=duration, n_frames=n_frames, codec=codec)
 
 
 def _number(value: object) -> float | None:
@@ -152,10 +201,20 @@ def probe(
         reader = decord.VideoReader(path, num_threads=1)
         n_frames = len(reader)
         fps = float(reader.get_avg_fps())
-    except (RuntimeError, decord.DECORDError):
+    except (RuntimeError, decord.DECORDError) as exc:
+        if header.codec and "cannot find video stream" in str(exc):
+            # The container holds a video stream (ffprobe read it) that decord's FFmpeg has no decoder for.
+            raise VideoRefused(
+                f"its video codec ({header.codec}) cannot be decoded by the ingest decoder (decord); transcode it, "
+                f"e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4"
+            ) from None
         raise VideoRefused(f"not a readable video: {describe_unreadable(path)}") from None
     if n_frames < 2 or not fps > 0:
         raise VideoRefused(f"a still image or empty stream, not a video ({n_frames} frame(s), {fps:g} fps)")
-    info = VideoInfo(duration_s=n_frames / fps, fps=fps, width=header.width, height=header.height, n_frames=n_frames)
+    times = variable_frame_times(reader, n_frames, fps)
+    duration = n_frames / fps if times is None else float(times[-1])
+    info = VideoInfo(
+        duration_s=duration, fps=fps, width=header.width, height=header.height, n_frames=n_frames, frame_times=times
+    )
     limits(width=info.width, height=info.height, duration_s=info.duration_s, n_frames=info.n_frames)
     return info

@@ -62,7 +62,9 @@ def embed_clip(path: Path, encoder: Any, *, settings: Settings) -> EmbeddedClip:
             expected=f"a video of at most {settings.max_clip_duration_s:g} s" if too_long else "a decodable video file",
         ) from None
     fps = info.fps
-    shots = [ClipShot(s.start_frame, s.end_frame, s.start_frame / fps, s.end_frame / fps) for s in samples]
+    shots = [
+        ClipShot(s.start_frame, s.end_frame, info.seconds(s.start_frame), info.seconds(s.end_frame)) for s in samples
+    ]
     vectors = np.zeros((0, encoder.dim), np.float32)
     if samples:
         vectors = np.asarray(encoder.embed_shots([s.frames for s in samples]), dtype=np.float32)

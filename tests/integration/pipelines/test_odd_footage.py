@@ -1,0 +1,150 @@
+"""Real footage that is valid but unusual: variable frame rate, tiny frames, no video stream, a codec decord lacks.
+
+Each file is made with ffmpeg from the real sample clips and goes through the decode task ingest runs
+(``decode_title``, without Ray), so what is asserted is what lands in the shots table. Expected times come
+from ffprobe's own reading of each frame's timestamp, not from our code.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import decord
+import numpy as np
+import pyarrow as pa
+import pytest
+from proxy_formats import has_encoder
+
+from annotator_core.encoders import load_encoder
+from annotator_core.media.decode import rgb_frame
+from annotator_core.media.probe import VideoRefused, probe
+from annotator_core.media.sampling import SampleOptions
+from annotator_core.settings import Settings
+from pipelines.stages import DecodeJob, decode_title
+
+FFMPEG = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
+FIRST_PART_S, FIRST_FPS, SLOW = 4.0, 25, 3  # 4 s at 25 fps, then bigbuckbunny with each frame held 3x as long
+
+
+def _make(args: list[str], out: Path) -> Path:
+    subprocess.run([*FFMPEG, *args, str(out)], check=True, capture_output=True, timeout=300)
+    return out
+
+
+@pytest.fixture(scope="module")
+def footage(sample_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("odd-footage")
+    bikes, bunny = sample_videos_dir / "bikes.mp4", sample_videos_dir / "bigbuckbunny.mp4"
+    x264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
+    # A phone-like variable-rate file: a hard cut from bikes (25 fps) to bigbuckbunny at a third of the rate.
+    graph = (
+        f"[0:v]trim=0:{FIRST_PART_S},setpts=PTS-STARTPTS,scale=480:270,setsar=1[a];"
+        f"[1:v]trim=0:3,setpts=(PTS-STARTPTS)*{SLOW},scale=480:270,setsar=1[b];[a][b]concat=n=2:v=1[v]"
+    )
+    made = {
+        "vfr": _make(
+            ["-i", str(bikes), "-i", str(bunny), "-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough",
+             *x264],
+            folder / "vfr.mp4",
+        ),
+        "audio": _make(["-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-c:a", "aac"], folder / "audio.mp4"),
+    }  # fmt: skip
+    for side in (16, 48):  # decord hands these sizes over with row padding counted as channels
+        made[f"tiny{side}"] = _make(["-i", str(bikes), "-t", "3", "-vf", f"scale={side}:{side}", *x264],
+                                    folder / f"tiny{side}.mp4")  # fmt: skip
+    return made
+
+
+def _frame_times(path: Path) -> list[float]:
+    """Each frame's presentation time from ffprobe, first frame at 0 (the reference, independent of our code)."""
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "json",
+         str(path)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    times = sorted(float(f["pts_time"]) for f in json.loads(done.stdout)["frames"])
+    return [t - times[0] for t in times]
+
+
+def _decode(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The video record and shot rows the ingest decode task makes of one file."""
+    options = SampleOptions.from_settings(Settings(), frame_size=load_encoder("handcrafted").frame_size)
+    job = DecodeJob(
+        options=options, max_duration_s=3600.0, max_pixels=3840 * 2160, max_frames=1_000_000, probe_timeout_s=60.0,
+        encoder="handcrafted",
+    )  # fmt: skip
+    batch = pa.Table.from_pylist([{"uri": str(path), "size": path.stat().st_size, "video_id": path.stem}])
+    rows = [row for table in decode_title(batch, job) for row in table.to_pylist()]
+    video = json.loads(rows[-1]["video"])["record"]
+    return video, [r for r in rows if r["kind"] == "shot"]
+
+
+def test_shot_times_on_a_variable_frame_rate_title_follow_its_timestamps(footage: dict[str, Path]) -> None:
+    path = footage["vfr"]
+    truth = _frame_times(path)
+    info = probe(str(path), max_duration_s=3600.0, max_pixels=10**8)
+    assert info.frame_times is not None, "a stream whose frames run at two rates is variable-rate"
+    video, shots = _decode(path)
+    assert "error" not in video and video["n_shots"] == len(shots), video
+    n = len(truth)
+    frame = 1.0 / FIRST_FPS
+    for shot in shots:
+        assert shot["start_s"] == pytest.approx(truth[shot["start_frame"]], abs=1e-3), shot["start_frame"]
+        end = truth[shot["end_frame"]] if shot["end_frame"] < n else video["duration_s"]
+        assert shot["end_s"] == pytest.approx(end, abs=1e-3), shot["end_frame"]
+    # The cut to bigbuckbunny is frame 100, at 4.0 s; index / average fps would put it at ~7.4 s.
+    cut = min(shots, key=lambda s: abs(s["start_frame"] - FIRST_PART_S * FIRST_FPS))
+    assert abs(cut["start_frame"] - FIRST_PART_S * FIRST_FPS) <= 1
+    assert cut["start_s"] == pytest.approx(FIRST_PART_S, abs=1.5 * frame)
+    assert cut["start_frame"] / info.fps > FIRST_PART_S + 2.0, "the average rate alone would misplace this cut"
+    # The title ends when its last frame does: after that frame starts, at most one (slow) frame later.
+    assert truth[-1] < video["duration_s"] <= truth[-1] + SLOW * frame + 1e-3
+
+
+def test_a_constant_rate_title_keeps_frame_over_fps_times(sample_videos_dir: Path) -> None:
+    path = sample_videos_dir / "bikes.mp4"
+    info = probe(str(path), max_duration_s=3600.0, max_pixels=10**8)
+    assert info.frame_times is None
+    _video, shots = _decode(path)
+    assert len(shots) >= 2
+    assert all(s["start_s"] == s["start_frame"] / info.fps and s["end_s"] == s["end_frame"] / info.fps for s in shots)
+
+
+@pytest.mark.parametrize("side", [16, 48])
+def test_tiny_frames_decode_to_the_pixels_ffmpeg_decodes_and_ingest(footage: dict[str, Path], side: int) -> None:
+    path = footage[f"tiny{side}"]
+    padded = decord.VideoReader(str(path), num_threads=1).next().asnumpy()
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert np.array_equal(rgb_frame(padded), np.frombuffer(raw, np.uint8).reshape(side, side, 3))
+    video, shots = _decode(path)
+    assert "error" not in video and video["n_shots"] == len(shots), video
+    assert shots and shots[0]["start_frame"] == 0 and shots[-1]["end_frame"] == video["n_frames"]
+
+
+def test_a_file_with_no_video_stream_is_refused_as_such(footage: dict[str, Path]) -> None:
+    with pytest.raises(VideoRefused, match=r"^no video stream: the file holds only audio or data"):
+        probe(str(footage["audio"]), max_duration_s=3600.0, max_pixels=10**8)
+    video, shots = _decode(footage["audio"])
+    assert (video["status"], shots) == ("failed", [])
+    assert video["error"].startswith("no video stream")
+
+
+def test_a_codec_the_decoder_lacks_is_named_with_the_fix(sample_videos_dir: Path, tmp_path: Path) -> None:
+    if not has_encoder("libaom-av1"):
+        pytest.skip("the local ffmpeg has no libaom-av1, so no AV1 file can be made")
+    path = _make(
+        ["-i", str(sample_videos_dir / "bikes.mp4"), "-t", "2", "-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "200k"],
+        tmp_path / "av1.mkv",
+    )
+    video, shots = _decode(path)
+    if "error" not in video:  # a decord built with an AV1 decoder ingests it like any title
+        assert shots and video["n_shots"] == len(shots)
+        return
+    assert video["error"].startswith("its video codec (av1) cannot be decoded by the ingest decoder (decord)")
+    assert "ffmpeg -i IN -c:v libx264" in video["error"]
