@@ -28,7 +28,8 @@ DEFAULT_PROBE_TIMEOUT_S = 60.0  # the probe_timeout_s setting's default
 FFPROBE_ARGS = (
     "-v", "error", "-skip_frame", "all", "-select_streams", "v:0",
     "-show_entries",
-    "stream=codec_name,width,height,nb_frames,avg_frame_rate,r_frame_rate,duration:format=duration,format_name",
+    "stream=codec_name,width,height,nb_frames,avg_frame_rate,r_frame_rate,duration:stream_side_data=rotation"
+    ":stream_tags=rotate:format=duration,format_name",
     "-of", "json",
 )  # fmt: skip
 
@@ -143,8 +144,26 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
     declared = _number(stream.get("nb_frames"))
     n_frames = int(declared) if declared else (round(duration * rate) if duration and rate else None)
     width, height = int(stream["width"]), int(stream["height"])
+    if _quarter_turn(stream):
+        # decord hands frames over as they are displayed (turned), and a requested size means the turned
+        # frame's: with the stored width and height a phone's portrait video was decoded squashed.
+        width, height = height, width
     codec = str(stream.get("codec_name") or "")
     return StreamHeader(width=width, height=height, duration_s=duration, n_frames=n_frames, codec=codec)
+
+
+def _quarter_turn(stream: dict) -> bool:
+    """Whether the stream is displayed turned by 90 or 270 degrees (a display matrix, or the older rotate tag)."""
+    turns = [side.get("rotation") for side in stream.get("side_data_list") or []]
+    turns.append((stream.get("tags") or {}).get("rotate"))
+    for turn in turns:
+        try:
+            degrees = round(abs(float(str(turn))))
+        except (ValueError, OverflowError):  # absent (None), or not a number
+            continue
+        if degrees % 180 == 90:
+            return True
+    return False
 
 
 def _number(value: object) -> float | None:

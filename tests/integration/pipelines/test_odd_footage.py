@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import cv2
 import decord
 import numpy as np
 import pyarrow as pa
@@ -52,6 +53,9 @@ def footage(sample_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         ),
         "audio": _make(["-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-c:a", "aac"], folder / "audio.mp4"),
     }  # fmt: skip
+    # A phone's portrait recording: frames stored one way, shown turned a quarter (a display matrix of 90 degrees).
+    upright = _make(["-i", str(bikes), "-t", "3", "-vf", "transpose=1", *x264], folder / "upright.mp4")
+    made["turned"] = _make(["-i", str(upright), "-c", "copy", "-metadata:s:v:0", "rotate=90"], folder / "turned.mp4")
     for side in (16, 48):  # decord hands these sizes over with row padding counted as channels
         made[f"tiny{side}"] = _make(["-i", str(bikes), "-t", "3", "-vf", f"scale={side}:{side}", *x264],
                                     folder / f"tiny{side}.mp4")  # fmt: skip
@@ -148,3 +152,20 @@ def test_a_codec_the_decoder_lacks_is_named_with_the_fix(sample_videos_dir: Path
         return
     assert video["error"].startswith("its video codec (av1) cannot be decoded by the ingest decoder (decord)")
     assert "ffmpeg -i IN -c:v libx264" in video["error"]
+
+
+def test_a_turned_recording_is_decoded_as_shown_not_squashed(footage: dict[str, Path]) -> None:
+    path = footage["turned"]
+    shown = subprocess.run(  # ffmpeg turns the frames as players do; its size is the one a person sees
+        ["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "-"],
+        capture_output=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    seen = cv2.imdecode(np.frombuffer(shown, np.uint8), cv2.IMREAD_COLOR)
+    info = probe(str(path), max_duration_s=3600.0, max_pixels=10**8)
+    assert (info.height, info.width) == seen.shape[:2]
+    _video, shots = _decode(path)
+    thumb = cv2.imdecode(np.frombuffer(shots[0]["thumbnail"], np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape[1] / thumb.shape[0] == pytest.approx(seen.shape[1] / seen.shape[0], rel=0.03)
+    # Its pixels are the shown frame's, scaled: not the stored frame squeezed into the shown frame's shape.
+    scaled = cv2.resize(seen, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(scaled.astype(int) - thumb.astype(int)).mean() < 12
