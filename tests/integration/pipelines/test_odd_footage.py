@@ -122,7 +122,8 @@ def test_tiny_frames_decode_to_the_pixels_ffmpeg_decodes_and_ingest(footage: dic
     path = footage[f"tiny{side}"]
     padded = decord.VideoReader(str(path), num_threads=1).next().asnumpy()
     raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24",
+         "-"],
         capture_output=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     assert np.array_equal(rgb_frame(padded), np.frombuffer(raw, np.uint8).reshape(side, side, 3))
@@ -157,10 +158,13 @@ def test_a_codec_the_decoder_lacks_is_named_with_the_fix(sample_videos_dir: Path
 def test_a_turned_recording_is_decoded_as_shown_not_squashed(footage: dict[str, Path]) -> None:
     path = footage["turned"]
     shown = subprocess.run(  # ffmpeg turns the frames as players do; its size is the one a person sees
-        ["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "-"],
+        # BMP, not PNG: in the whole suite OpenCV's libpng failed on ffmpeg's PNG ("bad parameters to zlib").
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "image2pipe", "-c:v", "bmp",
+         "-"],
         capture_output=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     seen = cv2.imdecode(np.frombuffer(shown, np.uint8), cv2.IMREAD_COLOR)
+    assert seen is not None, "OpenCV could not read ffmpeg's frame"
     info = probe(str(path), max_duration_s=3600.0, max_pixels=10**8)
     assert (info.height, info.width) == seen.shape[:2]
     _video, shots = _decode(path)
