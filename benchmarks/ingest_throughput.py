@@ -21,6 +21,7 @@ this machine. Both print the load average: the machine may be shared.
     .venv/bin/python benchmarks/ingest_throughput.py --titles 4 --seconds 45
     .venv/bin/python benchmarks/ingest_throughput.py --titles 2 --seconds 20 --vit-precisions float32 bfloat16 int8
     .venv/bin/python benchmarks/ingest_throughput.py --long-title --chunk-seconds 120
+    .venv/bin/python benchmarks/ingest_throughput.py --long-title --chunk-seconds 120 --nodes 2
 """
 
 from __future__ import annotations
@@ -182,6 +183,9 @@ def main() -> None:
     )
     parser.add_argument("--long-title", action="store_true", help="one long title: one task vs chunked")
     parser.add_argument("--chunk-seconds", type=float, default=120.0, help="chunk length of --long-title")
+    parser.add_argument(
+        "--nodes", type=int, default=1, help="--long-title on a local Ray cluster of this many nodes sharing the CPUs"
+    )
     args = parser.parse_args()
     if args.long_title:
         long_title(args)
@@ -303,7 +307,16 @@ def long_title(args: argparse.Namespace) -> None:
     (path,) = make_footage(args.footage, titles=1, seconds=seconds)
     (short,) = make_footage(args.footage / "warm-up", titles=1, seconds=10)
     before = load()
-    start_ray(num_cpus=args.cpus)
+    cluster = None
+    if args.nodes > 1:
+        # A local Ray cluster of ``nodes`` ``ray start`` processes sharing the cores (al_scale.py's): a chunk task
+        # may run on another node than its title's task, and its shots cross the object store between them.
+        from al_scale import start_ray_cluster
+
+        address, cluster = start_ray_cluster(args.nodes)
+        start_ray(address)
+    else:
+        start_ray(num_cpus=args.cpus)
     with tempfile.TemporaryDirectory(prefix="va-bench-") as tmp:  # Ray's workers and the JIT-compiled stages
         run_full([short], "handcrafted", Path(tmp) / "warm-up", chunk_seconds=0)
     runs: dict[str, list[dict[str, Any]]] = {"one_task": [], "chunked": []}
@@ -316,6 +329,10 @@ def long_title(args: argparse.Namespace) -> None:
             after = sum(v for k, v in run["stage_s"].items() if k not in PIPELINE_STAGES)
             runs[key].append({**run, "pipeline_s": run["wall_s"] - after})
     ray.shutdown()
+    if cluster is not None:
+        from al_scale import stop_ray_cluster
+
+        stop_ray_cluster(cluster)
     ceiling = decode_ceiling(path, chunk_seconds=args.chunk_seconds, cpus=args.cpus)
     best = {key: min(v, key=lambda run: run["wall_s"]) for key, v in runs.items()}
     speedup = best["one_task"]["wall_s"] / best["chunked"]["wall_s"]
@@ -328,7 +345,8 @@ def long_title(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"one {seconds:.0f} s 1280x720 H.264 title, chunks of {args.chunk_seconds:.0f} s, {args.cpus} CPUs")
+    where = f", a local Ray cluster of {args.nodes} nodes" if args.nodes > 1 else ""
+    print(f"one {seconds:.0f} s 1280x720 H.264 title, chunks of {args.chunk_seconds:.0f} s, {args.cpus} CPUs{where}")
     print(
         f"{'run':18}{'wall s':>8}{'pipeline s':>11}{'video-s/s':>11}{'shots':>7}{'cores busy':>11}"
         "  per stage (s, summed over workers)"
