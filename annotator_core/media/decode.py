@@ -33,7 +33,7 @@ def rgb_frame(frame: np.ndarray) -> np.ndarray:
 
     decord hands some small frames (16x16 and 48x48 among those measured) over with their row padding
     counted as extra channels, e.g. [48, 48, 4]: each row is its RGB bytes followed by the padding.
-    Dropping the padding gives exactly the pixels ffmpeg decodes (tests/unit/test_media_frames.py).
+    Dropping the padding gives exactly the pixels ffmpeg decodes (tests/integration/pipelines/test_odd_footage.py).
     """
     if frame.ndim == 3 and frame.shape[2] != 3:
         height, width = frame.shape[:2]
