@@ -126,11 +126,11 @@ def run_decode_only(paths: list[Path], options: SampleOptions) -> dict[str, Any]
         rows = ds.map_batches(decode_only, fn_kwargs={"options": options}, batch_size=1, batch_format="pyarrow",
                               num_cpus=1).take_all()  # fmt: skip
     wall = time.perf_counter() - t0
-    busy1 = busy_cpu_seconds()
+    busy = busy_since(busy0)
     video_s = sum(r["seconds"] for r in rows)
     return {
         "wall_s": wall, "video_s": video_s, "throughput": video_s / wall, "frames": sum(r["frames"] for r in rows),
-        "busy_cpu_s": None if busy0 is None or busy1 is None else busy1 - busy0,
+        "busy_cpu_s": busy,
     }  # fmt: skip
 
 
@@ -146,18 +146,30 @@ def busy_cpu_seconds() -> float | None:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_since(busy0: float | None) -> float | None:
+    """The machine's busy CPU-seconds since ``busy0`` (a :func:`busy_cpu_seconds` reading), None without /proc."""
+    busy1 = busy_cpu_seconds()
+    return None if busy0 is None or busy1 is None else busy1 - busy0
+
+
+def packed_wall(run: dict[str, Any], cpus: int) -> float | None:
+    """The wall ``run``'s work would take with every core busy: the least any schedule of the same work reaches."""
+    busy = run.get("busy_cpu_s")
+    return busy / cpus if busy else None
+
+
 def run_full(paths: list[Path], encoder: str, data_dir: Path, **overrides: Any) -> dict[str, Any]:
     settings = Settings(data_dir=data_dir, **overrides)
     busy0, t0 = busy_cpu_seconds(), time.perf_counter()
     summary = run_ingest([str(p) for p in paths], settings=settings, encoder_spec=encoder)
     wall = time.perf_counter() - t0
-    busy1 = busy_cpu_seconds()
+    busy = busy_since(busy0)
     assert summary.videos_failed == 0, summary.failures
     return {
         "wall_s": wall,
         # The machine's busy CPU-seconds over the run: busy / CPUs is the wall a run that kept every core
         # busy would take, so it bounds what any change to the run's schedule (not its work) can give.
-        "busy_cpu_s": None if busy0 is None or busy1 is None else busy1 - busy0,
+        "busy_cpu_s": busy,
         "video_s": summary.video_seconds,
         "throughput": summary.video_seconds / wall,
         "shots": summary.shots,
@@ -254,9 +266,8 @@ def main() -> None:
         r = results[f"d_vit_b_32_{p}"]
         vs = r["throughput"] / base["throughput"]
         print(f"(d) ViT-B/32 {p}: {vs:.2f}x {args.vit_precisions[0]}; stage share of wall {r['stage_share_of_wall']}")
-        if r.get("busy_cpu_s") and base.get("busy_cpu_s"):
-            # With every core busy the run would take busy / CPUs: the most a better schedule of the same work gives.
-            packed = r["busy_cpu_s"] / args.cpus
+        packed = packed_wall(r, args.cpus)
+        if packed is not None and base.get("busy_cpu_s"):
             print(
                 f"    its work is {r['busy_cpu_s']:.1f} CPU-s ({base['busy_cpu_s'] / r['busy_cpu_s']:.2f}x less than "
                 f"{args.vit_precisions[0]}'s); every core busy it would take {packed:.1f} s: at most "
@@ -366,10 +377,10 @@ def long_title(args: argparse.Namespace) -> None:
         f"{ceiling['speedup']:.2f}x, the most splitting can give on this machine"
     )
     one, chunked = best["one_task"], best["chunked"]
-    if one.get("busy_cpu_s") and chunked.get("busy_cpu_s"):
-        # One task already keeps one_busy cores busy (decode threads, embedding, the driver), so splitting it can
-        # at most spread the same work over every core: one task's wall / (chunked run's work / CPUs).
-        packed = chunked["busy_cpu_s"] / args.cpus
+    packed = packed_wall(chunked, args.cpus)
+    if packed is not None and one.get("busy_cpu_s"):
+        # One task already keeps more than one core busy (decode threads, embedding, the driver), so splitting it
+        # can at most spread the chunked run's work over every core.
         print(
             f"  work: one task {one['busy_cpu_s']:.1f} CPU-s on {one['busy_cpu_s'] / one['wall_s']:.2f} cores, chunked "
             f"{chunked['busy_cpu_s']:.1f} CPU-s on {chunked['busy_cpu_s'] / chunked['wall_s']:.2f}; the chunked run's "
