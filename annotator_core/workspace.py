@@ -32,7 +32,7 @@ from annotator_core.corpus.scorer import CorpusView, FeedPicks, Scorer, make_sco
 from annotator_core.duplicates import DuplicateGroups, duplicate_groups
 from annotator_core.errors import NotEnoughAnnotations, NotFoundError, ValidationFailed
 from annotator_core.feeds import FEEDS
-from annotator_core.metrics import Quality, data_diversity, model_quality_estimate
+from annotator_core.metrics import REFERENCE_ROWS, Quality, data_diversity, model_quality_estimate
 from annotator_core.recommend import Recommender, make_recommender
 from annotator_core.rewards import (
     DEFAULT_REWARD,
@@ -152,6 +152,7 @@ class LabelWorkspace:
         with clock("vectors"):
             corpus = self.scorer.view()
             labelled = corpus.labelled(list(consensus))
+            reference = corpus.reference(size=REFERENCE_ROWS)
             encoder = self.shots.encoder() or ""
         labelled_ids = labelled.ids
         missing = len(consensus) - len(labelled_ids)
@@ -181,7 +182,9 @@ class LabelWorkspace:
             )
             scoring.add_done_callback(lambda _f: timings.__setitem__("score", time.perf_counter() - scan_started))
             with clock("quality"):
-                estimate, quality_folds = self._quality(x, y, seed=seed, centre=centre, fold_keys=fold_keys, model=clf)
+                estimate, quality_folds = self._quality(
+                    x, y, seed=seed, centre=centre, fold_keys=fold_keys, model=clf, reference=reference
+                )
                 quality = estimate.value
             report("quality", 0.5)
             with clock("diversity"):
@@ -264,12 +267,15 @@ class LabelWorkspace:
         centre: np.ndarray,
         fold_keys: np.ndarray | None,
         model: Classifier,
+        reference: np.ndarray,
     ) -> tuple[Quality, str]:
         """Group-aware model quality, and which folds it used ("grouped", "plain", or why it fell back).
 
         A label whose positives (or negatives) all sit in one near-duplicate group cannot be scored
         group-aware; its build still gets the plain score, and the version says so (``quality_folds``).
-        ``model`` (the build's, trained on all of x) warm-starts the folds' fits.
+        ``model`` (the build's, trained on all of x) warm-starts the folds' fits. Each fold is decided at the
+        build's operating point on the catalog: it flags the share of ``reference`` (catalog rows) that
+        ``model`` flags at the labels' prior (``threshold="corpus"``, issue 13).
         """
 
         def estimate(groups: np.ndarray | None) -> Quality:
@@ -281,9 +287,10 @@ class LabelWorkspace:
                 seed=seed,
                 C=s.classifier_c,
                 centre=centre,
-                threshold="prior",
+                threshold="corpus" if reference.shape[0] >= 2 else "prior",
                 groups=groups,
                 warm_start=model,
+                reference=reference if reference.shape[0] >= 2 else None,
             )
 
         if fold_keys is None:

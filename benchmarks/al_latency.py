@@ -6,7 +6,8 @@ the same arrays:
 
 - **ours**: the pure functions a build calls — ``train`` (L-BFGS logistic
   regression, scikit-learn's objective), ``model_quality`` (stratified 5-fold
-  CV at the same C, decided at the prior, each fold started from the trained
+  CV at the same C, each fold decided at the share of a 2,048-row strided
+  catalog sample the trained model flags, each fold started from the trained
   model), scoring every shot with one float32 matrix-vector product,
   ``build_feeds`` (linear-time selection), ``data_diversity`` (counts of the
   precomputed ingest clusters) and the UCB recommendation.
@@ -36,8 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from annotator_core.classifier import train, unit_mean
+from annotator_core.corpus.scorer import strided_rows
 from annotator_core.feeds import build_feeds
-from annotator_core.metrics import data_diversity, model_quality
+from annotator_core.metrics import REFERENCE_ROWS, data_diversity, model_quality
 from annotator_core.recommend import make_recommender
 from annotator_core.settings import Settings
 
@@ -88,10 +90,16 @@ def ours(matrix: np.ndarray, clusters: np.ndarray, rows: np.ndarray, y: np.ndarr
     x = matrix[rows]
     centre = unit_mean(x)  # as a build does: centred on the labelled rows' own mean
     t["train"], clf = timed(lambda: train(x, y, seed=seed, C=C, centre=centre))
-    # as a build does: decided at the training prior, each fold's fit started from the build's model
-    t["quality CV"], _ = timed(
-        lambda: model_quality(x, y, folds=5, seed=seed, C=C, centre=centre, threshold="prior", warm_start=clf)
-    )
+
+    # as a build does: each fold decided at the build model's share of a strided catalog sample, and started
+    # from the build's model
+    def quality() -> float:
+        reference = matrix[strided_rows(matrix.shape[0], REFERENCE_ROWS)]
+        return model_quality(
+            x, y, folds=5, seed=seed, C=C, centre=centre, threshold="corpus", warm_start=clf, reference=reference
+        )
+
+    t["quality CV"], _ = timed(quality)
     t["score corpus"], scores = timed(lambda: clf.predict_proba(matrix, normalised=True))
     t["feeds"], _ = timed(lambda: build_feeds(scores, labelled=rows, size=50, seed=seed))
     labelled_clusters = clusters[rows]

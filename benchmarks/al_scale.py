@@ -178,6 +178,16 @@ class StreamingExact:
 
         return LabelledShots(*self.shots.vectors_of(shot_ids))
 
+    def reference(self, *, size: int) -> np.ndarray:
+        from annotator_core.corpus.scorer import strided_rows
+        from annotator_core.records import SHOTS_TABLE
+
+        ds = self.shots.db.open_table(SHOTS_TABLE).to_lance()
+        table = ds.take(strided_rows(self.n_shots, size), columns=["vector"])
+        column = table.column("vector").combine_chunks()
+        dim = column.type.list_size
+        return np.asarray(column.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
+
     def feeds(self, clf: Any, *, labelled_ids: Sequence[str], size: int, seed: int) -> Any:
         from annotator_core.corpus.scorer import FeedPicks
         from annotator_core.records import SHOTS_TABLE

@@ -67,8 +67,9 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from annotator_core.classifier import Classifier, l2_rows, train, unit_mean
+from annotator_core.corpus.scorer import strided_rows
 from annotator_core.feeds import build_feeds
-from annotator_core.metrics import balanced_accuracy, model_quality_estimate
+from annotator_core.metrics import REFERENCE_ROWS, Quality, balanced_accuracy, model_quality_estimate
 from annotator_core.recommend import make_recommender
 from annotator_core.rewards import REWARDS, BuildSignals, batch_counts, random_sample_ap, rewards_for
 from annotator_core.settings import Settings
@@ -89,6 +90,8 @@ PAPER_ARMS = ("va", "random", "zero_shot")
 C = float(Settings.model_fields["classifier_c"].default)
 LIVE_REWARDS = tuple(REWARDS)  # quality, random-ap, yield
 ORACLE = "test-ap"
+# What each (label, run, n, method) point records, in this order (see Point).
+FIELDS = ("ap", "auc", "quality", "test_balanced_accuracy", "rarer_class", "quality_prior")
 
 
 def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +206,7 @@ class Annotator:
         quality, random_ap = float("nan"), float("nan")
         if reward in ("quality", "random-ap"):
             x = self.task.corpus[rows]
-            estimate = model_quality_estimate(x, y, C=C, centre=unit_mean(x), seed=self.seed, threshold="prior")
+            estimate = shown_quality(x, y, self.task, self.seed)
             quality = estimate.value
             from_random = np.asarray(self.sources) == "random"
             random_ap = random_sample_ap(estimate.out_of_fold, y, from_random)
@@ -276,6 +279,17 @@ class Point:
     quality: float
     test_balanced_accuracy: float = float("nan")
     rarer_class: float = float("nan")  # labelled rows of the rarer class (a build needs 10 of each)
+    quality_prior: float = float("nan")  # the score as builds showed it before: folds decided at their own prior
+
+
+def shown_quality(x: np.ndarray, y: np.ndarray, task: Task, seed: int, *, threshold: str = "corpus") -> Quality:
+    """The quality a build shows: repeated stratified K-fold, each fold decided at the build's operating point
+    on the catalog (it flags the share of a strided catalog sample that the build's model flags at the prior).
+    ``threshold="prior"``: as builds showed it before issue 13's last change (each fold at its own prior)."""
+    if threshold == "prior":
+        return model_quality_estimate(x, y, C=C, centre=unit_mean(x), seed=seed, threshold="prior")
+    reference = task.corpus[strided_rows(len(task.corpus), REFERENCE_ROWS)]
+    return model_quality_estimate(x, y, C=C, centre=unit_mean(x), seed=seed, threshold="corpus", reference=reference)
 
 
 def evaluate(order: np.ndarray, task: Task, seed: int) -> list[Point]:
@@ -290,10 +304,11 @@ def evaluate(order: np.ndarray, task: Task, seed: int) -> list[Point]:
             continue
         x = task.corpus[rows]
         logits = fit(x, y).decision_function(task.test_x, normalised=True)
-        quality = model_quality_estimate(x, y, C=C, centre=unit_mean(x), seed=seed, threshold="prior").value
+        quality = shown_quality(x, y, task, seed).value
+        before = shown_quality(x, y, task, seed, threshold="prior").value
         test_ba = balanced_accuracy(task.test_y, logits > np.log(pos / (n - pos)))
         ap, auc = average_precision_score(task.test_y, logits), roc_auc_score(task.test_y, logits)
-        out.append(Point(float(ap), float(auc), quality, test_ba, float(min(pos, n - pos))))
+        out.append(Point(float(ap), float(auc), quality, test_ba, float(min(pos, n - pos)), before))
     return out
 
 
@@ -357,7 +372,7 @@ def main() -> None:
     )
     results: dict[float, dict[str, np.ndarray]] = {}
     for prevalence in args.prevalence:
-        shape = (len(args.labels), args.bootstraps, len(SIZES), 5)
+        shape = (len(args.labels), args.bootstraps, len(SIZES), len(FIELDS))
         res = {m: np.full(shape, np.nan) for m in methods}
         for li, label in enumerate(args.labels):
             for b in range(args.bootstraps):
@@ -380,9 +395,7 @@ def main() -> None:
                 for (arms, r), m in zip(variants, methods[4:], strict=True):
                     orders[m] = Annotator(task, b, args.va_flow, args.build_min).run(SIZES[-1], reward=r, arms=arms)
                 for m, o in orders.items():
-                    res[m][li, b] = [
-                        [p.ap, p.auc, p.quality, p.test_balanced_accuracy, p.rarer_class] for p in evaluate(o, task, b)
-                    ]
+                    res[m][li, b] = [[getattr(p, f) for f in FIELDS] for p in evaluate(o, task, b)]
             print(
                 f"  prevalence {prevalence:.1%} {CLASSES[label]:<12} done at {time.perf_counter() - started:5.0f} s: "
                 + "  ".join(f"{m} {np.nanmean(res[m][li, :, -1, 0]):.3f}" for m in methods[:4])
@@ -409,6 +422,8 @@ def report(res: dict[str, np.ndarray], methods: list[str], labels: list[int], pr
         cover = 100 * np.mean(~np.isnan(ap[m]), axis=(0, 1))
         print(f"  {m:<26}" + "".join(f"{v:8.3f}" for v in mean) + "   " + " ".join(f"{c:.0f}%" for c in cover))
 
+    shown = np.nanmean(res["VA"][..., FIELDS.index("quality")], axis=(0, 1))
+    print(f"  {'VA: quality shown (mean)':<26}" + "".join(f"{v:8.3f}" for v in shown))
     print("Table 2 analogue: (AP_VA − AP_CC) × 100, mean over runs per label")
     print(f"  {'label':<26}{header}")
     gains = 100 * (np.nanmean(ap["VA"], axis=1) - np.nanmean(ap["CC"], axis=1))
@@ -441,31 +456,40 @@ def report_quality(results: dict[float, dict[str, np.ndarray]]) -> None:
     """ρ(quality, test AP) and misleading points, with the ceiling: ρ(test balanced accuracy, test AP).
 
     The score estimates balanced accuracy; even its exact value on the test part (the ceiling column)
-    ranks points by AP only so well, so ρ(quality, AP) cannot exceed it by much.
+    ranks points by AP only so well, so ρ(quality, AP) cannot exceed it by much. "before" is the same
+    points scored as builds did before (each fold decided at its own training prior), side by side.
     """
     print("\nModel quality shown by a build vs held-out test AP, every (label, run, n, method) point with 5 + 5")
-    print("(shown: points with 10 + 10, the default build minimum; ceiling: ρ(test balanced accuracy, AP))")
+    print("(shown: points with 10 + 10, the default build minimum; ceiling: ρ(test balanced accuracy, AP);")
+    print(" before: folds decided at their own prior instead of at the build's share of the catalog)")
+    ap, auc, quality, test_ba, rarer, before = (
+        FIELDS.index(f) for f in ("ap", "auc", "quality", "test_balanced_accuracy", "rarer_class", "quality_prior")
+    )
 
     def line(name: str, points: np.ndarray) -> str:
         if len(points) < 3:
             return f"  {name}: {len(points)} points"
-        rho = spearmanr(points[:, 2], points[:, 0]).statistic
-        ceiling = spearmanr(points[:, 3], points[:, 0]).statistic
-        misleading = int(((points[:, 1] >= 0.85) & (points[:, 2] <= 0.55)).sum())
+        rho = spearmanr(points[:, quality], points[:, ap]).statistic
+        rho_before = spearmanr(points[:, before], points[:, ap]).statistic
+        ceiling = spearmanr(points[:, test_ba], points[:, ap]).statistic
+        good = points[:, auc] >= 0.85
+        misleading = int((good & (points[:, quality] <= 0.55)).sum())
+        misleading_before = int((good & (points[:, before] <= 0.55)).sum())
         return (
-            f"  {name}: {len(points):5d} points, Spearman ρ(quality, AP) = {rho:.3f} (ceiling {ceiling:.3f}); "
-            f"quality ≤ 0.55 while test AUC ≥ 0.85: {misleading} points"
+            f"  {name}: {len(points):5d} points, Spearman ρ(quality, AP) = {rho:.3f} (before {rho_before:.3f}, "
+            f"ceiling {ceiling:.3f}); quality ≤ 0.55 while test AUC ≥ 0.85: {misleading} points "
+            f"(before {misleading_before})"
         )
 
     pooled = []
     for prevalence, res in results.items():
-        points = np.concatenate([r.reshape(-1, 5) for r in res.values()])
+        points = np.concatenate([r.reshape(-1, len(FIELDS)) for r in res.values()])
         points = points[~np.isnan(points).any(axis=1)]
         pooled.append(points)
         print(line(f"prevalence {prevalence:5.1%}", points))
     everything = np.concatenate(pooled)
     print(line("all prevalences  ", everything))
-    print(line("shown (≥ 10 + 10)", everything[everything[:, 4] >= MIN_EACH]))
+    print(line("shown (≥ 10 + 10)", everything[everything[:, rarer] >= MIN_EACH]))
 
 
 def plot(results: dict[float, dict[str, np.ndarray]], methods: list[str], path: str) -> None:

@@ -76,6 +76,11 @@ class CorpusView(Protocol):
         """``size`` distinct shot ids drawn uniformly from those not excluded (no classifier needed)."""
         ...
 
+    def reference(self, *, size: int) -> np.ndarray:
+        """Vectors of ``size`` catalog shots evenly strided over the rows (the same ones every build while the
+        table holds them), float32 [≤ size, dim]: what a build's quality folds are thresholded on."""
+        ...
+
 
 class Scorer(Protocol):
     name: str
@@ -147,6 +152,9 @@ class _InMemoryView:
         excluded = np.fromiter((rows_of[s] for s in excluded_ids if s in rows_of), dtype=np.int64)
         picked = random_unlabelled(self.n_shots, size=size, exclude=labelled_mask(excluded, self.n_shots), seed=seed)
         return [str(self.vectors.ids[i]) for i in picked.tolist()]
+
+    def reference(self, *, size: int) -> np.ndarray:
+        return np.asarray(self.vectors.matrix[strided_rows(self.n_shots, size)])
 
 
 # --------------------------------------------------------------------------- memory-mapped
@@ -277,6 +285,12 @@ class _MappedView:
         picked = uniform_rows(self.corpus, size=size, excluded=np.unique(rows[rows >= 0]), seed=seed)
         return [str(sid) for sid in self.corpus.ids_of(picked)] if picked.shape[0] else []
 
+    def reference(self, *, size: int) -> np.ndarray:
+        # The exact float32 rows, as the in-memory view returns them, so both scorers show the same quality.
+        deleted = self.corpus.deleted
+        rows = np.setdiff1d(strided_rows(self.corpus.n_rows, size + int(deleted.shape[0])), deleted)
+        return self.corpus.exact_vectors(rows[:size])
+
     def _exact(self, clf: Classifier, rows: np.ndarray) -> dict[int, tuple[str, float]]:
         """Exact float32 P(positive) of each corpus row, from the corpus's float32 vectors."""
         if not rows.shape[0]:
@@ -284,6 +298,13 @@ class _MappedView:
         ids = self.corpus.ids_of(rows)
         p = clf.predict_proba(self.corpus.exact_vectors(rows), normalised=True)
         return {r: (sid, float(v)) for r, sid, v in zip(rows.tolist(), ids, p.tolist(), strict=True)}
+
+
+def strided_rows(n_rows: int, size: int) -> np.ndarray:
+    """Up to ``size`` distinct rows of ``n_rows``, evenly spaced from row 0 (all of them when fewer)."""
+    if n_rows <= size:
+        return np.arange(n_rows, dtype=np.int64)
+    return np.unique(np.linspace(0, n_rows - 1, num=size).astype(np.int64))
 
 
 def uniform_rows(corpus: Corpus, *, size: int, excluded: np.ndarray, seed: int) -> np.ndarray:

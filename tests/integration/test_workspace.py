@@ -102,6 +102,11 @@ def test_build_end_to_end(corpus) -> None:
     clf = ws.classifier(1)
     rows = [ids.index(item.shot_id) for item in top]
     np.testing.assert_allclose(clf.predict_proba(vectors[rows]), [i.score for i in top], atol=1e-5)
+    # the quality folds were decided where the build's model is on the catalog: the share of shots it flags at
+    # the labels' prior (15 : 30); this corpus is under the 2,048-row sample, so the sample is every shot
+    flagged = np.mean(clf.decision_function(vectors) > np.log(15 / 30))
+    assert 0.05 < flagged < 0.5
+    assert first.extra["quality"]["flagged"] == pytest.approx(flagged, abs=1 / len(ids))
     assert [i.shot_id for i in ws.feed("top_positive")] == [i.shot_id for i in top]
     saved = annotations.versions.get(LABEL, 1)
     assert saved.shots_table_version == shots.version() and saved.encoder == "pixels" and saved.dim == 64

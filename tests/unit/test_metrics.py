@@ -279,3 +279,103 @@ def test_warm_start_from_the_build_model_gives_the_same_scores_within_solver_tol
     # the solver stops at a gradient tolerance (as the previous-fold start did): probabilities differ by up to ~0.03
     np.testing.assert_allclose(expit(warm.out_of_fold), expit(cold.out_of_fold), atol=0.05)
     assert np.mean((warm.out_of_fold > 0) == (cold.out_of_fold > 0)) >= 0.99
+
+
+def _rare_digit(digit: int, n_pos: int, n_neg: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labelled rows of one digit against the rest, and the other rows as the catalog sample."""
+    data = load_digits()
+    x = l2_rows(data.data.astype(np.float32))
+    truth = data.target == digit
+    rng = np.random.default_rng(seed)
+    rows = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(truth), n_pos, replace=False),
+            rng.choice(np.flatnonzero(~truth), n_neg, replace=False),
+        ]
+    )
+    rest = np.setdiff1d(np.arange(len(x)), rows)
+    return x[rows], truth[rows], x[rest], truth[rest]
+
+
+def test_corpus_threshold_records_the_share_of_the_catalog_the_build_model_flags() -> None:
+    from annotator_core.classifier import train
+
+    x, y, catalog, _ = _rare_digit(3, 20, 80, seed=0)
+    centre = unit_mean(x)
+    model = train(x, y, C=10.0, centre=centre)
+    estimate = model_quality_estimate(
+        x, y, C=10.0, centre=centre, threshold="corpus", reference=catalog, warm_start=model
+    )
+    expected = np.mean(model.decision_function(catalog) > np.log(20 / 80))
+    assert 0.02 < expected < 0.5  # the model flags some of the catalog, not all
+    assert estimate.flagged == pytest.approx(expected, abs=1.0 / len(catalog))
+    assert estimate.as_dict()["flagged"] == estimate.flagged
+    assert "flagged" not in model_quality_estimate(x, y, C=10.0, centre=centre, threshold="prior").as_dict()
+    # without the build's model the estimate fits one on every row itself, to the same share
+    cold = model_quality_estimate(x, y, C=10.0, centre=centre, threshold="corpus", reference=catalog)
+    assert cold.flagged == pytest.approx(estimate.flagged, abs=2.0 / len(catalog))
+
+
+def test_corpus_threshold_decides_every_fold_at_that_share_of_the_catalog() -> None:
+    """Each fold's model flags the catalog share the build's model flags, wherever its own prior would put it."""
+    from annotator_core.classifier import Centring
+
+    x, y, catalog, _ = _rare_digit(1, 10, 90, seed=2)
+    centre = unit_mean(x)
+    share = model_quality_estimate(x, y, C=10.0, centre=centre, threshold="corpus", reference=catalog).flagged
+    got = repeated_cv_accuracies(x, y, C=10.0, centre=centre, seed=5, threshold="corpus", reference=catalog)[0]
+    centring = Centring.of(centre, x.shape[1])
+    rows, ref = centring.apply(x), centring.apply(catalog)
+    expected = []
+    for test in stratified_folds(y, folds=5, seed=5):
+        fit = np.setdiff1d(np.arange(len(y)), test)
+        coef, intercept, _ = fit_logistic(rows[fit], y[fit], C=10.0)
+        ref_logits = ref @ coef + intercept
+        cut = np.quantile(ref_logits, 1.0 - share)
+        assert abs(np.mean(ref_logits > cut) - share) <= 2.0 / len(catalog)
+        expected.append(balanced_accuracy(y[test], rows[test] @ coef + intercept > cut))
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+    # and that is not where the folds' own priors decide (there one fold reads 0.44, here 0.67)
+    prior = repeated_cv_accuracies(x, y, C=10.0, centre=centre, seed=5, threshold="prior")[0]
+    assert np.abs(prior - got).max() > 0.1
+
+
+def test_corpus_threshold_keeps_the_scores_meaning_on_easy_noisy_and_few_labels() -> None:
+    corpus, y = _offset_concept(2000, seed=1)
+    separable = model_quality_estimate(
+        corpus[:40], y[:40], C=10.0, centre=unit_mean(corpus[:40]), threshold="corpus", reference=corpus[40:]
+    )
+    assert separable.value >= 0.8
+    noise = np.random.default_rng(3).random(200) < 0.5
+    chance = model_quality_estimate(
+        corpus[:200], noise, C=10.0, centre=unit_mean(corpus[:200]), threshold="corpus", reference=corpus[200:]
+    )
+    assert 0.35 < chance.value < 0.62
+    # 10 + 10 real annotations: still steady over fold seeds
+    x, labels, catalog, _ = _rare_digit(9, 10, 10, seed=9)
+    values = [
+        model_quality(x, labels, C=10.0, centre=unit_mean(x), seed=s, threshold="corpus", reference=catalog)
+        for s in range(30)
+    ]
+    assert np.percentile(values, 90) - np.percentile(values, 10) <= 0.15
+
+
+def test_corpus_threshold_refuses_a_missing_or_malformed_catalog_sample() -> None:
+    x, y, catalog, _ = _rare_digit(3, 10, 30, seed=2)
+    with pytest.raises(ValidationFailed, match='threshold="corpus" needs reference'):
+        model_quality(x, y, threshold="corpus")
+    with pytest.raises(ValidationFailed, match=r"reference must be an \[m, 64\] matrix.*got shape \(5, 63\)"):
+        model_quality(x, y, threshold="corpus", reference=catalog[:5, :63])
+    bad = catalog[:50].copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValidationFailed, match="reference contains NaN"):
+        model_quality(x, y, threshold="corpus", reference=bad)
+
+
+def test_corpus_share_is_the_flagged_share_kept_between_one_row_and_half_the_catalog() -> None:
+    from annotator_core.metrics import corpus_share
+
+    logits = np.arange(10, dtype=np.float64)  # ten catalog rows scored 0..9
+    assert corpus_share(logits, 6.5) == pytest.approx(0.3)  # rows 7, 8, 9
+    assert corpus_share(logits, 100.0) == pytest.approx(0.1)  # none flagged: still its top row
+    assert corpus_share(logits, 2.5) == pytest.approx(0.5)  # seven flagged: decided at the median
