@@ -217,12 +217,13 @@ def _cross_validate(
     full = None if warm_start is None else centring.unfold(warm_start)
     share, catalog = float("nan"), None
     if threshold == "corpus":
-        catalog = _reference_rows(reference, int(x_unit.shape[1]), centring)
+        catalog = _reference_rows(reference, int(x_unit.shape[1]))
         if full is None:
             coef, intercept, _ = fit_logistic(rows, labels, C=C, seed=seed, max_iter=max_iter)
             full = np.append(coef.astype(np.float64), intercept)
         n_pos = int(labels.sum())
-        share = corpus_share(catalog @ full[:-1] + full[-1], float(np.log(n_pos / (labels.shape[0] - n_pos))))
+        cut = float(np.log(n_pos / (labels.shape[0] - n_pos)))
+        share = corpus_share(_catalog_logits(catalog, centring, full[:-1], full[-1]), cut)
     start: np.ndarray | None = full
     for r in range(repeats):
         split_seed = seed + 7919 * r
@@ -246,7 +247,7 @@ def _cross_validate(
                 n_pos = int(labels[train_mask].sum())
                 cut = float(np.log(n_pos / (int(train_mask.sum()) - n_pos)))
             elif catalog is not None:  # flag the build's share of the catalog sample
-                cut = float(np.quantile(catalog @ coef + intercept, 1.0 - share))
+                cut = float(np.quantile(_catalog_logits(catalog, centring, coef, intercept), 1.0 - share))
             scores[r, f] = balanced_accuracy(labels[test_idx], logits > cut)
     return scores, out_of_fold, share
 
@@ -265,8 +266,15 @@ def corpus_share(reference_logits: np.ndarray, cut: float) -> float:
     return float(np.clip(flagged, 1.0 / m, MAX_SHARE))
 
 
-def _reference_rows(reference: np.ndarray | None, dim: int, centring: Centring) -> np.ndarray:
-    """The catalog sample, unit and centred like the labelled rows (float64 [m, dim])."""
+def _catalog_logits(catalog: np.ndarray, centring: Centring, coef: np.ndarray, intercept: float) -> np.ndarray:
+    """Log-odds of the unit catalog rows under a model fitted on centred rows (the centring folded into it,
+    so the catalog is never copied: one matrix-vector product)."""
+    w, b = centring.fold(coef, intercept)
+    return catalog @ w + b
+
+
+def _reference_rows(reference: np.ndarray | None, dim: int) -> np.ndarray:
+    """The catalog sample as unit rows (float32 [m, dim]); rows already unit, as stored, are not copied."""
     if reference is None:
         raise ValidationFailed(
             'threshold="corpus" needs reference: unit rows sampled from the catalog (e.g. 2048, evenly strided).'
@@ -278,7 +286,9 @@ def _reference_rows(reference: np.ndarray | None, dim: int, centring: Centring) 
         )
     if not np.all(np.isfinite(arr)):
         raise ValidationFailed("reference contains NaN or infinite values; re-embed the affected shots.")
-    return centring.apply(l2_rows(arr))
+    rows = np.asarray(arr, dtype=np.float32)
+    norms = np.einsum("ij,ij->i", rows, rows)
+    return rows if np.all(np.abs(norms - 1.0) < 1e-4) else l2_rows(rows)
 
 
 def fold_count(smaller: int, *, folds: int) -> int:
