@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from annotator_core.duplicates import ABSENT_RECHECK_S, duplicate_groups
-from annotator_core.errors import DimensionMismatch, NotFoundError
+from annotator_core.errors import DimensionMismatch, NotFoundError, ValidationFailed
 from annotator_core.shot_store import SearchHit, sql_in
 from serving.annotation.auth import Principal, annotator, viewer
 from serving.annotation.context import ServiceContext, context
@@ -149,20 +149,28 @@ def search(
     request: Request,
     q: str | None = Query(None, min_length=1, max_length=500, description="text to search for"),
     like: str | None = Query(None, max_length=200, description="a shot id: shots that look like it"),
+    like_label: str | None = Query(
+        None,
+        max_length=100,
+        description="a label: shots like its positives and unlike its negatives, its labelled shots left out",
+    ),
     video: str | None = Query(None, max_length=200, description="only shots of this video id"),
     title: str | None = Query(None, min_length=1, max_length=200, description="only videos whose title has this"),
     label: str | None = Query(None, max_length=100, description="include your annotation for this label"),
     limit: int = Query(50, ge=1, le=MAX_ID),
     caller: Principal = Depends(viewer),
 ) -> dict[str, Any]:
-    """Text search (needs a text tower), search by example (``like``), or the shots of videos."""
+    """Text search (needs a text tower), search by example (``like``), more like a label's positives
+    (``like_label``), or the shots of videos."""
     ctx = context(request)
     if limit > ctx.settings.search_limit:
         raise ApiError(
             422, "invalid", f"limit {limit} is above VA_SEARCH_LIMIT={ctx.settings.search_limit}.", field="limit"
         )
-    if q and like:
-        raise ApiError(422, "invalid", "give either q (text) or like (a shot id), not both.", field="like")
+    if sum(bool(v) for v in (q, like, like_label)) > 1:
+        raise ApiError(
+            422, "invalid", "give one of q (text), like (a shot id) or like_label (a label), not several.", field="like"
+        )
     if label is not None:
         ctx.store.labels.get(label)
     video_ids = _video_ids(ctx, video, title)
@@ -190,6 +198,9 @@ def search(
         except NotFoundError as exc:
             raise ApiError(404, "not_found", str(exc), field="like") from None
         mode = "like"
+    elif like_label:
+        hits = _like_positives(ctx, like_label, where, limit)
+        mode = "positives"
     elif video_ids is not None:
         results = []
         for vid in video_ids:
@@ -244,6 +255,23 @@ def search_by_vector(body: VectorSearch, request: Request, caller: Principal = D
     except DimensionMismatch as exc:
         raise ApiError(422, "invalid", str(exc), field="vector") from None
     return _search_out(ctx, "vector", _hits_out(hits), body.label, caller)
+
+
+def _like_positives(ctx: ServiceContext, label: str, where: str | None, limit: int) -> list[SearchHit]:
+    """Unlabelled shots nearest the label's relevance-feedback query (mean positive − ½ mean negative)."""
+    ctx.store.labels.get(label)
+    try:
+        vector, labelled = ctx.workspace(label).positives_query()
+    except ValidationFailed as exc:
+        raise ApiError(422, "no_positives", str(exc), field="like_label") from None
+    done = set(labelled)
+
+    def find(k: int) -> list[SearchHit]:
+        # ask past the labelled shots, which are nearest their own mean and are left out
+        hits = ctx.search().by_vector(vector, k=k + len(done), where=where)
+        return [h for h in hits if h.shot_id not in done][:k]
+
+    return _search_once_per_group(ctx, find, limit)
 
 
 def _video_ids(ctx: ServiceContext, video: str | None, title: str | None) -> list[str] | None:

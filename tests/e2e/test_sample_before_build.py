@@ -1,5 +1,6 @@
 """Before the first build the Feeds tab offers a random sample to label beside search, its labels carry the
-source ``random``, and after a build the Feeds tab opens on Borderline (issue 13's interleave flow)."""
+source ``random``, Search finds more like the positives so far, and after a build the Feeds tab opens on
+Borderline (issue 13's interleave flow)."""
 
 from __future__ import annotations
 
@@ -69,8 +70,23 @@ def test_the_feeds_tab_samples_before_a_build_and_opens_borderline_after(
     redrawn = {i["shot_id"] for i in api.get(f"/api/labels/{LABEL}/sample", params={"size": 500}).json()["items"]}
     assert not redrawn & {shown[0], shown[1]}
 
+    # -- Search offers "More like my positives": unlabelled shots like the sample's positive --
+    page.goto(f"{served.url}/#/labels/{LABEL}/search")
+    page.click("#search-like-positives")
+    expect(page.locator("#search-summary")).to_contain_text("like your positives")
+    like_cards = page.locator("#search-results .card")
+    expect(like_cards.first).to_be_visible()
+    liked = like_cards.evaluate_all("cards => cards.map(c => c.dataset.shot)")
+    want = api.get("/api/search", params={"like_label": LABEL, "limit": 60}).json()["results"]
+    assert liked == [r["shot_id"] for r in want] and not set(liked) & {shown[0], shown[1]}
+    expect(like_cards.first.locator(".badge.score")).to_be_visible()  # ranked by likeness
+    like_cards.first.locator(".btn-pos").click()
+    got = poll(mine, until=lambda rows: len(rows) == 3, timeout=20, what="the search annotation")
+    assert got[liked[0]] == "search"
+    page.screenshot(path=str(artifacts / "sample-02-like-positives.png"))
+
     # -- after a build the Feeds tab opens on Borderline, the feed the replays found best to start from --
-    items = [{"shot_id": s, "value": i % 2 == 0} for i, s in enumerate(shown[2:8])]
+    items = [{"shot_id": s, "value": i % 2 == 0} for i, s in enumerate(shown[2:8]) if s != liked[0]]
     api.post(f"/api/labels/{LABEL}/annotations:batch", json={"items": items, "source": "search"}).raise_for_status()
     assert api.post(f"/api/labels/{LABEL}/build").status_code == 200
     page.goto(f"{served.url}/#/labels/{LABEL}/search")
@@ -78,6 +94,6 @@ def test_the_feeds_tab_samples_before_a_build_and_opens_borderline_after(
     expect(page.locator("#feed-borderline")).to_have_class(re.compile(r"\bactive\b"))
     expect(page.locator("#feed-body .card").first.locator(".badge.score")).to_be_visible()
     expect(page.locator("#sample-intro")).to_have_count(0)
-    page.screenshot(path=str(artifacts / "sample-02-after-build.png"))
+    page.screenshot(path=str(artifacts / "sample-03-after-build.png"))
     assert problems == []
     context.close()

@@ -89,3 +89,40 @@ def test_search_over_the_compressed_corpus_answers_as_the_table_does(tmp_path) -
         assert [r["shot_id"] for r in by_vector] == [seed] + [h.shot_id for h in want[:4]]
         # no build ran: the corpus files exist because the searches synced and probed them
         assert (settings.resolved_corpus_dir / "manifest.json").exists()
+
+
+def test_search_like_a_labels_positives_leaves_labelled_shots_out_and_finds_more_of_them(service) -> None:
+    """ "More like my positives": the nearest unlabelled shots to mean(positives) − ½ mean(negatives)."""
+    ann = service.client("ann")
+    label = "six-like"
+    assert ann.post("/api/labels", json={"name": label}).status_code == 201
+    none_yet = assert_error(ann.get("/api/search", params={"like_label": label}), 422, "no_positives")
+    assert none_yet["field"] == "like_label" and "no positive annotation yet" in none_yet["message"]
+
+    positives, negatives = service.shots_of_digit(6, 3), service.shots_of_digit(5, 3) + service.shots_of_digit(0, 3)
+    items = [{"shot_id": s, "value": True} for s in positives] + [{"shot_id": s, "value": False} for s in negatives]
+    assert (
+        ann.post(f"/api/labels/{label}/annotations:batch", json={"items": items, "source": "search"}).json()["ok"] == 9
+    )
+    got = ann.get("/api/search", params={"like_label": label, "label": label, "limit": 30})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["mode"] == "positives" and len(body["results"]) == 30
+    shown = [r["shot_id"] for r in body["results"]]
+    assert not set(shown) & set(positives + negatives)  # what is labelled is left out
+    assert all(r["annotation"]["version"] == 0 for r in body["results"])  # never annotated
+    sixes = sum(service.digit_of[s] == 6 for s in shown)
+    assert sixes >= 25, sixes  # 10% of the corpus is sixes
+
+    # the same ranking as the query computed here from the stored vectors, over every unlabelled shot
+    from annotator_core.workspace import like_positives
+
+    pos = np.array([_vector_of(service, s) for s in positives])
+    neg = np.array([_vector_of(service, s) for s in negatives])
+    query = like_positives(pos, neg)
+    want = ann.post("/api/search/vector", json={"vector": query.tolist(), "limit": 39}).json()["results"]
+    assert shown == [r["shot_id"] for r in want if r["shot_id"] not in set(positives + negatives)][:30]
+
+    both = assert_error(ann.get("/api/search", params={"like_label": label, "q": "six"}), 422, "invalid")
+    assert "not several" in both["message"]
+    assert_error(ann.get("/api/search", params={"like_label": "no-such-label"}), 404)

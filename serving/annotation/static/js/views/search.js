@@ -1,5 +1,5 @@
 // Step 1 of the loop: find first examples by text (with a vision-language model), by example
-// ("more like this") or by video, and label them.
+// ("more like this", or more like every positive so far) or by video, and label them.
 
 import { api } from "../api.js";
 import { fmtTime, h, replace, toast } from "../dom.js";
@@ -32,11 +32,20 @@ export async function renderSearch(panel, ctx) {
   const title = h("input", { id: "search-title", name: "title", placeholder: "Title contains…", size: "14" });
   const go = h("button", { type: "submit", class: "primary" }, "Search");
   const browse = h("button", { type: "button", id: "search-browse", title: "Every shot of the chosen video" }, "Show video");
+  const likeMine = h(
+    "button",
+    {
+      type: "button",
+      id: "search-like-positives",
+      title: "Shots that look like every shot you labelled positive for this label, and unlike your negatives; shots you have labelled are left out. Once you have a few positives, use it for your search pages.",
+    },
+    "More like my positives",
+  );
   const note = h("p", { class: textOk ? "hidden" : "notice", id: "search-note" }, NO_TEXT);
   const likeBar = h("div", { class: "like-bar hidden", id: "like-bar" });
   const summary = h("p", { class: "muted small", id: "search-summary" });
   const results = h("div", { id: "search-results" });
-  const form = h("form", { class: "search-form", id: "search-form" }, query, video, title, go, browse);
+  const form = h("form", { class: "search-form", id: "search-form" }, query, video, title, go, browse, likeMine);
 
   replace(panel, note, form, likeBar, summary, results);
 
@@ -53,12 +62,13 @@ export async function renderSearch(panel, ctx) {
       if (mine !== latest) return;
       const items = listOf(answer, "results");
       const where = [];
-      if (params.q || params.like) {
+      const ranked = Boolean(params.q || params.like || params.like_label);
+      if (ranked) {
         if (video.value) where.push(`in ${(videosCache.find((v) => v.video_id === video.value) || {}).title || video.value}`);
         if (title.value.trim()) where.push(`in titles with “${title.value.trim()}”`);
       }
       summary.textContent = [`${items.length} shot${items.length === 1 ? "" : "s"} ${what}`, ...where].join(" ");
-      replace(results, shotGrid(items, ctx, { source: "search", showScore: Boolean(params.q || params.like), scoreHelp: "Similarity to your search (1 is identical)", emptyText: "No shots match. Try another video or clear the title filter." }));
+      replace(results, shotGrid(items, ctx, { source: "search", showScore: ranked, scoreHelp: "Similarity to your search (1 is identical)", emptyText: "No shots match. Try another video or clear the title filter." }));
     } catch (e) {
       if (mine !== latest) return;
       summary.textContent = "";
@@ -114,6 +124,13 @@ export async function renderSearch(panel, ctx) {
     else showVideo();
   });
   browse.addEventListener("click", showVideo);
+  likeMine.addEventListener("click", () => {
+    like = null;
+    likeBar.classList.add("hidden");
+    if (pickedForYou) video.value = "";
+    pickedForYou = false;
+    return run({ like_label: ctx.name }, "like your positives");
+  });
   video.addEventListener("change", () => {
     pickedForYou = false;
     return like ? run({ like: like.shot_id }, "like this one") : showVideo();
