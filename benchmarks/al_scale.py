@@ -607,8 +607,11 @@ def run(n: int, args: argparse.Namespace) -> None:
         labelled = set(store.annotations.consensus("bench"))
         random_ids = [i.shot_id for i in mapped.feeds["random"]]
         row.append(f"random distinct unlabelled {len(set(random_ids) - labelled)}/{FEED}")
-        same = mapped.model_quality == reference.model_quality and mapped.data_diversity == reference.data_diversity
-        row.append(f"quality/diversity equal: {same}")
+        # Quality thresholds its folds on a strided 2,048-row catalog sample (issue 13); the compressed corpus
+        # orders rows by partition, so it samples other (equally uniform) rows than the table order does.
+        quality_gap = abs(mapped.model_quality - reference.model_quality)
+        row.append(f"diversity equal: {mapped.data_diversity == reference.data_diversity}")
+        row.append(f"quality {mapped.model_quality:.4f} vs exact {reference.model_quality:.4f} (|Δ| {quality_gap:.4f})")
         print(f"  {name}: " + "; ".join(row))
 
     print("scoring kernel (the same rows, one core):")

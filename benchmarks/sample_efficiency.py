@@ -73,6 +73,7 @@ from annotator_core.metrics import REFERENCE_ROWS, Quality, balanced_accuracy, m
 from annotator_core.recommend import make_recommender
 from annotator_core.rewards import REWARDS, BuildSignals, batch_counts, random_sample_ap, rewards_for
 from annotator_core.settings import Settings
+from annotator_core.workspace import like_positives
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -90,6 +91,9 @@ PAPER_ARMS = ("va", "random", "zero_shot")
 C = float(Settings.model_fields["classifier_c"].default)
 LIVE_REWARDS = tuple(REWARDS)  # quality, random-ap, yield
 ORACLE = "test-ap"
+# VA's search half becomes "more like my positives" from this many positives (chosen on runs 0-5 among 1-3, confirmed
+# on runs 6-11; README "More like my positives").
+LIKE_FROM = 3
 # What each (label, run, n, method) point records, in this order (see Point).
 FIELDS = ("ap", "auc", "quality", "test_balanced_accuracy", "rarer_class", "quality_prior")
 
@@ -160,6 +164,7 @@ class Annotator:
     seed: int
     flow: str = "interleave"  # how the bootstrap ends and which feed comes first (see VA_FLOWS)
     build_min: int = MIN_EACH  # positives and negatives before the first build (settings min_positive/negative)
+    like_from: int = LIKE_FROM  # positives after which the search half is "more like my positives" (0: never)
     order: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
 
@@ -184,6 +189,9 @@ class Annotator:
         batch alternating search and random, then search alone for positives and random for negatives.
         """
         t = self.task
+        if self.flow == "interleave":
+            self._interleave_bootstrap()
+            return
         mixed = interleave(t.search, t.random, min(SIZES[-1], len(t.truth)))
         for i, row in enumerate(mixed.tolist()):
             if i >= BATCH and (
@@ -194,6 +202,33 @@ class Annotator:
             self.order.append(row)
             self.sources.append("search" if i % 2 == 0 else "random")
         while min(self.counts()) < self.build_min:
+            if self.counts()[0] < self.build_min:
+                self.take(t.search, BATCH, "search")
+            else:
+                self.take(t.random, BATCH, "random")
+
+    def _interleave_bootstrap(self) -> None:
+        """Search and the random sample alternate, an item each, until a batch ends with the build minimum.
+
+        From ``like_from`` positives on, each batch's search half is "more like my positives" (the product's
+        ``like_positives`` query over what is labelled so far), ranked again at every batch; before that, and
+        with ``like_from`` 0, it is the text query's ranking.
+        """
+        t = self.task
+        ranking = t.search
+        for i in range(min(SIZES[-1], len(t.truth))):
+            if i >= BATCH and i % BATCH == 0 and min(self.counts()) >= self.build_min:
+                break
+            if i % BATCH == 0 and self.like_from and self.counts()[0] >= self.like_from:
+                rows = np.asarray(self.order)
+                y = t.truth[rows]
+                ranking = np.argsort(-(t.corpus @ like_positives(t.corpus[rows[y]], t.corpus[rows[~y]])), kind="stable")
+            source = ranking if i % 2 == 0 else t.random
+            row = int(source[np.argmax(~self.labelled[source])])
+            self.labelled[row] = True
+            self.order.append(row)
+            self.sources.append("search" if i % 2 == 0 else "random")
+        while min(self.counts()) < self.build_min:  # only if the first 1,000 ran out
             if self.counts()[0] < self.build_min:
                 self.take(t.search, BATCH, "search")
             else:
@@ -339,6 +374,12 @@ def main() -> None:
     parser.add_argument(
         "--build-min", type=int, default=MIN_EACH, help="positives and negatives before VA's first build"
     )
+    parser.add_argument(
+        "--like-positives",
+        type=int,
+        default=LIKE_FROM,
+        help="positives after which VA's search half is 'more like my positives' (interleave flow; 0: text only)",
+    )
     parser.add_argument("--plot", default=str(Path(__file__).with_name("sample_efficiency.png")))
     args = parser.parse_args()
     if args.build_min < 2:
@@ -368,7 +409,8 @@ def main() -> None:
         f"Fashion-MNIST pool {args.pool:,} (corpus {len(corpus_x):,}, test {n_test:,} before sub-sampling), "
         f"PCA-{args.components}, C={C} centred, {args.bootstraps} runs per label, batches of {BATCH}, "
         f"zero-shot proxy: mean of {args.zs_examples} held-out positives + noise {args.zs_noise}, "
-        f"VA flow {args.va_flow}, first build at {args.build_min} + {args.build_min}"
+        f"VA flow {args.va_flow}, first build at {args.build_min} + {args.build_min}, "
+        f"search half like the positives from {args.like_positives or 'never'}"
     )
     results: dict[float, dict[str, np.ndarray]] = {}
     for prevalence in args.prevalence:
@@ -390,10 +432,11 @@ def main() -> None:
                     "RCC": task.random[: SIZES[-1]],
                     "ZS": search[: SIZES[-1]],
                     "CC": interleave(search, task.random, SIZES[-1]),
-                    "VA": Annotator(task, b, args.va_flow, args.build_min).run(SIZES[-1]),
+                    "VA": Annotator(task, b, args.va_flow, args.build_min, args.like_positives).run(SIZES[-1]),
                 }
                 for (arms, r), m in zip(variants, methods[4:], strict=True):
-                    orders[m] = Annotator(task, b, args.va_flow, args.build_min).run(SIZES[-1], reward=r, arms=arms)
+                    va = Annotator(task, b, args.va_flow, args.build_min, args.like_positives)
+                    orders[m] = va.run(SIZES[-1], reward=r, arms=arms)
                 for m, o in orders.items():
                     res[m][li, b] = [[getattr(p, f) for f in FIELDS] for p in evaluate(o, task, b)]
             print(
