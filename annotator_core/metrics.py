@@ -355,7 +355,7 @@ def model_quality_estimate(
     """Model quality (paper §3.1.1) over repeated stratified K-fold, with the folds' spread.
 
     ``repeats=None`` picks :func:`quality_repeats` for the number of labels; ``threshold`` is
-    explained at :func:`repeated_cv_accuracies` (builds use ``"prior"``). ``groups`` (one key per
+    explained at :func:`repeated_cv_accuracies` (builds use ``"corpus"``). ``groups`` (one key per
     row, e.g. :meth:`~annotator_core.duplicates.DuplicateGroups.fold_groups`) makes the folds
     group-aware: no near-duplicate group is split across folds. ``warm_start``: the build's model
     trained on all the rows, which starts every fold's fit (fewer solver iterations). ``reference``:

@@ -471,9 +471,10 @@ def like_positives(positives: np.ndarray, negatives: np.ndarray, *, beta: float 
     Before the first build it ranks the corpus by likeness to everything labelled positive so far, not to one
     shot or the text query alone; subtracting the negatives steers it away from what was already rejected.
     """
-    pos = l2_rows(np.asarray(positives, dtype=np.float32))
-    if pos.ndim != 2 or pos.shape[0] == 0:
-        raise ValidationFailed(f"like_positives needs at least one positive vector, got shape {pos.shape}.")
+    raw = np.asarray(positives, dtype=np.float32)
+    if raw.ndim != 2 or raw.shape[0] == 0:
+        raise ValidationFailed(f"like_positives needs at least one positive vector, got shape {raw.shape}.")
+    pos = l2_rows(raw)
     query = pos.mean(axis=0, dtype=np.float64)
     neg = np.asarray(negatives, dtype=np.float32)
     if neg.size:

@@ -286,7 +286,9 @@ class _MappedView:
         return [str(sid) for sid in self.corpus.ids_of(picked)] if picked.shape[0] else []
 
     def reference(self, *, size: int) -> np.ndarray:
-        # The exact float32 rows, as the in-memory view returns them, so both scorers show the same quality.
+        # The exact float32 rows, as the in-memory view returns its own. This corpus orders rows by partition, so
+        # above 2,048 shots it samples other (equally even) rows than the table order, and the quality of its
+        # builds can differ from the in-memory view's by that sample's noise (al_scale.py prints the gap).
         deleted = self.corpus.deleted
         rows = np.setdiff1d(strided_rows(self.corpus.n_rows, size + int(deleted.shape[0])), deleted)
         return self.corpus.exact_vectors(rows[:size])
