@@ -265,11 +265,17 @@ def _like_positives(ctx: ServiceContext, label: str, where: str | None, limit: i
     except ValidationFailed as exc:
         raise ApiError(422, "no_positives", str(exc), field="like_label") from None
     done = set(labelled)
+    # A near-duplicate of a labelled shot is no news either: its whole group is left out, as the feeds do.
+    groups = duplicate_groups(ctx.shots, ctx.settings, absent_for=ABSENT_RECHECK_S)
+    done_groups = set(groups.groups_of(labelled)[0]) if len(groups) else set()
 
     def find(k: int) -> list[SearchHit]:
         # ask past the labelled shots, which are nearest their own mean and are left out
-        hits = ctx.search().by_vector(vector, k=k + len(done), where=where)
-        return [h for h in hits if h.shot_id not in done][:k]
+        hits = [h for h in ctx.search().by_vector(vector, k=k + len(done), where=where) if h.shot_id not in done]
+        if done_groups:
+            keys = groups.groups_of([h.shot_id for h in hits])[0]
+            hits = [h for h, g in zip(hits, keys, strict=True) if g not in done_groups]
+        return hits[:k]
 
     return _search_once_per_group(ctx, find, limit)
 

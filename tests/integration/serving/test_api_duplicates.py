@@ -105,6 +105,22 @@ def test_search_shows_each_group_once(served: Any) -> None:
     assert not any(r["group_id"] == r["shot_id"] and r["shot_id"] in hidden for r in far)
 
 
+def test_more_like_my_positives_leaves_out_the_groups_of_labelled_shots(served: Any) -> None:
+    client, digits, groups, _settings = served
+    head, members = list(groups.items())[1]  # a group of ten zeros
+    zeros = [s for s, d in digits.items() if d == 0 and s != head and s not in members]
+    label = "like-zero-groups"
+    client.post("/api/labels", json={"name": label}).raise_for_status()
+    items = [{"shot_id": head, "value": True}] + [{"shot_id": s, "value": True} for s in zeros[40:42]]
+    client.post(f"/api/labels/{label}/annotations:batch", json={"items": items, "source": "search"}).raise_for_status()
+    results = client.get("/api/search", params={"like_label": label, "limit": 30}).json()["results"]
+    assert len(results) == 30
+    shown = {r["shot_id"] for r in results}
+    # the labelled head's copies are the nearest shots to the query, yet none is offered
+    assert not shown & {head, *members} and head not in {r["group_id"] for r in results}
+    assert len({r["group_id"] for r in results}) == 30  # and every other group once
+
+
 def test_feeds_show_each_group_once_with_its_size(served: Any) -> None:
     client, digits, groups, settings = served
     client.post("/api/labels", json={"name": "zero"}).raise_for_status()
