@@ -81,10 +81,29 @@ def test_first_batch_after_the_first_build_comes_from_the_flows_first_feed(bench
 
 def test_a_lower_build_minimum_builds_sooner_in_the_interleave_flow(bench: ModuleType) -> None:
     task = rare_task(bench)
-    ten = bench.Annotator(task, 0, "interleave")
+    # the text query throughout (like_from 0), so both draw the same items until the smaller minimum
+    ten = bench.Annotator(task, 0, "interleave", 10, 0)
     ten.bootstrap()
-    five = bench.Annotator(task, 0, "interleave", 5)
+    five = bench.Annotator(task, 0, "interleave", 5, 0)
     five.bootstrap()
     assert min(five.counts()) >= 5
     assert len(five.order) < len(ten.order)
     assert five.order == ten.order[: len(five.order)]
+
+
+def test_interleave_search_half_turns_to_more_like_my_positives_from_three_positives(bench: ModuleType) -> None:
+    task = rare_task(bench, seed=3)
+    liked = bench.Annotator(task, 0, "interleave", 10, 3)
+    liked.bootstrap()
+    text = bench.Annotator(task, 0, "interleave", 10, 0)
+    text.bootstrap()
+    order = np.asarray(liked.order)
+    truth = task.truth[order]
+    # the first page that starts with 3 positives labelled: its first search item is the product's query's best
+    start = next(b for b in range(0, len(order), bench.BATCH) if truth[:b].sum() >= 3)
+    assert text.order[:start] == liked.order[:start]  # the same until then
+    query = bench.like_positives(task.corpus[order[:start][truth[:start]]], task.corpus[order[:start][~truth[:start]]])
+    ranking = np.argsort(-(task.corpus @ query), kind="stable")
+    best = int(ranking[~np.isin(ranking, order[:start])][0])
+    assert liked.order[start] == best and liked.sources[start] == "search"
+    assert text.order[start] != best  # the text query would have picked another shot
