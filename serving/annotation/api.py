@@ -270,12 +270,18 @@ def _like_positives(ctx: ServiceContext, label: str, where: str | None, limit: i
     done_groups = set(groups.groups_of(labelled)[0]) if len(groups) else set()
 
     def find(k: int) -> list[SearchHit]:
-        # ask past the labelled shots, which are nearest their own mean and are left out
-        hits = [h for h in ctx.search().by_vector(vector, k=k + len(done), where=where) if h.shot_id not in done]
-        if done_groups:
-            keys = groups.groups_of([h.shot_id for h in hits])[0]
-            hits = [h for h, g in zip(hits, keys, strict=True) if g not in done_groups]
-        return hits[:k]
+        # Ask past the labelled shots (nearest their own mean) and their copies, more while too few remain, so
+        # that fewer than k comes back only when the index has no more: what _search_once_per_group relies on.
+        ask = k + len(done)
+        while True:
+            found = ctx.search().by_vector(vector, k=ask, where=where)
+            hits = [h for h in found if h.shot_id not in done]
+            if done_groups:
+                keys = groups.groups_of([h.shot_id for h in hits])[0]
+                hits = [h for h, g in zip(hits, keys, strict=True) if g not in done_groups]
+            if len(hits) >= k or len(found) < ask:
+                return hits[:k]
+            ask *= 2
 
     return _search_once_per_group(ctx, find, limit)
 

@@ -119,6 +119,9 @@ def test_more_like_my_positives_leaves_out_the_groups_of_labelled_shots(served: 
     # the labelled head's copies are the nearest shots to the query, yet none is offered
     assert not shown & {head, *members} and head not in {r["group_id"] for r in results}
     assert len({r["group_id"] for r in results}) == 30  # and every other group once
+    # a short page still fills when the nearest shots are all copies of what is labelled
+    few = client.get("/api/search", params={"like_label": label, "limit": 3}).json()["results"]
+    assert len(few) == 3 and not {r["shot_id"] for r in few} & {head, *members}
 
 
 def test_feeds_show_each_group_once_with_its_size(served: Any) -> None:
@@ -164,3 +167,32 @@ def test_a_label_whose_positives_are_one_group_is_scored_and_says_how(served: An
     built = client.post("/api/labels/one-group/build").json()
     assert built["extra"]["quality_folds"].startswith("plain: fewer than 2 near-duplicate groups")
     assert built["extra"]["duplicates"]["labelled_groups"] == 11
+
+
+def test_more_like_my_positives_fills_a_page_when_the_nearest_shots_are_copies_of_a_labelled_one(
+    served: Any,
+) -> None:
+    """Real footage has groups of a dozen copies: all nearest the one positive, all left out, yet the page fills."""
+    from va_testing import poll
+
+    from annotator_core.shot_store import ShotStore
+
+    client, digits, groups, settings = served
+    grouped = {sid for head, ms in groups.items() for sid in (head, *ms)}
+    seed = next(s for s, d in digits.items() if d == 4 and s not in grouped)
+    nearest = [r["shot_id"] for r in client.get("/api/search", params={"like": seed, "limit": 12}).json()["results"]]
+    ShotStore.from_settings(settings).upsert_duplicates(_rows({seed: nearest}))
+    poll(
+        lambda: client.get(f"/api/shots/{seed}/group").json()["group_size"],
+        until=lambda size: size == 13,
+        timeout=20,
+        what="the new group",
+    )
+    label = "like-one-big-group"
+    client.post("/api/labels", json={"name": label}).raise_for_status()
+    item = {"items": [{"shot_id": seed, "value": True}], "source": "search"}
+    client.post(f"/api/labels/{label}/annotations:batch", json=item).raise_for_status()
+    for limit in (3, 5, 20):
+        results = client.get("/api/search", params={"like_label": label, "limit": limit}).json()["results"]
+        assert len(results) == limit, (limit, len(results))
+        assert not {r["shot_id"] for r in results} & {seed, *nearest}
