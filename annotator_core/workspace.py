@@ -27,13 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from annotator_core.classifier import Classifier, l2_rows, train, unit_mean
+from annotator_core.classifier import Classifier, train, unit_mean
 from annotator_core.corpus.scorer import CorpusView, FeedPicks, Scorer, make_scorer
 from annotator_core.duplicates import DuplicateGroups, duplicate_groups
 from annotator_core.errors import NotEnoughAnnotations, NotFoundError, ValidationFailed
 from annotator_core.feeds import FEEDS
 from annotator_core.metrics import REFERENCE_ROWS, Quality, data_diversity, model_quality_estimate
 from annotator_core.recommend import Recommender, make_recommender
+from annotator_core.relevance import like_positives
 from annotator_core.rewards import (
     DEFAULT_REWARD,
     RANDOM_SOURCE,
@@ -146,8 +147,7 @@ class LabelWorkspace:
             )
         negatives = [sid for sid, value in consensus.items() if not value]
         found = self.scorer.view().labelled(positives + negatives)
-        value = {sid: consensus[sid] for sid in found.ids}
-        y = np.fromiter((value[sid] for sid in found.ids), dtype=bool, count=len(found.ids))
+        y = np.fromiter((consensus[sid] for sid in found.ids), dtype=bool, count=len(found.ids))
         if not y.any():
             raise ValidationFailed(
                 f"none of label {self.label!r}'s positive shots is in the corpus any more; label a current one first."
@@ -458,31 +458,6 @@ class _Clock:
 
     def __exit__(self, *_exc: object) -> None:
         self.timings[self._part] = time.perf_counter() - self._start
-
-
-# "More like my positives": how much the negatives' mean is subtracted (Rocchio's beta). Chosen on runs 0-5 of the
-# sample-efficiency replay among 0, 0.25 and 0.5 (with 1-3 positives, re-ranked each page), confirmed on runs 6-11.
-LIKE_NEGATIVE_WEIGHT = 0.5
-
-
-def like_positives(positives: np.ndarray, negatives: np.ndarray, *, beta: float = LIKE_NEGATIVE_WEIGHT) -> np.ndarray:
-    """Rocchio's relevance-feedback query: unit(mean of the positives − beta · mean of the negatives), float32 [dim].
-
-    Before the first build it ranks the corpus by likeness to everything labelled positive so far, not to one
-    shot or the text query alone; subtracting the negatives steers it away from what was already rejected.
-    """
-    raw = np.asarray(positives, dtype=np.float32)
-    if raw.ndim != 2 or raw.shape[0] == 0:
-        raise ValidationFailed(f"like_positives needs at least one positive vector, got shape {raw.shape}.")
-    pos = l2_rows(raw)
-    query = pos.mean(axis=0, dtype=np.float64)
-    neg = np.asarray(negatives, dtype=np.float32)
-    if neg.size:
-        query = query - beta * l2_rows(neg.reshape(-1, pos.shape[1])).mean(axis=0, dtype=np.float64)
-    norm = float(np.linalg.norm(query))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise ValidationFailed("the positives' and negatives' means cancel out; label more positives.")
-    return (query / norm).astype(np.float32)
 
 
 def _readiness(n_pos: int, n_neg: int, settings: Settings) -> Readiness:

@@ -71,9 +71,9 @@ from annotator_core.corpus.scorer import strided_rows
 from annotator_core.feeds import build_feeds
 from annotator_core.metrics import REFERENCE_ROWS, Quality, balanced_accuracy, model_quality_estimate
 from annotator_core.recommend import make_recommender
+from annotator_core.relevance import like_positives
 from annotator_core.rewards import REWARDS, BuildSignals, batch_counts, random_sample_ap, rewards_for
 from annotator_core.settings import Settings
-from annotator_core.workspace import like_positives
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from annotator_core.errors import ValidationFailed
-from annotator_core.workspace import like_positives
+from annotator_core.relevance import like_positives
 
 
 def test_mean_of_positives_minus_half_the_negatives_mean_unit_length() -> None:

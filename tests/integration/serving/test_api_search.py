@@ -115,7 +115,7 @@ def test_search_like_a_labels_positives_leaves_labelled_shots_out_and_finds_more
     assert sixes >= 25, sixes  # 10% of the corpus is sixes
 
     # the same ranking as the query computed here from the stored vectors, over every unlabelled shot
-    from annotator_core.workspace import like_positives
+    from annotator_core.relevance import like_positives
 
     pos = np.array([_vector_of(service, s) for s in positives])
     neg = np.array([_vector_of(service, s) for s in negatives])
