@@ -185,29 +185,25 @@ class Annotator:
     def bootstrap(self) -> None:
         """Search for positives and take random items (as CC does) until a build is allowed.
 
-        ``interleave``: keep alternating, a batch at a time, until the build minimum. ``search-first``: one
-        batch alternating search and random, then search alone for positives and random for negatives.
+        ``interleave``: keep alternating, a batch at a time, until the build minimum (see
+        :meth:`_interleave`). ``search-first``: one batch alternating search and random, then search alone for
+        positives and random for negatives. Either tops up so if the first 1,000 items run out first.
         """
         t = self.task
         if self.flow == "interleave":
-            self._interleave_bootstrap()
-            return
-        mixed = interleave(t.search, t.random, min(SIZES[-1], len(t.truth)))
-        for i, row in enumerate(mixed.tolist()):
-            if i >= BATCH and (
-                self.flow == "search-first" or (i % BATCH == 0 and min(self.counts()) >= self.build_min)
-            ):
-                break
-            self.labelled[row] = True
-            self.order.append(row)
-            self.sources.append("search" if i % 2 == 0 else "random")
+            self._interleave()
+        else:
+            for i, row in enumerate(interleave(t.search, t.random, min(BATCH, len(t.truth))).tolist()):
+                self.labelled[row] = True
+                self.order.append(row)
+                self.sources.append("search" if i % 2 == 0 else "random")
         while min(self.counts()) < self.build_min:
             if self.counts()[0] < self.build_min:
                 self.take(t.search, BATCH, "search")
             else:
                 self.take(t.random, BATCH, "random")
 
-    def _interleave_bootstrap(self) -> None:
+    def _interleave(self) -> None:
         """Search and the random sample alternate, an item each, until a batch ends with the build minimum.
 
         From ``like_from`` positives on, each batch's search half is "more like my positives" (the product's
@@ -228,11 +224,6 @@ class Annotator:
             self.labelled[row] = True
             self.order.append(row)
             self.sources.append("search" if i % 2 == 0 else "random")
-        while min(self.counts()) < self.build_min:  # only if the first 1,000 ran out
-            if self.counts()[0] < self.build_min:
-                self.take(t.search, BATCH, "search")
-            else:
-                self.take(t.random, BATCH, "random")
 
     def signals(self, clf: Classifier, batch_start: int, reward: str) -> BuildSignals:
         """What the live product measures at this build (only what ``reward`` needs)."""
