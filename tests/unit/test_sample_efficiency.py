@@ -107,3 +107,14 @@ def test_interleave_search_half_turns_to_more_like_my_positives_from_three_posit
     best = int(ranking[~np.isin(ranking, order[:start])][0])
     assert liked.order[start] == best and liked.sources[start] == "search"
     assert text.order[start] != best  # the text query would have picked another shot
+
+
+def test_paired_means_compare_only_the_runs_both_methods_cover(bench: ModuleType) -> None:
+    # one label, three runs, two sizes; the baseline covers one run at the first size (a lucky 0.9) and none
+    # at the second: its unpaired mean would beat VA's, the paired one compares VA's 0.5 on that run with it
+    nan = float("nan")
+    va = np.array([[[0.5, 0.6], [0.7, 0.7], [0.8, 0.8]]])
+    baseline = np.array([[[0.9, nan], [nan, nan], [nan, nan]]])
+    first, second = bench.paired_means(va, baseline)
+    assert first == (0.5, 0.9, 1)
+    assert second[2] == 0 and np.isnan(second[0]) and np.isnan(second[1])
