@@ -31,7 +31,7 @@ from annotator_core.classifier import Classifier, train, unit_mean
 from annotator_core.corpus.scorer import CorpusView, FeedPicks, Scorer, make_scorer
 from annotator_core.duplicates import DuplicateGroups, duplicate_groups
 from annotator_core.errors import NotEnoughAnnotations, NotFoundError, ValidationFailed
-from annotator_core.feeds import FEEDS
+from annotator_core.feeds import BORDERLINE_SOURCE, FEEDS, next_feed
 from annotator_core.metrics import REFERENCE_ROWS, Quality, data_diversity, model_quality_estimate
 from annotator_core.recommend import Recommender, make_recommender
 from annotator_core.relevance import like_positives
@@ -45,7 +45,7 @@ from annotator_core.rewards import (
 )
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
-from annotator_core.store import AnnotationStore, VersionInfo
+from annotator_core.store import AnnotationStore, EventRow, VersionInfo
 
 Progress = Callable[[str, float], None]
 
@@ -74,6 +74,7 @@ class BuildResult:
     n_pos: int
     n_neg: int
     recommendation: str  # a SOURCES name, or "" when none
+    next_feed: str  # the feed to label a page of now: this version's turn in feeds.LABELLING_CYCLE
     feeds: dict[str, list[FeedItem]]
     timings: dict[str, float]  # seconds per part
     extra: dict[str, Any] = field(default_factory=dict)
@@ -204,9 +205,23 @@ class LabelWorkspace:
                 shown_once, corpus, clf, groups, labelled_ids=labelled_ids, size=self.settings.feed_size, seed=seed
             )
             scoring.add_done_callback(lambda _f: timings.__setitem__("score", time.perf_counter() - scan_started))
+            with clock("sources"):
+                events = self.store.annotations.events(self.label)
+                latest_source = {e.shot_id: e.source for e in events if e.new_value is not None}
+                # shots last labelled from the borderline feed train the folds but are not what they are scored on
+                evaluated = np.fromiter(
+                    (latest_source.get(sid) != BORDERLINE_SOURCE for sid in labelled_ids), dtype=bool, count=len(y)
+                )
             with clock("quality"):
                 estimate, quality_folds = self._quality(
-                    x, y, seed=seed, centre=centre, fold_keys=fold_keys, model=clf, reference=reference
+                    x,
+                    y,
+                    seed=seed,
+                    centre=centre,
+                    fold_keys=fold_keys,
+                    model=clf,
+                    reference=reference,
+                    evaluated=evaluated,
                 )
                 quality = estimate.value
             report("quality", 0.5)
@@ -216,7 +231,7 @@ class LabelWorkspace:
                     corpus.cluster_k(labelled), labelled.cluster_ids[shown], y[shown]
                 )
             with clock("recommend"):
-                recommender, rewards, previous, signals = self._reward(estimate, labelled_ids, y)
+                recommender, rewards, previous, signals = self._reward(estimate, labelled_ids, y, events)
                 recommendation = recommender.recommend()
             with clock("scan_wait"):
                 picks = scoring.result()
@@ -240,6 +255,7 @@ class LabelWorkspace:
             "scoring": picks.info,
             "classifier": clf.info,
             "quality_folds": quality_folds,
+            "quality_left_out": int((~evaluated).sum()),  # labels from the borderline feed: trained on, not scored
             "duplicates": {
                 "groups": groups.n_groups,
                 "hidden": groups.n_hidden,
@@ -276,6 +292,7 @@ class LabelWorkspace:
             n_pos=saved.n_pos,
             n_neg=saved.n_neg,
             recommendation=recommendation,
+            next_feed=next_feed(saved.version),
             feeds={name: _items(items, consensus) for name, items in saved_feeds.items()},
             timings=timings,
             extra={k: v for k, v in extra.items() if k not in ("feeds", "timings")},
@@ -291,6 +308,7 @@ class LabelWorkspace:
         fold_keys: np.ndarray | None,
         model: Classifier,
         reference: np.ndarray,
+        evaluated: np.ndarray,
     ) -> tuple[Quality, str]:
         """Group-aware model quality, and which folds it used ("grouped", "plain", or why it fell back).
 
@@ -298,7 +316,8 @@ class LabelWorkspace:
         group-aware; its build still gets the plain score, and the version says so (``quality_folds``).
         ``model`` (the build's, trained on all of x) warm-starts the folds' fits. Each fold is decided at the
         build's operating point on the catalog: it flags the share of ``reference`` (catalog rows) that
-        ``model`` flags at the labels' prior (``threshold="corpus"``, issue 13).
+        ``model`` flags at the labels' prior (``threshold="corpus"``, issue 13). ``evaluated``: the labelled
+        rows the folds are scored on (all train); builds leave out the borderline feed's.
         """
 
         def estimate(groups: np.ndarray | None) -> Quality:
@@ -314,6 +333,7 @@ class LabelWorkspace:
                 groups=groups,
                 warm_start=model,
                 reference=reference if reference.shape[0] >= 2 else None,
+                evaluate=evaluated,
             )
 
         if fold_keys is None:
@@ -333,7 +353,7 @@ class LabelWorkspace:
         return value, {"clustered": True, "n_clusters": k}
 
     def _reward(
-        self, estimate: Quality, labelled_ids: list[str], y: np.ndarray
+        self, estimate: Quality, labelled_ids: list[str], y: np.ndarray, events: list[EventRow]
     ) -> tuple[Recommender, dict[str, float], VersionInfo | None, BuildSignals]:
         """Reward the sources of the labels since the previous build (``rewards.DEFAULT_REWARD``).
 
@@ -350,7 +370,6 @@ class LabelWorkspace:
             previous: VersionInfo | None = self.store.versions.get(self.label)
         except NotFoundError:
             previous = None
-        events = self.store.annotations.events(self.label)
         latest_source = {e.shot_id: e.source for e in events if e.new_value is not None}
         from_random = np.fromiter((latest_source.get(sid) == RANDOM_SOURCE for sid in labelled_ids), dtype=bool)
         since = previous.snapshot_event_id if previous is not None else 0

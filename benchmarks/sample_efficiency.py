@@ -25,15 +25,19 @@ Methods, each a sequence of labelled corpus items whose first n are used:
   (50/50) — the paper's strongest baseline.
 - VA: bootstrap like CC (ZS for positives, random for negatives) until 10
   positives and 10 negatives, the build minimum; then batches of d = 25 from
-  the four feeds of the latest build in turn (top positive, borderline, top
-  negative, random), rebuilding after every batch. ``--va-flow`` picks how the
-  bootstrap ends: ``interleave`` (the default, and the product's flow since
-  issue 13: search and a random sample alternate, a batch at a time, until the
-  build minimum — the Feeds tab shows the sample before the first build — then
-  the feeds in turn from borderline (borderline, random, top positive, top
-  negative), the Feeds tab opening on Borderline after a build) or
-  ``search-first`` (the product's flow before: after the first 25, search
-  alone until 10 positives, then the top-positive feed first). ``--build-min``
+  the feeds of the latest build, rebuilding after every batch. ``--va-flow``
+  picks how the bootstrap ends and the feeds' order: ``interleave`` (the
+  default, and the product's flow: search and a random sample alternate, a
+  batch at a time, until the build minimum — the Feeds tab shows the sample
+  before the first build — then the product's labelling cycle,
+  ``annotator_core.feeds.LABELLING_CYCLE``: borderline every other batch, the
+  other three between (borderline, random, borderline, top positive,
+  borderline, top negative), the Feeds tab opening on each build's turn),
+  ``interleave-in-turn`` (the product's flow until 2026-12-07: the same
+  bootstrap, then the four feeds in turn from borderline: borderline, random,
+  top positive, top negative) or ``search-first`` (the product's flow before
+  that: after the first 25, search alone until 10 positives, then the four
+  feeds in turn from top positive). ``--build-min``
   is the build minimum (settings ``min_positive`` / ``min_negative``, 10 by
   default; 5 is the paper's smallest training set).
 - VA+UCB[reward]: as VA, but UCB (c = 0.01) picks each batch's source among the
@@ -68,7 +72,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from annotator_core.classifier import Classifier, l2_rows, train, unit_mean
 from annotator_core.corpus.scorer import strided_rows
-from annotator_core.feeds import build_feeds
+from annotator_core.feeds import BORDERLINE_SOURCE, LABELLING_CYCLE, build_feeds
 from annotator_core.metrics import REFERENCE_ROWS, Quality, balanced_accuracy, model_quality_estimate
 from annotator_core.recommend import make_recommender
 from annotator_core.relevance import like_positives
@@ -82,10 +86,11 @@ BATCH = 25
 MIN_EACH = int(Settings.model_fields["min_positive"].default)  # the default build minimum (settings min_positive)
 MIN_TRAIN = 5  # the paper's coverage rule: 5 positives and 5 negatives to train and cross-validate
 FEED_CYCLE = ("top_positive", "borderline", "top_negative", "random")
-# The proposed flow's cycle: borderline first, then random (chosen on runs 0-5 of 2% and 0.5% among four
-# orders, confirmed on runs 6-11: see benchmarks/README.md, issue 13).
-INTERLEAVE_CYCLE = ("borderline", "random", "top_positive", "top_negative")
-VA_FLOWS = ("interleave", "search-first")
+# The four feeds in turn from borderline (chosen on runs 0-5 of 2% and 0.5% among four orders, confirmed on
+# runs 6-11), the product's order until the labelling cycle (borderline every other page) replaced it.
+IN_TURN_CYCLE = ("borderline", "random", "top_positive", "top_negative")
+CYCLES = {"interleave": LABELLING_CYCLE, "interleave-in-turn": IN_TURN_CYCLE, "search-first": FEED_CYCLE}
+VA_FLOWS = tuple(CYCLES)
 PRODUCT_ARMS = ("search", *FEED_CYCLE)
 PAPER_ARMS = ("va", "random", "zero_shot")
 C = float(Settings.model_fields["classifier_c"].default)
@@ -95,7 +100,7 @@ ORACLE = "test-ap"
 # on runs 6-11; README "More like my positives").
 LIKE_FROM = 3
 # What each (label, run, n, method) point records, in this order (see Point).
-FIELDS = ("ap", "auc", "quality", "test_balanced_accuracy", "rarer_class", "quality_prior")
+FIELDS = ("ap", "auc", "quality", "test_balanced_accuracy", "rarer_class", "quality_before")
 
 
 def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +195,7 @@ class Annotator:
         positives and random for negatives. Either tops up so if the first 1,000 items run out first.
         """
         t = self.task
-        if self.flow == "interleave":
+        if self.flow.startswith("interleave"):
             self._interleave()
         else:
             for i, row in enumerate(interleave(t.search, t.random, min(BATCH, len(t.truth))).tolist()):
@@ -232,7 +237,7 @@ class Annotator:
         quality, random_ap = float("nan"), float("nan")
         if reward in ("quality", "random-ap"):
             x = self.task.corpus[rows]
-            estimate = shown_quality(x, y, self.task, self.seed)
+            estimate = shown_quality(x, y, self.task, self.seed, self.sources)
             quality = estimate.value
             from_random = np.asarray(self.sources) == "random"
             random_ap = random_sample_ap(estimate.out_of_fold, y, from_random)
@@ -264,7 +269,7 @@ class Annotator:
             # the top feeds include labelled shots (marked in the UI), so ask for enough to fill a batch
             feeds = build_feeds(scores, labelled=self.labelled, size=len(rows) + BATCH, seed=self.seed + step)
             batch_start = len(self.order)
-            cycle = INTERLEAVE_CYCLE if self.flow == "interleave" else FEED_CYCLE
+            cycle = CYCLES[self.flow]
             if bandit is None:
                 source = cycle[step % len(cycle)]
                 self.take(feeds.as_dict()[source], BATCH, source)
@@ -305,21 +310,30 @@ class Point:
     quality: float
     test_balanced_accuracy: float = float("nan")
     rarer_class: float = float("nan")  # labelled rows of the rarer class (a build needs 10 of each)
-    quality_prior: float = float("nan")  # the score as builds showed it before: folds decided at their own prior
+    quality_before: float = float(
+        "nan"
+    )  # the score as builds showed it until 2026-12-07: borderline's labels scored too
 
 
-def shown_quality(x: np.ndarray, y: np.ndarray, task: Task, seed: int, *, threshold: str = "corpus") -> Quality:
+def shown_quality(
+    x: np.ndarray, y: np.ndarray, task: Task, seed: int, sources: list[str] | None = None, *, before: bool = False
+) -> Quality:
     """The quality a build shows: repeated stratified K-fold, each fold decided at the build's operating point
-    on the catalog (it flags the share of a strided catalog sample that the build's model flags at the prior).
-    ``threshold="prior"``: as builds showed it before issue 13's last change (each fold at its own prior)."""
-    if threshold == "prior":
-        return model_quality_estimate(x, y, C=C, centre=unit_mean(x), seed=seed, threshold="prior")
+    on the catalog (it flags the share of a strided catalog sample that the build's model flags at the prior),
+    and scored on the labels that did not come from the borderline feed (``sources``, one per row; all train).
+    ``before=True``: as builds showed it until 2026-12-07, scored on every label."""
     reference = task.corpus[strided_rows(len(task.corpus), REFERENCE_ROWS)]
-    return model_quality_estimate(x, y, C=C, centre=unit_mean(x), seed=seed, threshold="corpus", reference=reference)
+    evaluated = None
+    if sources is not None and not before:
+        evaluated = np.asarray([not s.endswith(BORDERLINE_SOURCE) for s in sources], dtype=bool)
+    return model_quality_estimate(
+        x, y, C=C, centre=unit_mean(x), seed=seed, threshold="corpus", reference=reference, evaluate=evaluated
+    )
 
 
-def evaluate(order: np.ndarray, task: Task, seed: int) -> list[Point]:
-    """Test AP, AUC and model quality at each n (NaN where the first n lack 5 positives or 5 negatives)."""
+def evaluate(order: np.ndarray, task: Task, seed: int, sources: list[str] | None = None) -> list[Point]:
+    """Test AP, AUC and model quality at each n (NaN where the first n lack 5 positives or 5 negatives);
+    ``sources``: where each labelled item came from (the quality score leaves the borderline feed's out)."""
     out = []
     for n in SIZES:
         rows = order[:n]
@@ -330,8 +344,9 @@ def evaluate(order: np.ndarray, task: Task, seed: int) -> list[Point]:
             continue
         x = task.corpus[rows]
         logits = fit(x, y).decision_function(task.test_x, normalised=True)
-        quality = shown_quality(x, y, task, seed).value
-        before = shown_quality(x, y, task, seed, threshold="prior").value
+        taken = None if sources is None else sources[:n]
+        quality = shown_quality(x, y, task, seed, taken).value
+        before = shown_quality(x, y, task, seed, taken, before=True).value if taken else quality
         test_ba = balanced_accuracy(task.test_y, logits > np.log(pos / (n - pos)))
         ap, auc = average_precision_score(task.test_y, logits), roc_auc_score(task.test_y, logits)
         out.append(Point(float(ap), float(auc), quality, test_ba, float(min(pos, n - pos)), before))
@@ -423,13 +438,14 @@ def main() -> None:
                     "RCC": task.random[: SIZES[-1]],
                     "ZS": search[: SIZES[-1]],
                     "CC": interleave(search, task.random, SIZES[-1]),
-                    "VA": Annotator(task, b, args.va_flow, args.build_min, args.like_positives).run(SIZES[-1]),
                 }
-                for (arms, r), m in zip(variants, methods[4:], strict=True):
+                sources: dict[str, list[str]] = {}  # where VA's labels came from (its quality leaves borderline out)
+                for (arms, r), m in zip([(None, None), *variants], methods[3:], strict=True):
                     va = Annotator(task, b, args.va_flow, args.build_min, args.like_positives)
-                    orders[m] = va.run(SIZES[-1], reward=r, arms=arms)
+                    orders[m] = va.run(SIZES[-1], reward=r, arms=arms or "product")
+                    sources[m] = va.sources
                 for m, o in orders.items():
-                    res[m][li, b] = [[getattr(p, f) for f in FIELDS] for p in evaluate(o, task, b)]
+                    res[m][li, b] = [[getattr(p, f) for f in FIELDS] for p in evaluate(o, task, b, sources.get(m))]
             print(
                 f"  prevalence {prevalence:.1%} {CLASSES[label]:<12} done at {time.perf_counter() - started:5.0f} s: "
                 + "  ".join(f"{m} {np.nanmean(res[m][li, :, -1, 0]):.3f}" for m in methods[:4])
@@ -513,13 +529,13 @@ def report_quality(results: dict[float, dict[str, np.ndarray]]) -> None:
 
     The score estimates balanced accuracy; even its exact value on the test part (the ceiling column)
     ranks points by AP only so well, so ρ(quality, AP) cannot exceed it by much. "before" is the same
-    points scored as builds did before (each fold decided at its own training prior), side by side.
+    points scored as builds did until 2026-12-07 (the borderline feed's labels scored too), side by side.
     """
     print("\nModel quality shown by a build vs held-out test AP, every (label, run, n, method) point with 5 + 5")
     print("(shown: points with 10 + 10, the default build minimum; ceiling: ρ(test balanced accuracy, AP);")
-    print(" before: folds decided at their own prior instead of at the build's share of the catalog)")
+    print(" before: the folds also scored on the labels from the borderline feed, as builds did until 2026-12-07)")
     ap, auc, quality, test_ba, rarer, before = (
-        FIELDS.index(f) for f in ("ap", "auc", "quality", "test_balanced_accuracy", "rarer_class", "quality_prior")
+        FIELDS.index(f) for f in ("ap", "auc", "quality", "test_balanced_accuracy", "rarer_class", "quality_before")
     )
 
     def line(name: str, points: np.ndarray) -> str:

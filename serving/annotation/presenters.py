@@ -12,6 +12,7 @@ import numpy as np
 
 from annotator_core.duplicates import duplicate_groups
 from annotator_core.errors import NotFoundError
+from annotator_core.feeds import next_feed
 from annotator_core.store import AnnotationRow
 from serving.annotation.context import ServiceContext
 
@@ -114,6 +115,7 @@ def version_out(v: Any) -> dict[str, Any]:
         "dim": v.dim,
         "published_at": timestamp(v.published_at) if v.published_at else None,
         "recommendation": extra.get("recommendation", ""),
+        "next_feed": next_feed(v.version),
         "extra": extra,
     }
 

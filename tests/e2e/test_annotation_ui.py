@@ -170,6 +170,10 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     for stat_id in ("stat-quality", "stat-diversity"):
         expect(_stat(page, stat_id)).to_have_text(re.compile(r"^[01]\.\d\d$"))
     expect(page.locator("#feed-tabs button")).to_have_count(4)
+    # The first build's turn in the labelling cycle is Borderline: opened, and the one tab marked next.
+    expect(page.locator("#feed-borderline")).to_have_class(re.compile(r"\bactive\b"))
+    expect(page.locator("#feed-tabs .next-mark")).to_have_count(1)
+    expect(page.locator("#feed-borderline .next-mark")).to_have_text("▸ next")
     for feed in FEEDS:
         page.click(f"#feed-{feed}")
         expect(page.locator(f"#feed-{feed}")).to_have_class(re.compile(r"\bactive\b"))
@@ -217,7 +221,7 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     # -- a second build; the hint now names a feed -------------------------------------------------------
     # One search label before it rewards search (random was rewarded by the random-feed label above), so the
     # recommender names the first source never rewarded, Top positive. That feed's tab is starred "hint", with
-    # a tooltip that says it is not advice; the Feeds tab still opens on Borderline; following it is a click.
+    # a tooltip that says it is not advice; the Feeds tab opens on the build's turn instead; following it is a click.
     (extra,) = page.evaluate(f"fetch('/api/labels/{LABEL}/sample?size=1').then(r => r.json())")["items"]
     searched = page.request.put(
         f"{annotation_service.url}/api/labels/{LABEL}/annotations/{extra['shot_id']}",
@@ -230,7 +234,11 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     rec = page.evaluate(f"fetch('/api/labels/{LABEL}').then(r => r.json())")["latest_version"]["recommendation"]
     assert rec == "top_positive", rec
     page.click("#tab-feeds")
-    expect(page.locator("#feed-borderline")).to_have_class(re.compile(r"\bactive\b"))
+    # v2's turn in the labelling cycle is Random (Borderline every other build): it opens, marked next
+    assert page.evaluate(f"fetch('/api/labels/{LABEL}').then(r => r.json())")["latest_version"]["next_feed"] == "random"
+    expect(page.locator("#feed-random")).to_have_class(re.compile(r"\bactive\b"))
+    expect(page.locator("#feed-random .next-mark")).to_have_text("▸ next")
+    expect(page.locator("#feed-tabs .next-mark")).to_have_count(1)
     star = page.locator("#feed-tabs .star")
     expect(star).to_have_count(1)
     expect(page.locator("#feed-top_positive .star")).to_have_text("★ hint")

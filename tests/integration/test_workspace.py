@@ -124,6 +124,10 @@ def test_build_end_to_end(corpus) -> None:
     restarted = LabelWorkspace(LABEL, shots=shots, store=annotations, settings=settings)
     second = restarted.build()
     assert second.version == 2 and second.n_pos + second.n_neg == 55
+    # the ten labels from the borderline feed train the folds but are not scored: an earlier model chose them
+    assert (first.extra["quality_left_out"], second.extra["quality_left_out"]) == (0, 10)
+    # each build names the feed to label next: borderline every other build
+    assert (first.next_feed, second.next_feed) == ("borderline", "random")
     assert second.extra["clustered"] is True and 0 < second.data_diversity <= 1
     gain = second.model_quality - first.model_quality
     assert second.extra["rewards"] == {"borderline": pytest.approx(gain)}

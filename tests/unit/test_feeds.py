@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from annotator_core.errors import ValidationFailed
-from annotator_core.feeds import FEEDS, build_feeds
+from annotator_core.feeds import FEEDS, LABELLING_CYCLE, build_feeds, next_feed
 
 
 def test_hand_made_scores() -> None:
@@ -104,3 +104,16 @@ def test_large_corpus_matches_a_full_sort(order: str) -> None:
     mask[labelled] = True
     dist = np.abs(scores[~mask] - np.float32(0.5))
     np.testing.assert_array_equal(np.abs(scores[feeds.borderline] - np.float32(0.5)), np.sort(dist)[:50])
+
+
+def test_next_feed_is_borderline_every_other_build_and_the_other_three_in_turn_between() -> None:
+    got = [next_feed(v) for v in range(1, 14)]
+    assert got[0::2] == ["borderline"] * 7
+    assert got[1::2] == ["random", "top_positive", "top_negative", "random", "top_positive", "top_negative"]
+    assert set(LABELLING_CYCLE) == set(FEEDS)
+
+
+@pytest.mark.parametrize("version", [0, -3])
+def test_next_feed_refuses_a_version_that_is_not_a_build(version: int) -> None:
+    with pytest.raises(ValidationFailed, match="versions count from 1"):
+        next_feed(version)

@@ -379,3 +379,51 @@ def test_corpus_share_is_the_flagged_share_kept_between_one_row_and_half_the_cat
     assert corpus_share(logits, 6.5) == pytest.approx(0.3)  # rows 7, 8, 9
     assert corpus_share(logits, 100.0) == pytest.approx(0.1)  # none flagged: still its top row
     assert corpus_share(logits, 2.5) == pytest.approx(0.5)  # seven flagged: decided at the median
+
+
+def test_evaluate_scores_each_fold_on_its_counted_rows_and_trains_on_all() -> None:
+    """Rows left out of ``evaluate`` still train every fold; each fold's score counts only the others."""
+    from annotator_core.classifier import Centring
+
+    x, y, catalog, _ = _rare_digit(4, 20, 60, seed=3)
+    centre = unit_mean(x)
+    counted = np.ones(len(y), dtype=bool)
+    counted[::3] = False  # every third row: "labelled from the borderline feed"
+    got = repeated_cv_accuracies(
+        x, y, C=10.0, centre=centre, seed=7, threshold="corpus", reference=catalog, evaluate=counted
+    )[0]
+    share = model_quality_estimate(x, y, C=10.0, centre=centre, threshold="corpus", reference=catalog).flagged
+    centring = Centring.of(centre, x.shape[1])
+    rows, ref = centring.apply(x), centring.apply(catalog)
+    expected, everything = [], []
+    for test in stratified_folds(y, folds=5, seed=7):
+        fit = np.setdiff1d(np.arange(len(y)), test)  # the left-out rows are in here too
+        coef, intercept, _ = fit_logistic(rows[fit], y[fit], C=10.0)
+        flagged = rows[test] @ coef + intercept > np.quantile(ref @ coef + intercept, 1.0 - share)
+        kept = counted[test]
+        expected.append(balanced_accuracy(y[test][kept], flagged[kept]))
+        everything.append(balanced_accuracy(y[test], flagged))
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+    assert not np.allclose(expected, everything)  # the mask changed what was scored
+    # the out-of-fold scores (the random-ap reward's input) do not depend on the mask
+    a = model_quality_estimate(x, y, C=10.0, centre=centre, threshold="corpus", reference=catalog, seed=7)
+    b = model_quality_estimate(
+        x, y, C=10.0, centre=centre, threshold="corpus", reference=catalog, seed=7, evaluate=counted
+    )
+    np.testing.assert_allclose(a.out_of_fold, b.out_of_fold)
+
+
+def test_a_fold_whose_counted_rows_lack_a_class_is_scored_on_all_its_rows() -> None:
+    x, y, catalog, _ = _rare_digit(4, 20, 60, seed=3)
+    centre = unit_mean(x)
+    only_negatives = ~y  # no positive is ever counted
+    kwargs = {"C": 10.0, "centre": centre, "seed": 7, "threshold": "corpus", "reference": catalog}
+    got = repeated_cv_accuracies(x, y, evaluate=only_negatives, **kwargs)
+    np.testing.assert_allclose(got, repeated_cv_accuracies(x, y, **kwargs), atol=1e-12)
+
+
+def test_evaluate_must_be_one_bool_per_row() -> None:
+    x, y, catalog, _ = _rare_digit(4, 20, 60, seed=3)
+    for bad in (np.ones(len(y) - 1, dtype=bool), np.ones(len(y), dtype=int)):
+        with pytest.raises(ValidationFailed, match="one bool per labelled row"):
+            model_quality_estimate(x, y, C=10.0, threshold="corpus", reference=catalog, evaluate=bad)

@@ -118,3 +118,23 @@ def test_paired_means_compare_only_the_runs_both_methods_cover(bench: ModuleType
     first, second = bench.paired_means(va, baseline)
     assert first == (0.5, 0.9, 1)
     assert second[2] == 0 and np.isnan(second[0]) and np.isnan(second[1])
+
+
+@pytest.mark.parametrize("flow", ["interleave", "interleave-in-turn"])
+def test_batches_after_the_first_build_follow_the_flows_cycle(bench: ModuleType, flow: str) -> None:
+    # the product's flow labels borderline every other batch (annotator_core.feeds.LABELLING_CYCLE); the flow
+    # before took the four feeds in turn
+    task = rare_task(bench)
+    boot = bench.Annotator(task, 0, flow)
+    boot.bootstrap()
+    start = len(boot.order)
+    cycle = bench.CYCLES[flow]
+    annotator = bench.Annotator(task, 0, flow)
+    annotator.run(start + 7 * bench.BATCH)
+    batches = [annotator.sources[start + i * bench.BATCH] for i in range(7)]
+    assert batches == [cycle[i % len(cycle)] for i in range(7)]
+    for i in range(7):  # each batch is one source throughout
+        assert set(annotator.sources[start + i * bench.BATCH : start + (i + 1) * bench.BATCH]) == {batches[i]}
+    if flow == "interleave":
+        assert batches[:6] == ["borderline", "random", "borderline", "top_positive", "borderline", "top_negative"]
+        assert bench.CYCLES[flow] == bench.LABELLING_CYCLE

@@ -133,6 +133,28 @@ def _label_ready_to_build(service, client, label: str, *, positive: int, negativ
     assert batch.status_code == 200 and batch.json()["ok"] == 24
 
 
+def test_each_build_names_the_feed_to_label_next_borderline_every_other_page(service) -> None:
+    ann = service.client("ann")
+    label = "three-next"
+    _label_ready_to_build(service, ann, label, positive=3, negative=5)
+    said = []
+    for _ in range(4):
+        built = ann.post(f"/api/labels/{label}/build")
+        assert built.status_code == 200, built.text
+        result = built.json()
+        said.append(result["next_feed"])
+        # the label's summary and its versions say the same for the latest build
+        assert ann.get(f"/api/labels/{label}").json()["latest_version"]["next_feed"] == result["next_feed"]
+        # label the first unlabelled shot of that feed, as an annotator following it would
+        shot = next(i["shot_id"] for i in result["feeds"][result["next_feed"]] if i["labeled"] is None)
+        value = service.digit_of[shot] == 3
+        r = ann.put(f"/api/labels/{label}/annotations/{shot}", json={"value": value, "source": result["next_feed"]})
+        assert r.status_code == 200, r.text
+    assert said == ["borderline", "random", "borderline", "top_positive"]
+    versions = ann.get(f"/api/labels/{label}/versions").json()["versions"]
+    assert [v["next_feed"] for v in versions] == said
+
+
 def test_build_in_background_reports_progress_and_result(service) -> None:
     ann = service.client("ann")
     label = "one-bg"

@@ -6,7 +6,9 @@ import { h, replace } from "../dom.js";
 import { shotGrid } from "../shots.js";
 import { FEED_NAMES } from "./stats.js";
 
-// In the order the replays found best to label them in turn after a build (benchmarks/README.md, issue 13).
+// Tabs left to right. Which one to label next is the build's own: each version names its turn in the
+// labelling cycle (annotator_core/feeds.py: Borderline every other page, the others in turn between), the
+// order the replays found best (benchmarks/README.md, issue 13).
 export const FEEDS = ["borderline", "random", "top_positive", "top_negative"];
 
 const HELP = {
@@ -52,9 +54,10 @@ export async function renderFeeds(panel, ctx) {
     FEEDS.forEach((f, i) => (feeds[f] = itemsOf(answers[i])));
   }
   const rec = s.recommendation;
-  // Borderline first (issue 13): in the replays, opening it after a build beat opening top positive; the
-  // recommender's pick is starred, not opened, as it has not beaten the feeds in turn (benchmarks/README.md).
-  let active = ctx.pendingFeed || "borderline";
+  // The build's turn in the labelling cycle opens (issue 13); the recommender's pick is starred, not opened,
+  // as it has not beaten the cycle in the replays (benchmarks/README.md).
+  const next = FEEDS.includes(s.nextFeed) ? s.nextFeed : "borderline";
+  let active = ctx.pendingFeed || next;
   ctx.pendingFeed = null;
 
   const nav = h("nav", { class: "subtabs", role: "tablist", id: "feed-tabs" });
@@ -64,9 +67,10 @@ export async function renderFeeds(panel, ctx) {
     nav.append(
       h(
         "button",
-        { type: "button", role: "tab", class: `subtab${f === rec ? " suggested" : ""}`, id: `feed-${f}`, dataset: { feed: f }, title: f === rec ? "Hint, not advice: the source whose latest labels raised model quality most. In our replays following it has not reliably beaten labelling the feeds in turn (benchmarks/README.md)." : HELP[f], onclick: () => show(f) },
+        { type: "button", role: "tab", class: `subtab${f === rec ? " suggested" : ""}`, id: `feed-${f}`, dataset: { feed: f }, title: f === rec ? "Hint, not advice: the source whose latest labels raised model quality most. In our replays following it has not reliably beaten labelling the feeds in their marked order (benchmarks/README.md)." : HELP[f], onclick: () => show(f) },
         FEED_NAMES[f],
         h("span", { class: "count" }, String(feeds[f].length)),
+        f === next && h("span", { class: "next-mark", title: "This build's turn: label a page here, then Build again." }, " ▸ next"),
         f === rec && h("span", { class: "star", "aria-label": "hint" }, " ★ hint"),
       ),
     );
@@ -81,7 +85,8 @@ export async function renderFeeds(panel, ctx) {
     replace(body, shotGrid(feeds[f], ctx, { source: f, showScore: true, emptyText: "This feed is empty." }));
   }
   const intro = `Model version v${s.version}. Scores are the model's probability that a shot is positive. ` +
-    "Label a page of each feed in turn, left to right, then Build again.";
+    "Label a page of the feed marked next, then Build again: each build marks the next one, Borderline " +
+    "every other time and the other feeds in turn between.";
   replace(panel, h("p", { class: "muted small" }, intro), nav, help, body);
   show(active);
   return {};

@@ -74,7 +74,7 @@ export async function renderLabel(main, { session, name, tab, go }) {
       stats,
       stat("Positive", s.nPos, "pos", "stat-pos"),
       stat("Negative", s.nNeg, "neg", "stat-neg"),
-      stat(spread ? `Model quality, folds ${fmtMetric(spread.low)}–${fmtMetric(spread.high)}` : "Model quality", fmtMetric(s.quality), "", "stat-quality", "25th percentile of balanced accuracy over stratified 5-fold cross-validation, each fold's model marking as positive the share of the catalog this version marks (at most half), averaged over repeated splits (1 is perfect, 0.5 is a coin). 'folds' is the 10th–90th percentile of the folds' scores: with few labels it is wide, so the score is a rough guide."),
+      stat(spread ? `Model quality, folds ${fmtMetric(spread.low)}–${fmtMetric(spread.high)}` : "Model quality", fmtMetric(s.quality), "", "stat-quality", "25th percentile of balanced accuracy over stratified 5-fold cross-validation, each fold's model marking as positive the share of the catalog this version marks (at most half), averaged over repeated splits (1 is perfect, 0.5 is a coin). The folds train on every label but are scored on those not from the Borderline feed, which were picked for being hard. 'folds' is the 10th–90th percentile of the folds' scores: with few labels it is wide, so the score is a rough guide."),
       stat("Data diversity", fmtMetric(s.diversity), "", "stat-diversity", "How well your labelled shots cover the corpus's visual clusters (1 is full coverage)"),
       stat("Version", s.version ? `v${s.version}` : "—", "", "stat-version"),
     );
@@ -89,7 +89,7 @@ export async function renderLabel(main, { session, name, tab, go }) {
     buildHint.classList.toggle("missing", !s.ready);
     const rec = s.recommendation;
     if (rec) {
-      replace(suggestion, "Hint: ", h("a", { href: "#", class: "suggested-link", onclick: (e) => (e.preventDefault(), openSuggested(rec)) }, FEED_NAMES[rec] || rec), h("span", { class: "muted", title: "In our replays (benchmarks/README.md) following this hint has not reliably beaten labelling the four feeds in turn; use it or ignore it." }, " — a hint, not advice: the source whose latest labels raised model quality most"));
+      replace(suggestion, "Hint: ", h("a", { href: "#", class: "suggested-link", onclick: (e) => (e.preventDefault(), openSuggested(rec)) }, FEED_NAMES[rec] || rec), h("span", { class: "muted", title: "In our replays (benchmarks/README.md) following this hint has not reliably beaten labelling the feeds in their marked order (▸ next); use it or ignore it." }, " — a hint, not advice: the source whose latest labels raised model quality most"));
     } else suggestion.replaceChildren();
     for (const btn of tabsNav.querySelectorAll("button")) btn.classList.toggle("suggested", rec === "search" && btn.dataset.tab === "search");
   }

@@ -22,6 +22,7 @@ export function labelStats(label, info = {}) {
     quality: pick(latest.model_quality, label.model_quality),
     diversity: pick(latest.data_diversity, label.data_diversity),
     recommendation: pick(latest.recommendation, label.recommendation, ""),
+    nextFeed: pick(latest.next_feed, ""),
     agreement: pick(label.agreement, null),
   };
 }
