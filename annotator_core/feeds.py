@@ -20,12 +20,12 @@ import numpy as np
 from annotator_core.errors import ValidationFailed
 
 FEEDS = ("top_positive", "top_negative", "borderline", "random")
-# The feed to label a page of after each build, in turn (one page, then build again): borderline every other
-# page, the other three between. Chosen among five orders on the sample-efficiency replays (runs 0-5) and
-# confirmed on runs 6-11 (benchmarks/README.md, issue 13); the benchmark's simulated annotator follows it.
 # The source an annotation made from the borderline feed carries: an earlier model picked the shot for being
 # hard to call, so model quality trains on it but does not score on it (metrics.model_quality_estimate).
 BORDERLINE_SOURCE = "borderline"
+# The feed to label a page of after each build, in turn (one page, then build again): borderline every other
+# page, the other three between. Chosen among five orders on the sample-efficiency replays (runs 0-5) and
+# confirmed on runs 6-11 (benchmarks/README.md, issue 13); the benchmark's simulated annotator follows it.
 LABELLING_CYCLE = ("borderline", "random", "borderline", "top_positive", "borderline", "top_negative")
 # Above this many shots, a sampled threshold narrows the selection before partitioning.
 PREFILTER_MIN = 50_000

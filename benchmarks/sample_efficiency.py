@@ -310,9 +310,8 @@ class Point:
     quality: float
     test_balanced_accuracy: float = float("nan")
     rarer_class: float = float("nan")  # labelled rows of the rarer class (a build needs 10 of each)
-    quality_before: float = float(
-        "nan"
-    )  # the score as builds showed it until 2026-12-07: borderline's labels scored too
+    # the score as builds showed it until 2026-12-07, the borderline feed's labels scored too
+    quality_before: float = float("nan")
 
 
 def shown_quality(
