@@ -231,7 +231,7 @@ class LabelWorkspace:
                     corpus.cluster_k(labelled), labelled.cluster_ids[shown], y[shown]
                 )
             with clock("recommend"):
-                recommender, rewards, previous, signals = self._reward(estimate, labelled_ids, y, events)
+                recommender, rewards, previous, signals = self._reward(estimate, labelled_ids, y, events, latest_source)
                 recommendation = recommender.recommend()
             with clock("scan_wait"):
                 picks = scoring.result()
@@ -353,12 +353,18 @@ class LabelWorkspace:
         return value, {"clustered": True, "n_clusters": k}
 
     def _reward(
-        self, estimate: Quality, labelled_ids: list[str], y: np.ndarray, events: list[EventRow]
+        self,
+        estimate: Quality,
+        labelled_ids: list[str],
+        y: np.ndarray,
+        events: list[EventRow],
+        latest_source: dict[str, str],
     ) -> tuple[Recommender, dict[str, float], VersionInfo | None, BuildSignals]:
         """Reward the sources of the labels since the previous build (``rewards.DEFAULT_REWARD``).
 
         The build's signals (quality, AP on the random-feed annotations scored out of fold, positives
         per source since the previous build) are saved with the version for the next build's reward.
+        ``events``: the label's annotation events; ``latest_source``: each shot's latest labelling source in them.
         """
         state = self.store.labels.recommender_state(self.label)
         s = self.settings
@@ -370,7 +376,6 @@ class LabelWorkspace:
             previous: VersionInfo | None = self.store.versions.get(self.label)
         except NotFoundError:
             previous = None
-        latest_source = {e.shot_id: e.source for e in events if e.new_value is not None}
         from_random = np.fromiter((latest_source.get(sid) == RANDOM_SOURCE for sid in labelled_ids), dtype=bool)
         since = previous.snapshot_event_id if previous is not None else 0
         batch = [e for e in events if e.id > since and e.new_value is not None and e.source]
