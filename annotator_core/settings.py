@@ -61,7 +61,13 @@ class Settings(BaseSettings):
     min_positive: int = Field(10, ge=1, description="Positive annotations needed before a build.")
     min_negative: int = Field(10, ge=1, description="Negative annotations needed before a build.")
     feed_size: int = Field(50, ge=1, le=10_000, description="Shots per feed after a build.")
-    cv_folds: int = Field(5, ge=2, le=20, description="Folds of the model-quality cross-validation.")
+    cv_folds: int = Field(
+        2,
+        ge=2,
+        le=20,
+        description="Folds of the model-quality cross-validation (repeated; the paper used 5, which scores "
+        "20 labels on folds of four shots: see annotator_core.metrics.QUALITY_FOLDS).",
+    )
     n_clusters: int = Field(10, ge=2, le=10_000, description="k of the k-means clusters for data diversity.")
     diversity_cap: int = Field(10, ge=1, description="Per-cluster count cap s of the data-diversity score.")
     recommender: Literal["ucb", "epsilon-greedy", "round-robin", "none"] = Field(

@@ -5,8 +5,8 @@ shots, 1,000 labelled shots. For each corpus size, in the same process and on
 the same arrays:
 
 - **ours**: the pure functions a build calls — ``train`` (L-BFGS logistic
-  regression, scikit-learn's objective), ``model_quality`` (stratified 5-fold
-  CV at the same C, each fold decided at the share of a 2,048-row strided
+  regression, scikit-learn's objective), ``model_quality`` (stratified 2-fold
+  CV repeated 4 times at 1,000 labels, at the same C, each fold decided at the share of a 2,048-row strided
   catalog sample the trained model flags, each fold started from the trained
   model), scoring every shot with one float32 matrix-vector product,
   ``build_feeds`` (linear-time selection), ``data_diversity`` (counts of the
@@ -39,7 +39,7 @@ import numpy as np
 from annotator_core.classifier import train, unit_mean
 from annotator_core.corpus.scorer import strided_rows
 from annotator_core.feeds import build_feeds
-from annotator_core.metrics import REFERENCE_ROWS, data_diversity, model_quality
+from annotator_core.metrics import QUALITY_FOLDS, REFERENCE_ROWS, data_diversity, model_quality
 from annotator_core.recommend import make_recommender
 from annotator_core.settings import Settings
 
@@ -100,7 +100,7 @@ def ours(matrix: np.ndarray, clusters: np.ndarray, rows: np.ndarray, y: np.ndarr
         return model_quality(
             x,
             y,
-            folds=5,
+            folds=QUALITY_FOLDS,
             seed=seed,
             C=C,
             centre=centre,
@@ -122,12 +122,27 @@ def ours(matrix: np.ndarray, clusters: np.ndarray, rows: np.ndarray, y: np.ndarr
 
 
 def quality_before(matrix: np.ndarray, rows: np.ndarray, y: np.ndarray, seed: int) -> float:
-    """Seconds of the quality estimate as builds made it before issue 13's catalog share (folds at their prior)."""
+    """Seconds of the quality estimate as builds made it until 2026-12-07 05:00 UTC: the paper's five folds,
+    one split at 1,000 labels (now two folds, four splits); the same catalog share, warm start and mask."""
     x = matrix[rows]
     centre = unit_mean(x)
     clf = train(x, y, seed=seed, C=C, centre=centre)
+    reference = matrix[strided_rows(matrix.shape[0], REFERENCE_ROWS)]
+    scored = np.arange(len(y)) % 3 != 0
     seconds, _ = timed(
-        lambda: model_quality(x, y, folds=5, seed=seed, C=C, centre=centre, threshold="prior", warm_start=clf)
+        lambda: model_quality(
+            x,
+            y,
+            folds=5,
+            repeats=1,
+            seed=seed,
+            C=C,
+            centre=centre,
+            threshold="corpus",
+            warm_start=clf,
+            reference=reference,
+            evaluate=scored,
+        )
     )
     return seconds
 

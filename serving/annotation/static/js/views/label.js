@@ -74,7 +74,7 @@ export async function renderLabel(main, { session, name, tab, go }) {
       stats,
       stat("Positive", s.nPos, "pos", "stat-pos"),
       stat("Negative", s.nNeg, "neg", "stat-neg"),
-      stat(spread ? `Model quality, folds ${fmtMetric(spread.low)}–${fmtMetric(spread.high)}` : "Model quality", fmtMetric(s.quality), "", "stat-quality", "25th percentile of balanced accuracy over stratified 5-fold cross-validation, each fold's model marking as positive the share of the catalog this version marks (at most half), averaged over repeated splits (1 is perfect, 0.5 is a coin). The folds train on every label but are scored on those not from the Borderline feed, which were picked for being hard. 'folds' is the 10th–90th percentile of the folds' scores: with few labels it is wide, so the score is a rough guide."),
+      stat(spread ? `Model quality, folds ${fmtMetric(spread.low)}–${fmtMetric(spread.high)}` : "Model quality", fmtMetric(s.quality), "", "stat-quality", `25th percentile of balanced accuracy over stratified ${spread?.folds || "K"}-fold cross-validation, each fold's model marking as positive the share of the catalog this version marks (at most half), averaged over repeated splits (1 is perfect, 0.5 is a coin). The folds train on every label but are scored on those not from the Borderline feed, which were picked for being hard. 'folds' is the 10th–90th percentile of the folds' scores: with few labels it is wide, so the score is a rough guide.`),
       stat("Data diversity", fmtMetric(s.diversity), "", "stat-diversity", "How well your labelled shots cover the corpus's visual clusters (1 is full coverage)"),
       stat("Version", s.version ? `v${s.version}` : "—", "", "stat-version"),
     );
