@@ -138,3 +138,19 @@ def test_batches_after_the_first_build_follow_the_flows_cycle(bench: ModuleType,
     if flow == "interleave":
         assert batches[:6] == ["borderline", "random", "borderline", "top_positive", "borderline", "top_negative"]
         assert bench.CYCLES[flow] == bench.LABELLING_CYCLE
+
+
+def test_same_size_reference_draws_the_labelled_class_counts_from_the_test_part(bench: ModuleType) -> None:
+    # 50 positives and 950 negatives; the model flags the first 40 positives and 95 of the negatives
+    truth = np.zeros(1000, dtype=bool)
+    truth[:50] = True
+    flagged = np.zeros(1000, dtype=bool)
+    flagged[:40] = True
+    flagged[100:195] = True
+    values = [bench.same_size_balanced_accuracy(truth, flagged, 10, 90, np.random.default_rng(s)) for s in range(200)]
+    # unbiased for the test part's balanced accuracy (0.5 * (0.8 + 0.9)), with the noise of a 10 + 90 check
+    assert np.mean(values) == pytest.approx(0.85, abs=0.01)
+    assert np.std(values) > 0.03
+    # asking for more positives than the test part holds takes all of them: the exact value, every draw
+    everything = bench.same_size_balanced_accuracy(truth, flagged, 80, 950, np.random.default_rng(0))
+    assert everything == pytest.approx(0.85)
