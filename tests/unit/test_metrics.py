@@ -185,6 +185,18 @@ def test_quality_of_20_annotations_holds_still_over_fold_seeds(digit: int) -> No
     assert spread(None) <= 0.15
     # one split of the paper's five folds of four: the noise the repeats (and the larger folds) remove
     assert spread(1, folds=5) >= 0.2
+    assert spread(1) < spread(1, folds=5)  # one split of two folds of ten is already steadier
+
+
+def test_builds_default_to_the_two_fold_score() -> None:
+    from annotator_core.settings import Settings
+
+    assert Settings.model_fields["cv_folds"].default == QUALITY_FOLDS == 2
+    data = load_digits()
+    x = l2_rows(data.data.astype(np.float32))[:20]
+    y = np.arange(20) < 10
+    estimate = model_quality_estimate(x, y, C=10.0)
+    assert (estimate.folds, estimate.repeats) == (2, 40)  # 20 labels: two folds of ten, 40 splits
 
 
 def test_quality_estimate_is_the_mean_of_the_repeats_25th_percentiles() -> None:
