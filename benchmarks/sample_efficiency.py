@@ -62,7 +62,7 @@ import argparse
 import gzip
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -99,16 +99,6 @@ ORACLE = "test-ap"
 # VA's search half becomes "more like my positives" from this many positives (chosen on runs 0-5 among 1-3, confirmed
 # on runs 6-11; README "More like my positives").
 LIKE_FROM = 3
-# What each (label, run, n, method) point records, in this order (see Point).
-FIELDS = (
-    "ap",
-    "auc",
-    "quality",
-    "test_balanced_accuracy",
-    "rarer_class",
-    "quality_before",
-    "same_size_balanced_accuracy",
-)
 
 
 def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -323,6 +313,10 @@ class Point:
     # balanced accuracy on an independent draw from the test part with the labelled set's class counts: what a
     # held-out check as large as the labels themselves would read (a reference for the score, which has none)
     same_size_balanced_accuracy: float = float("nan")
+
+
+# What each (label, run, n, method) point records, in this order: Point's fields.
+FIELDS = tuple(f.name for f in fields(Point))
 
 
 def shown_quality(
