@@ -196,9 +196,10 @@ class LabelWorkspace:
             centre = unit_mean(x)
             clf = train(x, y, seed=seed, encoder=encoder, C=self.settings.classifier_c, centre=centre)
         report("train", 0.35)
-        # The corpus scan (memory-bound; its kernel runs without the GIL) overlaps the quality estimate, the
-        # diversity and the recommender's reward, which need only the labelled shots: at 10M shots that hides
-        # ~40 ms of the ~90 ms outside the scan. "score" is the scan's own wall time, from start to end.
+        # The corpus scan (memory-bound; both scorers' kernels run without the GIL and without BLAS, whose lock
+        # would make the quality fits wait for a whole sgemv) overlaps the quality estimate, the diversity and
+        # the recommender's reward, which need only the labelled shots: at 10M shots that hides ~40 ms of the
+        # ~90 ms outside the scan. "score" is the scan's own wall time, from start to end.
         scan_started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="va-scan") as scan:
             scoring = scan.submit(

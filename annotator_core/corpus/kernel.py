@@ -53,3 +53,28 @@ def score_codes(codes: np.ndarray, weights: np.ndarray, step: float, offset: flo
     """``out = (codes @ weights) · step + offset`` for int8 ``codes`` (rows × dim, C order) and int16 ``weights``."""
     if codes.shape[0]:
         _scores(np.asarray(codes), weights, float(step), float(offset), out)
+
+
+@njit(nogil=True, cache=True, fastmath=True, boundscheck=False)
+def _float_scores(rows: np.ndarray, weights: np.ndarray, offset: float, out: np.ndarray) -> None:
+    n, dim = rows.shape
+    bias = np.float32(offset)
+    for i in range(n):
+        acc = np.float32(0.0)
+        for j in range(dim):
+            acc += rows[i, j] * weights[j]
+        out[i] = acc + bias
+
+
+def score_rows(rows: np.ndarray, weights: np.ndarray, offset: float, *, out: np.ndarray) -> None:
+    """``out = rows @ weights + offset`` for float32 ``rows`` (n × dim) and ``weights`` (dim), in float32.
+
+    The in-memory scorer's scan. OpenBLAS serialises BLAS calls from different threads, so an ``sgemv``
+    scan on the build's scan thread made the quality CV's small BLAS calls wait for the whole scan
+    (1M × 512 on 2 cores: quality 35 → 184 ms, build slower than doing both in turn); this loop holds no
+    BLAS lock and no GIL, and on one core it reads the rows faster than that ``sgemv`` did on two.
+    """
+    if rows.shape[0]:
+        _float_scores(
+            np.ascontiguousarray(rows, dtype=np.float32), np.ascontiguousarray(weights, dtype=np.float32), offset, out
+        )

@@ -1,4 +1,5 @@
-"""The int8 scoring kernel: exact integer sums, and the weight-rounding bound the candidate margin relies on."""
+"""The scoring kernels: the int8 one's exact integer sums and the weight-rounding bound the candidate margin relies
+on; the float32 in-memory scan against the classifier's own scores."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annotator_core.corpus.kernel import WEIGHT_LEVELS, quantise_weights, score_codes, weight_error
+from annotator_core.corpus.kernel import WEIGHT_LEVELS, quantise_weights, score_codes, score_rows, weight_error
 
 
 def test_kernel_sums_equal_exact_integer_dot_products_even_at_the_extremes() -> None:
@@ -55,3 +56,22 @@ def test_a_zero_classifier_scores_every_row_at_the_intercept() -> None:
     out = np.empty(5, np.float32)
     score_codes(np.ones((5, 16), np.int8), weights, step, -1.5, out=out)
     assert np.all(out == -1.5)
+
+
+def test_float_scan_matches_the_classifier_on_unit_rows_and_on_a_non_contiguous_slice() -> None:
+    """The in-memory scan (score_rows) gives the classifier's own probabilities, within float32 rounding."""
+    from annotator_core.classifier import Classifier, l2_rows
+    from annotator_core.corpus.scorer import score_matrix
+
+    rng = np.random.default_rng(3)
+    rows = l2_rows(rng.standard_normal((5000, 96)).astype(np.float32) + 0.4)
+    clf = Classifier(encoder="t", dim=96, coef=rng.standard_normal(96).astype(np.float32) * 4, intercept=-1.5)
+    exact = rows.astype(np.float64) @ clf.coef.astype(np.float64) + clf.intercept
+    out = np.empty(5000, np.float32)
+    score_rows(rows, clf.coef, clf.intercept, out=out)
+    assert np.abs(out - exact).max() < 1e-4
+    np.testing.assert_allclose(score_matrix(rows, clf), clf.predict_proba(rows, normalised=True), atol=1e-5)
+    every_other = np.empty(2500, np.float32)
+    score_rows(rows[::2], clf.coef, clf.intercept, out=every_other)
+    np.testing.assert_allclose(every_other, out[::2], atol=1e-5)
+    score_rows(rows[:0], clf.coef, clf.intercept, out=np.empty(0, np.float32))  # an empty corpus scores nothing
