@@ -2,7 +2,7 @@
 
 :meth:`LabelWorkspace.build` reads the consensus annotations, trains the
 label's classifier, asks the corpus scorer for the four feeds (one float32
-matrix product over a small corpus; the shared, compressed, pruned corpus of
+pass over a small corpus; the shared, compressed, pruned corpus of
 :mod:`annotator_core.corpus` at catalog scale), computes model quality and data
 diversity, rewards the recommender for the change in quality, and saves all of
 it as the label's next classifier version.

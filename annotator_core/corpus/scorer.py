@@ -7,8 +7,8 @@ one :class:`CorpusView` per build that answers those.
 
 - :class:`InMemoryScorer` — the embedded default for small corpora: the shot
   store's cached float32 matrix (4·dim bytes a shot per worker: 2 GB at 1M × 512,
-  20 GB at 10M, so only below ``VA_CORPUS_MAPPED_FROM`` shots), one matrix
-  product, exact feeds.
+  20 GB at 10M, so only below ``VA_CORPUS_MAPPED_FROM`` shots), one float32
+  pass over it (:func:`score_matrix`), exact feeds.
 - :class:`MappedScorer` — the compressed corpus of :mod:`annotator_core.corpus.files`
   shared by every worker through the page cache (dim + ~50 bytes a shot: 5.6 GB
   at 10M × 512, counted once however many workers map it), scored in shards,
