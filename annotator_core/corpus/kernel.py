@@ -75,6 +75,5 @@ def score_rows(rows: np.ndarray, weights: np.ndarray, offset: float, *, out: np.
     BLAS lock and no GIL, and on one core it reads the rows faster than that ``sgemv`` did on two.
     """
     if rows.shape[0]:
-        _float_scores(
-            np.ascontiguousarray(rows, dtype=np.float32), np.ascontiguousarray(weights, dtype=np.float32), offset, out
-        )
+        # any row stride (a strided or memory-mapped view is read in place, never copied)
+        _float_scores(np.asarray(rows, dtype=np.float32), np.ascontiguousarray(weights, dtype=np.float32), offset, out)
