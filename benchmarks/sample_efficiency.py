@@ -73,7 +73,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from annotator_core.classifier import Classifier, l2_rows, train, unit_mean
 from annotator_core.corpus.scorer import strided_rows
 from annotator_core.feeds import BORDERLINE_SOURCE, LABELLING_CYCLE, build_feeds
-from annotator_core.metrics import QUALITY_FOLDS, REFERENCE_ROWS, Quality, balanced_accuracy, model_quality_estimate
+from annotator_core.metrics import (
+    RATE_PRIOR,
+    REFERENCE_ROWS,
+    Quality,
+    balanced_accuracy,
+    model_quality_estimate,
+)
 from annotator_core.recommend import make_recommender
 from annotator_core.relevance import like_positives
 from annotator_core.rewards import REWARDS, BuildSignals, batch_counts, random_sample_ap, rewards_for
@@ -308,7 +314,7 @@ class Point:
     quality: float
     test_balanced_accuracy: float = float("nan")
     rarer_class: float = float("nan")  # labelled rows of the rarer class (a build needs 10 of each)
-    # the score as builds showed it until 2026-12-07 05:00 UTC: the paper's five folds, 1-10 repeats
+    # the score as builds showed it until 2026-12-07 14:00 UTC: each fold's plain balanced accuracy (no rate prior)
     quality_before: float = float("nan")
     # balanced accuracy on an independent draw from the test part with the labelled set's class counts: what a
     # held-out check as large as the labels themselves would read (a reference for the score, which has none)
@@ -325,8 +331,8 @@ def shown_quality(
     """The quality a build shows: repeated stratified K-fold, each fold decided at the build's operating point
     on the catalog (it flags the share of a strided catalog sample that the build's model flags at the prior),
     and scored on the labels that did not come from the borderline feed (``sources``, one per row; all train).
-    ``before=True``: as builds showed it until 2026-12-07 05:00 UTC: the paper's K = 5, repeated
-    ⌈400 / n⌉ times within [1, 10] (now :data:`~annotator_core.metrics.QUALITY_FOLDS`, 4-40 repeats)."""
+    ``before=True``: as builds showed it until 2026-12-07 14:00 UTC, each fold's plain balanced accuracy
+    (``rate_prior=0``; now each rate is its Jeffreys estimate, :data:`~annotator_core.metrics.RATE_PRIOR`)."""
     reference = task.corpus[strided_rows(len(task.corpus), REFERENCE_ROWS)]
     evaluated = None
     if sources is not None:
@@ -340,8 +346,7 @@ def shown_quality(
         threshold="corpus",
         reference=reference,
         evaluate=evaluated,
-        folds=5 if before else QUALITY_FOLDS,
-        repeats=min(10, max(1, -(-400 // len(y)))) if before else None,
+        rate_prior=0.0 if before else RATE_PRIOR,
     )
 
 
@@ -562,12 +567,12 @@ def report_quality(results: dict[float, dict[str, np.ndarray]]) -> None:
     ranks points by AP only so well, so ρ(quality, AP) cannot exceed it by much. "same size": balanced
     accuracy on an independent test draw as large as the labelled set, with its class mix: what a held-out
     check of that size would reach (the score has no such check; it cross-validates the labels). "before" is
-    the same points scored as builds did until 2026-12-07 05:00 UTC (five folds, 1-10 repeats), side by side.
+    the same points scored as builds did until 2026-12-07 14:00 UTC (plain fold rates), side by side.
     """
     print("\nModel quality shown by a build vs held-out test AP, every (label, run, n, method) point with 5 + 5")
     print("(shown: points with 10 + 10, the default build minimum; ceiling: ρ(test balanced accuracy, AP); same")
-    print(" size: ρ of balanced accuracy on an independent test draw with the labels' class counts; before: the")
-    print(" paper's five folds, repeated 1-10 times, as builds scored until 2026-12-07 05:00 UTC)")
+    print(" size: ρ of balanced accuracy on an independent test draw with the labels' class counts; before: each")
+    print(" fold's plain balanced accuracy, as builds scored until 2026-12-07 14:00 UTC, not its Jeffreys estimate)")
     ap, auc, quality, test_ba, rarer, before, same_size = (
         FIELDS.index(f)
         for f in (

@@ -12,10 +12,12 @@ from annotator_core.classifier import fit_logistic, l2_rows, unit_mean
 from annotator_core.errors import ValidationFailed
 from annotator_core.metrics import (
     QUALITY_FOLDS,
+    RATE_PRIOR,
     balanced_accuracy,
     cluster_counts,
     cross_validated_accuracies,
     data_diversity,
+    estimated_balanced_accuracy,
     fold_count,
     model_quality,
     model_quality_estimate,
@@ -94,7 +96,30 @@ def test_quality_of_separable_data_is_one() -> None:
     centre[0] = 1.0
     x = np.concatenate([rng.normal(size=(30, 16)) * 0.05 + centre, rng.normal(size=(30, 16)) * 0.05 - centre])
     y = np.array([True] * 30 + [False] * 30)
-    assert model_quality(x, y, folds=5, C=10.0) == 1.0
+    assert model_quality(x, y, folds=5, C=10.0, rate_prior=0.0) == 1.0
+    # what a build shows: each fold's 6 + 6 held-out shots all right read (6.5 / 7) per class, not a perfect 1
+    assert model_quality(x, y, folds=5, C=10.0) == pytest.approx(6.5 / 7)
+
+
+def test_fold_rates_are_jeffreys_estimates_that_fade_with_fold_size() -> None:
+    truth = np.array([True, True] + [False] * 8)
+    assert estimated_balanced_accuracy(truth, truth, prior=0.0) == balanced_accuracy(truth, truth) == 1.0
+    # two positives both found, eight negatives all right: (2.5 / 3 + 8.5 / 9) / 2
+    assert estimated_balanced_accuracy(truth, truth) == pytest.approx((2.5 / 3 + 8.5 / 9) / 2)
+    # one of the two positives missed: the rate is 1.5 / 3, not 0.5 of a perfect fold's 1
+    missed = truth.copy()
+    missed[0] = False
+    assert estimated_balanced_accuracy(truth, missed) == pytest.approx((1.5 / 3 + 8.5 / 9) / 2)
+    # all wrong is not 0, and chance on a large fold stays chance
+    assert estimated_balanced_accuracy(truth, ~truth) == pytest.approx((0.5 / 3 + 0.5 / 9) / 2)
+    big = np.random.default_rng(0).random(4000) < 0.5
+    guess = np.random.default_rng(1).random(4000) < 0.5
+    assert estimated_balanced_accuracy(big, guess) == pytest.approx(balanced_accuracy(big, guess), abs=1e-3)
+    # a fold of hundreds right reads ~1
+    many = np.array([True] * 300 + [False] * 300)
+    assert estimated_balanced_accuracy(many, many) > 0.998
+    with pytest.raises(ValidationFailed, match="prior must be a pseudo-count of at least 0, got -1"):
+        estimated_balanced_accuracy(truth, truth, prior=-1.0)
 
 
 def test_quality_of_random_labels_is_near_chance() -> None:
@@ -112,14 +137,16 @@ def test_quality_on_real_digits_matches_scikit_learn_cross_validation() -> None:
     data = load_digits()
     x = l2_rows(data.data.astype(np.float32))[:600]
     y = data.target[:600] == 7
-    ours = cross_validated_accuracies(x, y, folds=5, C=10.0, seed=2)
+    ours = cross_validated_accuracies(x, y, folds=5, C=10.0, seed=2, rate_prior=0.0)
     theirs = []
     for test in stratified_folds(y, folds=5, seed=2):
         fit = np.setdiff1d(np.arange(len(y)), test)
         model = LogisticRegression(C=10.0).fit(x[fit].astype(np.float64), y[fit])
         theirs.append(balanced_accuracy_score(y[test], model.predict(x[test].astype(np.float64))))
     np.testing.assert_allclose(ours, theirs, atol=1e-9)
-    assert model_quality(x, y, folds=5, C=10.0, seed=2, repeats=1) == pytest.approx(np.percentile(theirs, 25))
+    assert model_quality(x, y, folds=5, C=10.0, seed=2, repeats=1, rate_prior=0.0) == pytest.approx(
+        np.percentile(theirs, 25)
+    )
     assert model_quality(x, y, folds=5, C=10.0) > 0.85
 
 
@@ -151,8 +178,10 @@ def test_quality_with_a_common_offset_is_high_once_centred() -> None:
     x, labels = corpus[:20], y[:20]
     # the uncentred fit predicts one class in every fold: "no better than a coin" for a separable label
     assert model_quality(x, labels, C=10.0) <= 0.55
-    assert model_quality(x, labels, C=10.0, centre=unit_mean(corpus)) >= 0.8
-    assert model_quality(x, labels, C=10.0, centre=unit_mean(x)) >= 0.8  # the labelled mean, as builds use
+    assert model_quality(x, labels, C=10.0, centre=unit_mean(corpus), rate_prior=0.0) >= 0.8
+    assert model_quality(x, labels, C=10.0, centre=unit_mean(x), rate_prior=0.0) >= 0.8  # the labelled mean
+    # as builds show it: 8 + 12 labels, folds of 4 + 6 held out, where a perfect fold reads (4.5/5 + 6.5/7) / 2 = 0.91
+    assert model_quality(x, labels, C=10.0, centre=unit_mean(x)) >= 0.75
 
 
 def test_quality_of_label_noise_is_near_chance_when_centred() -> None:
@@ -175,17 +204,19 @@ def test_quality_of_20_annotations_holds_still_over_fold_seeds(digit: int) -> No
     )
     centre = unit_mean(x)
 
-    def spread(repeats: int | None, folds: int = QUALITY_FOLDS) -> float:
+    def spread(repeats: int | None, folds: int = QUALITY_FOLDS, rate_prior: float = RATE_PRIOR) -> float:
         values = [
-            model_quality(x[rows], truth[rows], folds=folds, C=10.0, centre=centre, seed=s, repeats=repeats)
+            model_quality(
+                x[rows], truth[rows], folds=folds, C=10.0, centre=centre, seed=s, repeats=repeats, rate_prior=rate_prior
+            )
             for s in range(30)
         ]
         return float(np.percentile(values, 90) - np.percentile(values, 10))
 
     assert spread(None) <= 0.15
-    # one split of the paper's five folds of four: the noise the repeats (and the larger folds) remove
-    assert spread(1, folds=5) >= 0.2
-    assert spread(1) < spread(1, folds=5)  # one split of two folds of ten is already steadier
+    # one split of the paper's five folds of four, plain rates: the noise the repeats (and the larger folds) remove
+    assert spread(1, folds=5, rate_prior=0.0) >= 0.2
+    assert spread(1, rate_prior=0.0) < spread(1, folds=5, rate_prior=0.0)  # two folds of ten are already steadier
 
 
 def test_builds_default_to_the_two_fold_score() -> None:
@@ -239,8 +270,9 @@ def test_prior_threshold_scores_a_good_ranker_on_rare_positives_above_chance() -
     rows = np.concatenate(
         [rng.choice(np.flatnonzero(truth), 6, replace=False), rng.choice(np.flatnonzero(~truth), 294, replace=False)]
     )
-    half = model_quality_estimate(x[rows], truth[rows], C=1.0, centre=unit_mean(x[rows]))
-    prior = model_quality_estimate(x[rows], truth[rows], C=1.0, centre=unit_mean(x[rows]), threshold="prior")
+    centre = unit_mean(x[rows])
+    half = model_quality_estimate(x[rows], truth[rows], C=1.0, centre=centre, rate_prior=0.0)
+    prior = model_quality_estimate(x[rows], truth[rows], C=1.0, centre=centre, threshold="prior", rate_prior=0.0)
     assert half.value <= 0.6
     assert prior.value >= 0.8
 
@@ -338,7 +370,9 @@ def test_corpus_threshold_decides_every_fold_at_that_share_of_the_catalog() -> N
     x, y, catalog, _ = _rare_digit(1, 10, 90, seed=2)
     centre = unit_mean(x)
     share = model_quality_estimate(x, y, C=10.0, centre=centre, threshold="corpus", reference=catalog).flagged
-    got = repeated_cv_accuracies(x, y, folds=5, C=10.0, centre=centre, seed=5, threshold="corpus", reference=catalog)[0]
+    got = repeated_cv_accuracies(
+        x, y, folds=5, C=10.0, centre=centre, seed=5, threshold="corpus", reference=catalog, rate_prior=0.0
+    )[0]
     centring = Centring.of(centre, x.shape[1])
     rows, ref = centring.apply(x), centring.apply(catalog)
     expected = []
@@ -351,7 +385,7 @@ def test_corpus_threshold_decides_every_fold_at_that_share_of_the_catalog() -> N
         expected.append(balanced_accuracy(y[test], rows[test] @ coef + intercept > cut))
     np.testing.assert_allclose(got, expected, atol=1e-9)
     # and that is not where the folds' own priors decide (there one fold reads 0.44, here 0.67)
-    prior = repeated_cv_accuracies(x, y, folds=5, C=10.0, centre=centre, seed=5, threshold="prior")[0]
+    prior = repeated_cv_accuracies(x, y, folds=5, C=10.0, centre=centre, seed=5, threshold="prior", rate_prior=0.0)[0]
     assert np.abs(prior - got).max() > 0.1
 
 
@@ -405,7 +439,7 @@ def test_evaluate_scores_each_fold_on_its_counted_rows_and_trains_on_all() -> No
     counted = np.ones(len(y), dtype=bool)
     counted[::3] = False  # every third row: "labelled from the borderline feed"
     got = repeated_cv_accuracies(
-        x, y, C=10.0, centre=centre, seed=7, threshold="corpus", reference=catalog, evaluate=counted
+        x, y, C=10.0, centre=centre, seed=7, threshold="corpus", reference=catalog, evaluate=counted, rate_prior=0.0
     )[0]
     share = model_quality_estimate(x, y, C=10.0, centre=centre, threshold="corpus", reference=catalog).flagged
     centring = Centring.of(centre, x.shape[1])
