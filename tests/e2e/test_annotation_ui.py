@@ -187,10 +187,19 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
         if feed == "borderline":
             shot("07-feed-borderline")
     expect(page.locator("#label-stats")).to_be_visible()
-    # The recommender's pick is a hint, never advice (issue 13: no live reward beat the feeds in turn). After the
-    # first build nothing is rewarded yet, so it names the first source, Search: hinted, not opened.
+    # The recommender's pick is an opt-in hint, never advice (issue 13: no live reward beat the feeds in turn).
+    # After the first build nothing is rewarded yet, so it names the first source, Search: hidden until the
+    # annotator ticks "Show the recommender's hint", whose tooltip gives the replays' evidence; then hinted, not opened.
     rec = page.evaluate(f"fetch('/api/labels/{LABEL}').then(r => r.json())")["latest_version"]["recommendation"]
     assert rec == "search", rec
+    toggle = page.locator("#hint-toggle")
+    expect(toggle).not_to_be_checked()
+    expect(page.locator("#suggestion label")).to_have_attribute(
+        "title", re.compile(r"did not beat labelling the feeds")
+    )
+    expect(page.locator("#suggestion")).not_to_contain_text("a hint, not advice")
+    expect(page.locator("#tab-search")).not_to_have_class(re.compile(r"\bsuggested\b"))
+    toggle.check()
     expect(page.locator("#suggestion")).to_contain_text("a hint, not advice")
     expect(page.locator("#tab-search")).to_have_class(re.compile(r"\bsuggested\b"))
     expect(page.locator("#tab-feeds")).to_have_class(re.compile(r"\bactive\b"))
@@ -248,6 +257,11 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     expect(page.locator("#suggestion")).to_contain_text("a hint, not advice")
     shot("09b-feed-hint")
     page.click("#suggestion .suggested-link")
+    expect(page.locator("#feed-top_positive")).to_have_class(re.compile(r"\bactive\b"))
+    # opting out again hides the star and the hint, and leaves the annotator on the feed they were reading
+    page.uncheck("#hint-toggle")
+    expect(page.locator("#feed-tabs .star")).to_have_count(0)
+    expect(page.locator("#suggestion")).not_to_contain_text("a hint, not advice")
     expect(page.locator("#feed-top_positive")).to_have_class(re.compile(r"\bactive\b"))
 
     # -- history: the version, its metrics and the plot; the second build added a point ----------------

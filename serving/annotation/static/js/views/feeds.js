@@ -4,7 +4,7 @@
 import { api } from "../api.js";
 import { h, replace } from "../dom.js";
 import { shotGrid } from "../shots.js";
-import { FEED_NAMES } from "./stats.js";
+import { FEED_NAMES, HINT_EVIDENCE, hintShown } from "./stats.js";
 
 // Tabs left to right. Which one to label next is the build's own: each version names its turn in the
 // labelling cycle (annotator_core/feeds.py: Borderline every other page, the others in turn between), the
@@ -53,9 +53,9 @@ export async function renderFeeds(panel, ctx) {
     const answers = await Promise.all(FEEDS.map((f) => api.feed(ctx.name, f)));
     FEEDS.forEach((f, i) => (feeds[f] = itemsOf(answers[i])));
   }
-  const rec = s.recommendation;
-  // The build's turn in the labelling cycle opens (issue 13); the recommender's pick is starred, not opened,
-  // as it has not beaten the cycle in the replays (benchmarks/README.md).
+  // The build's turn in the labelling cycle opens (issue 13); the recommender's pick is starred, never opened,
+  // and only when the annotator opted in to its hint: it has not beaten the cycle in the replays (HINT_EVIDENCE).
+  const rec = hintShown() ? s.recommendation : "";
   const next = FEEDS.includes(s.nextFeed) ? s.nextFeed : "borderline";
   let active = ctx.pendingFeed || next;
   ctx.pendingFeed = null;
@@ -67,7 +67,7 @@ export async function renderFeeds(panel, ctx) {
     nav.append(
       h(
         "button",
-        { type: "button", role: "tab", class: `subtab${f === rec ? " suggested" : ""}`, id: `feed-${f}`, dataset: { feed: f }, title: f === rec ? "Hint, not advice: the source whose latest labels raised model quality most. In our replays following it has not reliably beaten labelling the feeds in their marked order (benchmarks/README.md)." : HELP[f], onclick: () => show(f) },
+        { type: "button", role: "tab", class: `subtab${f === rec ? " suggested" : ""}`, id: `feed-${f}`, dataset: { feed: f }, title: f === rec ? `Hint, not advice: the source whose latest labels raised model quality most. ${HINT_EVIDENCE}` : HELP[f], onclick: () => show(f) },
         FEED_NAMES[f],
         h("span", { class: "count" }, String(feeds[f].length)),
         f === next && h("span", { class: "next-mark", title: "This build's turn: label a page here, then Build again." }, " ▸ next"),
@@ -77,6 +77,7 @@ export async function renderFeeds(panel, ctx) {
   }
   function show(f) {
     active = f;
+    ctx.activeFeed = f;
     for (const b of nav.querySelectorAll("button")) {
       b.classList.toggle("active", b.dataset.feed === f);
       b.setAttribute("aria-selected", String(b.dataset.feed === f));

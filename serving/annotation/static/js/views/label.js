@@ -11,7 +11,7 @@ import { renderHistory } from "./history.js";
 import { renderMap } from "./map.js";
 import { renderReview } from "./review.js";
 import { renderSearch } from "./search.js";
-import { FEED_NAMES, labelStats, missingText } from "./stats.js";
+import { FEED_NAMES, HINT_EVIDENCE, hintShown, labelStats, missingText, setHintShown } from "./stats.js";
 
 const TABS = [
   ["search", "Search", renderSearch],
@@ -87,11 +87,27 @@ export async function renderLabel(main, { session, name, tab, go }) {
     buildButton.disabled = !ctx.canEdit || !s.ready || ctx.building;
     buildHint.textContent = ctx.building ? "building…" : s.ready ? "ready to build" : `need ${missingText(s)}`;
     buildHint.classList.toggle("missing", !s.ready);
+    // The recommender's pick: off unless the annotator opts in (issue 13; HINT_EVIDENCE says why).
     const rec = s.recommendation;
+    const shown = Boolean(rec) && hintShown();
     if (rec) {
-      replace(suggestion, "Hint: ", h("a", { href: "#", class: "suggested-link", onclick: (e) => (e.preventDefault(), openSuggested(rec)) }, FEED_NAMES[rec] || rec), h("span", { class: "muted", title: "In our replays (benchmarks/README.md) following this hint has not reliably beaten labelling the feeds in their marked order (▸ next); use it or ignore it." }, " — a hint, not advice: the source whose latest labels raised model quality most"));
+      const toggle = h("input", { type: "checkbox", id: "hint-toggle", onchange: (e) => toggleHint(e.target.checked) });
+      toggle.checked = shown;
+      const optIn = h("label", { class: "hint-opt-in muted", title: HINT_EVIDENCE }, toggle, " Show the recommender's hint");
+      if (shown) {
+        replace(suggestion, optIn, h("span", { id: "hint-text" }, " · Hint: ", h("a", { href: "#", class: "suggested-link", onclick: (e) => (e.preventDefault(), openSuggested(rec)) }, FEED_NAMES[rec] || rec), h("span", { class: "muted", title: HINT_EVIDENCE }, " — a hint, not advice: the source whose latest labels raised model quality most")));
+      } else replace(suggestion, optIn);
     } else suggestion.replaceChildren();
-    for (const btn of tabsNav.querySelectorAll("button")) btn.classList.toggle("suggested", rec === "search" && btn.dataset.tab === "search");
+    for (const btn of tabsNav.querySelectorAll("button")) btn.classList.toggle("suggested", shown && rec === "search" && btn.dataset.tab === "search");
+  }
+
+  function toggleHint(on) {
+    setHintShown(on);
+    paintHeader();
+    if (currentTab === "feeds") {
+      ctx.pendingFeed = ctx.activeFeed; // re-drawn to star the hint (or not) on the feed being read
+      selectTab("feeds");
+    }
   }
 
   // --- what the label means: description, keywords and example shots, for every annotator ---------
