@@ -78,14 +78,7 @@ Threshold = Literal["half", "prior", "corpus"]
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean of the true-positive rate and the true-negative rate (0.5 is chance)."""
-    truth = np.asarray(y_true, dtype=bool)
-    pred = np.asarray(y_pred, dtype=bool)
-    rates = []
-    for cls in (True, False):
-        members = truth == cls
-        if members.any():
-            rates.append(float(np.mean(pred[members] == cls)))
-    return float(np.mean(rates))
+    return estimated_balanced_accuracy(y_true, y_pred, prior=0.0)
 
 
 def estimated_balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, *, prior: float = RATE_PRIOR) -> float:
@@ -94,8 +87,7 @@ def estimated_balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, *, prior
     ``prior`` 0 is :func:`balanced_accuracy`; the default ½ is the posterior mean under a Jeffreys prior
     (:data:`RATE_PRIOR`), which keeps a fold of a few held-out shots from reading 0 or 1.
     """
-    if not prior >= 0.0:
-        raise ValidationFailed(f"prior must be a pseudo-count of at least 0, got {prior}; 0.5 is Jeffreys'.")
+    _check_rate_prior(prior)
     truth = np.asarray(y_true, dtype=bool)
     pred = np.asarray(y_pred, dtype=bool)
     rates = []
@@ -106,6 +98,11 @@ def estimated_balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, *, prior
             hits = int(np.sum(pred[members] == cls))
             rates.append((hits + prior) / (count + 2.0 * prior))
     return float(np.mean(rates))
+
+
+def _check_rate_prior(prior: float) -> None:
+    if not prior >= 0.0:
+        raise ValidationFailed(f"rate prior must be a pseudo-count of at least 0, got {prior}; 0.5 is Jeffreys'.")
 
 
 def stratified_folds(y: np.ndarray, *, folds: int, seed: int = 0) -> list[np.ndarray]:
@@ -253,8 +250,7 @@ def _cross_validate(
     """
     if repeats < 1:
         raise ValidationFailed(f"repeats must be at least 1, got {repeats}.")
-    if not rate_prior >= 0.0:
-        raise ValidationFailed(f"rate_prior must be a pseudo-count of at least 0, got {rate_prior}; 0.5 is Jeffreys'.")
+    _check_rate_prior(rate_prior)  # before any fit, not at the first fold's score
     x_unit, labels = check_training_data(x, y)
     counted = _evaluation_mask(evaluate, labels.shape[0])
     keys = None if groups is None else np.asarray(groups).ravel()
