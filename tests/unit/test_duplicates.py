@@ -12,7 +12,8 @@ from annotator_core.classifier import train
 from annotator_core.corpus.scorer import _InMemoryView
 from annotator_core.duplicates import DuplicateGroups
 from annotator_core.errors import ValidationFailed
-from annotator_core.metrics import model_quality_estimate, stratified_group_folds
+from annotator_core.folds import stratified_group_folds
+from annotator_core.metrics import model_quality_estimate
 from annotator_core.shot_store import VectorMatrix
 from annotator_core.workspace import _one_per_group, shown_once
 

@@ -10,6 +10,7 @@ from sklearn.datasets import load_digits
 
 from annotator_core.classifier import fit_logistic, l2_rows, unit_mean
 from annotator_core.errors import ValidationFailed
+from annotator_core.folds import fold_count, stratified_folds
 from annotator_core.metrics import (
     QUALITY_FOLDS,
     RATE_PRIOR,
@@ -18,12 +19,10 @@ from annotator_core.metrics import (
     cross_validated_accuracies,
     data_diversity,
     estimated_balanced_accuracy,
-    fold_count,
     model_quality,
     model_quality_estimate,
     quality_repeats,
     repeated_cv_accuracies,
-    stratified_folds,
 )
 
 
