@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from annotator_core.classifier import Classifier, train, unit_mean
-from annotator_core.corpus.scorer import CorpusView, FeedPicks, Scorer, make_scorer
-from annotator_core.duplicates import DuplicateGroups, duplicate_groups
+from annotator_core.corpus.scorer import Scorer, make_scorer
+from annotator_core.duplicates import duplicate_groups, one_per_group, shown_once
 from annotator_core.errors import NotEnoughAnnotations, NotFoundError, ValidationFailed
 from annotator_core.feeds import BORDERLINE_SOURCE, FEEDS, next_feed
 from annotator_core.metrics import REFERENCE_ROWS, Quality, data_diversity, model_quality_estimate
@@ -227,7 +227,7 @@ class LabelWorkspace:
                 quality = estimate.value
             report("quality", 0.5)
             with clock("diversity"):
-                shown = _one_per_group(fold_keys, y)
+                shown = one_per_group(fold_keys, y)
                 diversity, diversity_info = self._diversity(
                     corpus.cluster_k(labelled), labelled.cluster_ids[shown], y[shown]
                 )
@@ -406,61 +406,6 @@ class LabelWorkspace:
 
     def classifier(self, version: int | None = None) -> Classifier:
         return Classifier.from_bytes(self.store.versions.get(self.label, version).model)
-
-
-# --------------------------------------------------------------------------- near-duplicates
-
-TOP_FEEDS = ("top_positive", "top_negative")
-
-
-def shown_once(
-    corpus: CorpusView,
-    clf: Classifier,
-    groups: DuplicateGroups,
-    *,
-    labelled_ids: list[str],
-    size: int,
-    seed: int,
-) -> FeedPicks:
-    """The feeds with each near-duplicate group shown once, by its representative, and still ``size`` long.
-
-    The hidden members (every group member but the representative) are excluded like labelled shots,
-    so the borderline and random feeds are exact and the random one draws groups, not copies. The two
-    top feeds include labelled shots and so cannot exclude that way: they are asked for more than
-    ``size`` and the hidden members dropped, asking again (doubling) until ``size`` remain or the corpus
-    has no more. Without groups this is one plain call.
-    """
-    hidden = groups.hidden_ids()
-    if not hidden:
-        return corpus.feeds(clf, labelled_ids=labelled_ids, size=size, seed=seed)
-    excluded = list(dict.fromkeys([*labelled_ids, *hidden]))
-    share = groups.n_hidden / max(1, corpus.n_shots)
-    ask = min(corpus.n_shots, size + int(np.ceil(2 * share * size)) + 8)
-    asks = 0
-    while True:
-        asks += 1
-        picks = corpus.feeds(clf, labelled_ids=excluded, size=ask, seed=seed)
-        feeds = {}
-        full = True
-        for name, items in picks.feeds.items():
-            if name in TOP_FEEDS:
-                drop = groups.is_hidden([sid for sid, _ in items])
-                kept = [item for item, gone in zip(items, drop.tolist(), strict=True) if not gone]
-                full = full and (len(kept) >= size or len(items) < ask)
-                items = kept
-            feeds[name] = items[:size]
-        if full or ask >= corpus.n_shots:
-            info = {**picks.info, "duplicates_hidden": len(hidden), "asked": ask, "asks": asks}
-            return FeedPicks(feeds, info)
-        ask = min(corpus.n_shots, 2 * ask)
-
-
-def _one_per_group(fold_keys: np.ndarray | None, y: np.ndarray) -> np.ndarray:
-    """Rows to count for data diversity: the first labelled shot of each group in each class."""
-    if fold_keys is None:
-        return np.arange(y.shape[0])
-    _, first = np.unique(np.stack([fold_keys, y.astype(np.int64)], axis=1), axis=0, return_index=True)
-    return np.sort(first)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -10,12 +10,11 @@ from hypothesis import strategies as st
 
 from annotator_core.classifier import train
 from annotator_core.corpus.scorer import _InMemoryView
-from annotator_core.duplicates import DuplicateGroups
+from annotator_core.duplicates import DuplicateGroups, one_per_group, shown_once
 from annotator_core.errors import ValidationFailed
 from annotator_core.folds import stratified_group_folds
 from annotator_core.metrics import model_quality_estimate
 from annotator_core.shot_store import VectorMatrix
-from annotator_core.workspace import _one_per_group, shown_once
 
 
 def table(groups: dict[str, list[str]]) -> pa.Table:
@@ -102,8 +101,8 @@ def test_distinct_groups_score_as_plain_folds() -> None:
 def test_diversity_counts_a_group_once_per_class() -> None:
     keys = np.array([0, 0, 0, 1, 2, 2])
     y = np.array([True, True, False, True, False, False])
-    assert _one_per_group(keys, y).tolist() == [0, 2, 3, 4]
-    assert _one_per_group(None, y).tolist() == list(range(6))
+    assert one_per_group(keys, y).tolist() == [0, 2, 3, 4]
+    assert one_per_group(None, y).tolist() == list(range(6))
 
 
 def _view(n: int, seed: int = 0) -> _InMemoryView:
