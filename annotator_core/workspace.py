@@ -257,6 +257,9 @@ class LabelWorkspace:
             "classifier": clf.info,
             "quality_folds": quality_folds,
             "quality_left_out": int((~evaluated).sum()),  # labels from the borderline feed: trained on, not scored
+            # labels from a uniform sample (the random feed, or the sample beside search before the first build);
+            # with none the score only covers shots like those searched for or shown, and the UI says so
+            "quality_random_labels": sum(1 for sid in labelled_ids if latest_source.get(sid) == RANDOM_SOURCE),
             "duplicates": {
                 "groups": groups.n_groups,
                 "hidden": groups.n_hidden,

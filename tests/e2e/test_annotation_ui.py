@@ -169,6 +169,12 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     expect(_stat(page, "stat-version")).to_have_text("v1")
     for stat_id in ("stat-quality", "stat-diversity"):
         expect(_stat(page, stat_id)).to_have_text(re.compile(r"^[01]\.\d\d$"))
+    # All 20 labels came from search, none from a random sample: the header says the score only covers shots
+    # like those (issue 13: search-only label sets scored a median 0.69 with 39% of their models useless).
+    caveat = page.locator("#quality-caveat")
+    expect(caveat).to_be_visible()
+    expect(caveat).to_contain_text("None of these labels came from a random sample")
+    expect(caveat).to_have_attribute("title", re.compile(r"labels found by search alone"))
     expect(page.locator("#feed-tabs button")).to_have_count(4)
     # The first build's turn in the labelling cycle is Borderline: opened, and the one tab marked next.
     expect(page.locator("#feed-borderline")).to_have_class(re.compile(r"\bactive\b"))
@@ -240,6 +246,10 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     assert searched.status == 200, searched.text()
     page.click("#build-button")
     expect(_stat(page, "stat-version")).to_have_text("v2")
+    # The caveat follows the version: v2 counts the random feed's label above, so it is gone.
+    v2 = page.evaluate(f"fetch('/api/labels/{LABEL}').then(r => r.json())")["latest_version"]
+    assert v2["extra"]["quality_random_labels"] == 1, v2["extra"]
+    expect(caveat).to_be_hidden()
     rec = page.evaluate(f"fetch('/api/labels/{LABEL}').then(r => r.json())")["latest_version"]["recommendation"]
     assert rec == "top_positive", rec
     page.click("#tab-feeds")

@@ -126,6 +126,8 @@ def test_build_end_to_end(corpus) -> None:
     assert second.version == 2 and second.n_pos + second.n_neg == 55
     # the ten labels from the borderline feed train the folds but are not scored: an earlier model chose them
     assert (first.extra["quality_left_out"], second.extra["quality_left_out"]) == (0, 10)
+    # labels from a uniform sample, which tell the score about the catalog at large: the 18 negatives above
+    assert (first.extra["quality_random_labels"], second.extra["quality_random_labels"]) == (18, 18)
     # each build names the feed to label next: borderline every other build
     assert (first.next_feed, second.next_feed) == ("borderline", "random")
     assert second.extra["clustered"] is True and 0 < second.data_diversity <= 1
@@ -134,6 +136,13 @@ def test_build_end_to_end(corpus) -> None:
     state = annotations.labels.recommender_state(LABEL)
     assert state["name"] == settings.recommender and state["counts"]["borderline"] == 1
     assert state["steps"] == 1 and state["last_version"] == 2
+
+    # labels from the random feed are counted, and a shot relabelled from another source no longer is
+    randoms = [item.shot_id for item in second.feeds["random"][:6]]
+    _label(annotations, truth, randoms, "random")
+    _label(annotations, truth, randoms[:1], "search", annotator="other")
+    third = restarted.build()
+    assert third.extra["quality_random_labels"] == 18 + 5
 
 
 def test_labels_of_shots_gone_from_the_store_do_not_count(corpus) -> None:

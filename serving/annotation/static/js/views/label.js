@@ -23,6 +23,9 @@ const TABS = [
 ];
 
 const BUILD_POLL_MS = 400;
+// Why the caveat above the scores (benchmarks/sample_efficiency.py, 12 runs × 10 labels × 3 prevalences).
+const QUALITY_CAVEAT_EVIDENCE =
+  "In our replays, builds on labels found by search alone showed a median model quality of 0.69 while 39% of their models found almost nothing on held-out shots (AP below 0.1); with random shots among the labels, 1–2% did.";
 
 export async function renderLabel(main, { session, name, tab, go }) {
   const me = session.me;
@@ -46,6 +49,7 @@ export async function renderLabel(main, { session, name, tab, go }) {
   const buildHint = h("span", { class: "build-hint", id: "build-hint" });
   const progress = h("div", { class: "progress hidden", id: "build-progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, h("span", { class: "progress-fill" }), h("span", { class: "progress-text" }));
   const suggestion = h("div", { class: "suggestion", id: "suggestion" });
+  const caveat = h("p", { class: "quality-caveat", id: "quality-caveat", role: "note" });
   const conflictBox = h("div", { class: "conflict hidden", id: "conflict", role: "alert" });
   const tabsNav = h("nav", { class: "tabs", role: "tablist" });
   const panel = h("section", { class: "tab-panel", id: "tab-panel" });
@@ -60,6 +64,7 @@ export async function renderLabel(main, { session, name, tab, go }) {
     h("div", { class: "label-title" }, h("h1", { id: "label-title" }, name), h("p", { class: "muted", id: "label-description" })),
     stats,
     h("div", { class: "build-box" }, buildButton, buildHint, progress),
+    caveat,
     suggestion,
   );
   const keys = h("p", { class: "keys muted small" }, "Keys: ←/→ or j/k move · p or 1 positive · n or 2 negative · u undo · b build · Enter play");
@@ -78,6 +83,12 @@ export async function renderLabel(main, { session, name, tab, go }) {
       stat("Data diversity", fmtMetric(s.diversity), "", "stat-diversity", "How well your labelled shots cover the corpus's visual clusters (1 is full coverage)"),
       stat("Version", s.version ? `v${s.version}` : "—", "", "stat-version"),
     );
+    // No label from a uniform sample: the folds only see shots like those searched for or shown (issue 13).
+    const extra = (ctx.label?.latest || ctx.label?.latest_version || {}).extra || {};
+    if (extra.quality_random_labels === 0) {
+      caveat.title = QUALITY_CAVEAT_EVIDENCE;
+      caveat.textContent = "⚠ None of these labels came from a random sample, so model quality only covers shots like the ones you searched for or were shown. Label a page of the Random feed before trusting it.";
+    } else caveat.replaceChildren();
     const desc = document.getElementById("label-description");
     if (desc && ctx.label) {
       desc.textContent = ctx.label.description || "";
