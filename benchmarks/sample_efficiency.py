@@ -105,6 +105,7 @@ ORACLE = "test-ap"
 # VA's search half becomes "more like my positives" from this many positives (chosen on runs 0-5 among 1-3, confirmed
 # on runs 6-11; README "More like my positives").
 LIKE_FROM = 3
+USELESS_AP = 0.1  # below this test AP a model finds almost nothing: where a flattering score misleads most
 
 
 def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -612,15 +613,38 @@ def report_quality(results: dict[float, dict[str, np.ndarray]]) -> None:
     print(line("all prevalences  ", everything))
     print(line("shown (≥ 10 + 10)", everything[everything[:, rarer] >= MIN_EACH]))
 
+    # Where the score flatters: ZS labels search results only, every other method labels random shots too. The
+    # annotation UI warns when a build has no label from a uniform sample (workspace quality_random_labels).
+    print(f"Points a build shows whose model is useless on held-out data (test AP < {USELESS_AP}), by method,")
+    print("and the quality the build showed there (ZS: search only; the others label random shots too)")
+    for m in next(iter(results.values())):
+        points = np.concatenate([res[m].reshape(-1, len(FIELDS)) for res in results.values()])
+        points = points[~np.isnan(points).any(axis=1) & (points[:, rarer] >= MIN_EACH)]
+        if not len(points):
+            continue
+        low = points[points[:, ap] < USELESS_AP, quality]
+        spread = (
+            f"; quality shown there median {np.median(low):.2f} (10th–90th {np.percentile(low, 10):.2f}–"
+            f"{np.percentile(low, 90):.2f})"
+            if len(low)
+            else ""
+        )
+        print(f"  {m:<26}{len(low):5d} of {len(points):5d} ({len(low) / len(points):4.0%}){spread}")
+
 
 def plot(results: dict[float, dict[str, np.ndarray]], methods: list[str], path: str) -> None:
+    """Top row: mean test AP per n and method, one panel per prevalence. Bottom row: the quality a build shows
+    against test AP at every (label, run, n, method) point with 5 + 5, with Spearman ρ, so the score's
+    trustworthiness is seen where it is weak (few labels, rare labels), not only as one number."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4.5), squeeze=False)
-    for ax, (prevalence, res) in zip(axes[0], results.items(), strict=True):
+    fig, axes = plt.subplots(2, len(results), figsize=(5.5 * len(results), 9.0), squeeze=False)
+    quality = FIELDS.index("quality")
+    for col, (prevalence, res) in enumerate(results.items()):
+        ax = axes[0][col]
         for m in methods:
             mean = np.nanmean(res[m][..., 0], axis=(0, 1))
             ax.plot(SIZES, mean, marker="o", label=m, linestyle="--" if m.startswith("VA+") else "-")
@@ -629,9 +653,25 @@ def plot(results: dict[float, dict[str, np.ndarray]], methods: list[str], path: 
         ax.set_xlabel("annotations n")
         ax.set_title(f"prevalence {prevalence:.1%}")
         ax.grid(True, alpha=0.3)
+
+        ax = axes[1][col]
+        everything = []
+        for m in methods:  # every method, as report_quality pools them
+            points = res[m].reshape(-1, len(FIELDS))
+            points = points[~np.isnan(points[:, [0, quality]]).any(axis=1)]
+            everything.append(points)
+            ax.scatter(points[:, quality], points[:, 0], s=4, alpha=0.35, label=m)
+        pooled = np.concatenate(everything)
+        rho = spearmanr(pooled[:, quality], pooled[:, 0]).statistic if len(pooled) > 2 else float("nan")
+        ax.set_xlabel("model quality a build shows")
+        ax.set_title(f"quality vs test AP: Spearman ρ {rho:.3f} ({len(pooled):,} points)", fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("test AP (mean over labels × runs)")
+    axes[1][0].set_ylabel("test AP of the build's model")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle("Fashion-MNIST one-vs-rest, PCA features: sample efficiency")
+    axes[1][-1].legend(fontsize=7, markerscale=3)
+    fig.suptitle("Fashion-MNIST one-vs-rest, PCA features: sample efficiency, and the quality score against test AP")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
