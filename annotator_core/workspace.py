@@ -20,6 +20,7 @@ feeds, which are asked for more until they are full again).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ from annotator_core.shot_store import ShotStore
 from annotator_core.store import AnnotationStore, EventRow, VersionInfo
 
 Progress = Callable[[str, float], None]
+UNKNOWN_SOURCE = "unknown"  # a label saved without a source (an API client that sent none), in label_sources
 
 
 @dataclass(frozen=True)
@@ -257,9 +259,10 @@ class LabelWorkspace:
             "classifier": clf.info,
             "quality_folds": quality_folds,
             "quality_left_out": int((~evaluated).sum()),  # labels from the borderline feed: trained on, not scored
-            # labels from a uniform sample (the random feed, or the sample beside search before the first build);
-            # with none the score only covers shots like those searched for or shown, and the UI says so
-            "quality_random_labels": sum(1 for sid in labelled_ids if latest_source.get(sid) == RANDOM_SOURCE),
+            # where each label last came from: with none from a uniform sample (RANDOM_SOURCE: the random feed, or
+            # the sample beside search before the first build) nor of unknown origin (imported), the score only
+            # covers shots like those searched for or shown, and the UI says so (issue 13)
+            "label_sources": dict(Counter(latest_source.get(sid) or UNKNOWN_SOURCE for sid in labelled_ids)),
             "duplicates": {
                 "groups": groups.n_groups,
                 "hidden": groups.n_hidden,

@@ -614,7 +614,7 @@ def report_quality(results: dict[float, dict[str, np.ndarray]]) -> None:
     print(line("shown (≥ 10 + 10)", everything[everything[:, rarer] >= MIN_EACH]))
 
     # Where the score flatters: ZS labels search results only, every other method labels random shots too. The
-    # annotation UI warns when a build has no label from a uniform sample (workspace quality_random_labels).
+    # annotation UI warns when a build has no label from a uniform sample (a version's extra.label_sources).
     print(f"Points a build shows whose model is useless on held-out data (test AP < {USELESS_AP}), by method,")
     print("and the quality the build showed there (ZS: search only; the others label random shots too)")
     for m in next(iter(results.values())):

@@ -248,7 +248,7 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     expect(_stat(page, "stat-version")).to_have_text("v2")
     # The caveat follows the version: v2 counts the random feed's label above, so it is gone.
     v2 = page.evaluate(f"fetch('/api/labels/{LABEL}').then(r => r.json())")["latest_version"]
-    assert v2["extra"]["quality_random_labels"] == 1, v2["extra"]
+    assert v2["extra"]["label_sources"]["random"] == 1, v2["extra"]
     expect(caveat).to_be_hidden()
     rec = page.evaluate(f"fetch('/api/labels/{LABEL}').then(r => r.json())")["latest_version"]["recommendation"]
     assert rec == "top_positive", rec

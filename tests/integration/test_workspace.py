@@ -127,7 +127,8 @@ def test_build_end_to_end(corpus) -> None:
     # the ten labels from the borderline feed train the folds but are not scored: an earlier model chose them
     assert (first.extra["quality_left_out"], second.extra["quality_left_out"]) == (0, 10)
     # labels from a uniform sample, which tell the score about the catalog at large: the 18 negatives above
-    assert (first.extra["quality_random_labels"], second.extra["quality_random_labels"]) == (18, 18)
+    assert first.extra["label_sources"] == {"search": 27, "random": 18}
+    assert second.extra["label_sources"] == {"search": 27, "random": 18, "borderline": 10}
     # each build names the feed to label next: borderline every other build
     assert (first.next_feed, second.next_feed) == ("borderline", "random")
     assert second.extra["clustered"] is True and 0 < second.data_diversity <= 1
@@ -142,7 +143,7 @@ def test_build_end_to_end(corpus) -> None:
     _label(annotations, truth, randoms, "random")
     _label(annotations, truth, randoms[:1], "search", annotator="other")
     third = restarted.build()
-    assert third.extra["quality_random_labels"] == 18 + 5
+    assert third.extra["label_sources"] == {"search": 27 + 1, "random": 18 + 5, "borderline": 10}
 
 
 def test_labels_of_shots_gone_from_the_store_do_not_count(corpus) -> None:

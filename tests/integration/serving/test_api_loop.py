@@ -63,6 +63,9 @@ def test_full_loop_label_build_feeds_review_undo(service) -> None:
     unlabelled_top = [i for i in top if i["labeled"] is None][:20]
     assert sum(service.digit_of[i["shot_id"]] == 0 for i in unlabelled_top) >= 15
     assert result["recommendation"] in {"search", *FEEDS, ""}
+    # where the labels came from: the negatives were sent without a source, so nothing says they are not a
+    # random sample, and the UI's caveat (none from a random sample) stays off for this version
+    assert result["extra"]["label_sources"] == {"search": 10, "unknown": 10}
 
     for name in FEEDS:
         feed = ann.get(f"/api/labels/{label}/feeds/{name}").json()
@@ -215,6 +218,18 @@ def test_import_by_shot_id_and_by_video_span_reports_unmatched_rows(service) -> 
     assert report["imported"] == 1 and report["n_unmatched"] == 2
     got = ann.get(f"/api/labels/{label}/annotations").json()["annotations"]
     assert {g["shot_id"] for g in got} == {a, b, "digits01:75"}
+
+    # a build on imported labels counts them as imported: their origin is unknown, so no search-only caveat
+    rows = [f"{s},true" for s in service.shots_of_digit(3, 12)] + [
+        f"{s},false" for d in (1, 2, 4, 5) for s in service.shots_of_digit(d, 3)
+    ]
+    ann.post(
+        f"/api/labels/{label}/import", content="shot_id,value\n" + "\n".join(rows), headers={"content-type": "text/csv"}
+    )
+    built = ann.post(f"/api/labels/{label}/build")
+    assert built.status_code == 200, built.text
+    sources = built.json()["extra"]["label_sources"]
+    assert set(sources) == {"import"} and sources["import"] >= 20, sources
 
 
 def test_a_random_sample_before_the_first_build_labels_as_random(service) -> None:

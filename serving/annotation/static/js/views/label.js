@@ -84,8 +84,9 @@ export async function renderLabel(main, { session, name, tab, go }) {
       stat("Version", s.version ? `v${s.version}` : "—", "", "stat-version"),
     );
     // No label from a uniform sample: the folds only see shots like those searched for or shown (issue 13).
-    const extra = (ctx.label?.latest || ctx.label?.latest_version || {}).extra || {};
-    if (extra.quality_random_labels === 0) {
+    // Imported labels, and labels saved without a source, may be a random sample for all we know: no caveat.
+    const sources = ((ctx.label?.latest || ctx.label?.latest_version || {}).extra || {}).label_sources;
+    if (sources && !sources.random && !sources.import && !sources.unknown) {
       caveat.title = QUALITY_CAVEAT_EVIDENCE;
       caveat.textContent = "⚠ None of these labels came from a random sample, so model quality only covers shots like the ones you searched for or were shown. Label a page of the Random feed before trusting it.";
     } else caveat.replaceChildren();
