@@ -32,12 +32,14 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=".venv/.va-installed"
-want="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml scripts/bootstrap.sh infra/docker/requirements.lock | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing the project into .venv (first run takes a few minutes)" >&2
   .venv/bin/pip install -q --upgrade pip >/dev/null
   # torch first, pinned: the CPU wheel on these machines; a looser pin would pull a multi-GB CUDA build.
   .venv/bin/pip install -q torch==2.13.0
-  .venv/bin/pip install -q -e '.[dev]'
+  # The runtime dependencies at the versions the images pin (infra/docker/requirements.lock, written from the
+  # tested environment by lock_runtime.py): a release on PyPI tomorrow changes neither the tests nor the images.
+  .venv/bin/pip install -q -e '.[dev]' -c infra/docker/requirements.lock
   echo "$want" > "$stamp"
 fi
