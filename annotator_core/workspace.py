@@ -211,6 +211,12 @@ class LabelWorkspace:
             with clock("sources"):
                 events = self.store.annotations.events(self.label)
                 latest_source = {e.shot_id: e.source for e in events if e.new_value is not None}
+                # how each shot came to be labelled: the source of its first label (events run oldest first);
+                # a later relabel (review, another annotator's search) does not change how it was picked
+                first_source: dict[str, str] = {}
+                for e in events:
+                    if e.new_value is not None:
+                        first_source.setdefault(e.shot_id, e.source)
                 # shots last labelled from the borderline feed train the folds but are not what they are scored on
                 evaluated = np.fromiter(
                     (latest_source.get(sid) != BORDERLINE_SOURCE for sid in labelled_ids), dtype=bool, count=len(y)
@@ -259,10 +265,10 @@ class LabelWorkspace:
             "classifier": clf.info,
             "quality_folds": quality_folds,
             "quality_left_out": int((~evaluated).sum()),  # labels from the borderline feed: trained on, not scored
-            # where each label last came from: with none from a uniform sample (RANDOM_SOURCE: the random feed, or
-            # the sample beside search before the first build) nor of unknown origin (imported), the score only
-            # covers shots like those searched for or shown, and the UI says so (issue 13)
-            "label_sources": dict(Counter(latest_source.get(sid) or UNKNOWN_SOURCE for sid in labelled_ids)),
+            # where the labelled shots were picked from: with none from a uniform sample (RANDOM_SOURCE: the random
+            # feed, or the sample beside search before the first build) nor of unknown origin (imported, or saved
+            # without a source), the score only covers shots like those searched for or shown, and the UI says so
+            "label_sources": dict(Counter(first_source.get(sid) or UNKNOWN_SOURCE for sid in labelled_ids)),
             "duplicates": {
                 "groups": groups.n_groups,
                 "hidden": groups.n_hidden,
