@@ -210,12 +210,13 @@ class LabelWorkspace:
             scoring.add_done_callback(lambda _f: timings.__setitem__("score", time.perf_counter() - scan_started))
             with clock("sources"):
                 events = self.store.annotations.events(self.label)
-                latest_source = {e.shot_id: e.source for e in events if e.new_value is not None}
-                # how each shot came to be labelled: the source of its first label (events run oldest first);
-                # a later relabel (review, another annotator's search) does not change how it was picked
+                # one pass over the events (oldest first): each shot's latest source, and its first, which says
+                # how it came to be labelled (a later relabel, in review or by another annotator's search, does not)
+                latest_source: dict[str, str] = {}
                 first_source: dict[str, str] = {}
                 for e in events:
                     if e.new_value is not None:
+                        latest_source[e.shot_id] = e.source
                         first_source.setdefault(e.shot_id, e.source)
                 # shots last labelled from the borderline feed train the folds but are not what they are scored on
                 evaluated = np.fromiter(

@@ -62,6 +62,7 @@ import argparse
 import gzip
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -561,6 +562,13 @@ def report(res: dict[str, np.ndarray], methods: list[str], labels: list[int], pr
         print(f"  {m:<26}" + "".join(f"{v:7.1f}" for v in q) + "   " + " ".join(f"{v:+.1f}" for v in per_n))
 
 
+def covered(arrays: Iterable[np.ndarray]) -> np.ndarray:
+    """The (label, run, n) points of these [labels, runs, n, FIELDS] arrays with 5 + 5, one row of FIELDS each
+    (a point without them is all NaN)."""
+    points = np.concatenate([a.reshape(-1, len(FIELDS)) for a in arrays])
+    return points[~np.isnan(points).any(axis=1)]
+
+
 def report_quality(results: dict[float, dict[str, np.ndarray]]) -> None:
     """ρ(quality, test AP) and misleading points, with the ceiling: ρ(test balanced accuracy, test AP).
 
@@ -605,8 +613,7 @@ def report_quality(results: dict[float, dict[str, np.ndarray]]) -> None:
 
     pooled = []
     for prevalence, res in results.items():
-        points = np.concatenate([r.reshape(-1, len(FIELDS)) for r in res.values()])
-        points = points[~np.isnan(points).any(axis=1)]
+        points = covered(res.values())
         pooled.append(points)
         print(line(f"prevalence {prevalence:5.1%}", points))
     everything = np.concatenate(pooled)
@@ -618,8 +625,8 @@ def report_quality(results: dict[float, dict[str, np.ndarray]]) -> None:
     print(f"Points a build shows whose model is useless on held-out data (test AP < {USELESS_AP}), by method,")
     print("and the quality the build showed there (ZS: search only; the others label random shots too)")
     for m in next(iter(results.values())):
-        points = np.concatenate([res[m].reshape(-1, len(FIELDS)) for res in results.values()])
-        points = points[~np.isnan(points).any(axis=1) & (points[:, rarer] >= MIN_EACH)]
+        points = covered(res[m] for res in results.values())
+        points = points[points[:, rarer] >= MIN_EACH]
         if not len(points):
             continue
         low = points[points[:, ap] < USELESS_AP, quality]
@@ -657,8 +664,7 @@ def plot(results: dict[float, dict[str, np.ndarray]], methods: list[str], path: 
         ax = axes[1][col]
         everything = []
         for m in methods:  # every method, as report_quality pools them
-            points = res[m].reshape(-1, len(FIELDS))
-            points = points[~np.isnan(points[:, [0, quality]]).any(axis=1)]
+            points = covered([res[m]])
             everything.append(points)
             ax.scatter(points[:, quality], points[:, 0], s=4, alpha=0.35, label=m)
         pooled = np.concatenate(everything)
