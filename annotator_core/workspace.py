@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -210,14 +210,8 @@ class LabelWorkspace:
             scoring.add_done_callback(lambda _f: timings.__setitem__("score", time.perf_counter() - scan_started))
             with clock("sources"):
                 events = self.store.annotations.events(self.label)
-                # one pass over the events (oldest first): each shot's latest source, and its first, which says
-                # how it came to be labelled (a later relabel, in review or by another annotator's search, does not)
-                latest_source: dict[str, str] = {}
-                first_source: dict[str, str] = {}
-                for e in events:
-                    if e.new_value is not None:
-                        latest_source[e.shot_id] = e.source
-                        first_source.setdefault(e.shot_id, e.source)
+                latest_source = {e.shot_id: e.source for e in events if e.new_value is not None}
+                picked_from = _picked_from(events)
                 # shots last labelled from the borderline feed train the folds but are not what they are scored on
                 evaluated = np.fromiter(
                     (latest_source.get(sid) != BORDERLINE_SOURCE for sid in labelled_ids), dtype=bool, count=len(y)
@@ -269,7 +263,7 @@ class LabelWorkspace:
             # where the labelled shots were picked from: with none from a uniform sample (RANDOM_SOURCE: the random
             # feed, or the sample beside search before the first build) nor of unknown origin (imported, or saved
             # without a source), the score only covers shots like those searched for or shown, and the UI says so
-            "label_sources": dict(Counter(first_source.get(sid) or UNKNOWN_SOURCE for sid in labelled_ids)),
+            "label_sources": dict(Counter(picked_from.get(sid) or UNKNOWN_SOURCE for sid in labelled_ids)),
             "duplicates": {
                 "groups": groups.n_groups,
                 "hidden": groups.n_hidden,
@@ -441,6 +435,27 @@ class _Clock:
 
     def __exit__(self, *_exc: object) -> None:
         self.timings[self._part] = time.perf_counter() - self._start
+
+
+def _picked_from(events: Iterable[EventRow]) -> dict[str, str]:
+    """Where each labelled shot was picked from: the source of the earliest label still standing on it.
+
+    A label stands from an annotator's first value until they withdraw it; a relabel (in review, or the same
+    shot found again by search) does not change how the shot came to be labelled, but a withdrawn label no
+    longer counts, so a shot withdrawn from search and later drawn by the random feed was picked at random.
+    Events run oldest first, so the dict keeps each standing label in the order it began.
+    """
+    standing: dict[tuple[str, str], str] = {}
+    for e in events:
+        key = (e.shot_id, e.annotator)
+        if e.new_value is None:
+            standing.pop(key, None)
+        else:
+            standing.setdefault(key, e.source)
+    picked: dict[str, str] = {}
+    for (shot_id, _annotator), source in standing.items():
+        picked.setdefault(shot_id, source)
+    return picked
 
 
 def _readiness(n_pos: int, n_neg: int, settings: Settings) -> Readiness:

@@ -143,8 +143,13 @@ def test_build_end_to_end(corpus) -> None:
     randoms = [item.shot_id for item in second.feeds["random"][:6]]
     _label(annotations, truth, randoms, "random")
     _label(annotations, truth, randoms[:1], "search", annotator="other")
+    # a search label withdrawn, then the same shot drawn by the random feed: picked at random
+    withdrawn = second.feeds["random"][6].shot_id
+    _label(annotations, truth, [withdrawn], "search")
+    annotations.annotations.annotate(LABEL, withdrawn, "ann", None, source="search")
+    _label(annotations, truth, [withdrawn], "random")
     third = restarted.build()
-    assert third.extra["label_sources"] == {"search": 27, "random": 18 + 6, "borderline": 10}
+    assert third.extra["label_sources"] == {"search": 27, "random": 18 + 6 + 1, "borderline": 10}
 
 
 def test_labels_of_shots_gone_from_the_store_do_not_count(corpus) -> None:
