@@ -136,8 +136,8 @@ class LabelWorkspace:
         return self.scorer.view().sample(excluded_ids=excluded, size=want, seed=seed)
 
     def positives_query(self) -> tuple[np.ndarray, list[str]]:
-        """The query of "more like my positives" (:func:`like_positives` over the label's consensus), and every
-        shot labelled for the label, which such a search leaves out.
+        """The query of "more like my positives" (:func:`like_positives`: the label's consensus fitted as a build
+        fits it, at the build's C), and every shot labelled for the label, which such a search leaves out.
 
         Raises :class:`ValidationFailed` when no positive is labelled yet (or none is in the corpus).
         """
@@ -155,7 +155,7 @@ class LabelWorkspace:
             raise ValidationFailed(
                 f"none of label {self.label!r}'s positive shots is in the corpus any more; label a current one first."
             )
-        return like_positives(found.vectors[y], found.vectors[~y]), list(consensus)
+        return like_positives(found.vectors[y], found.vectors[~y], C=self.settings.classifier_c), list(consensus)
 
     # -- the build -----------------------------------------------------------------
 

@@ -39,7 +39,10 @@ Methods, each a sequence of labelled corpus items whose first n are used:
   that: after the first 25, search alone until 10 positives, then the four
   feeds in turn from top positive). ``--build-min``
   is the build minimum (settings ``min_positive`` / ``min_negative``, 10 by
-  default; 5 is the paper's smallest training set).
+  default; 5 is the paper's smallest training set). From ``--like-positives``
+  positives on (3), the bootstrap's search half is "more like my positives":
+  ``--like-query model`` (the product's: a model fitted to the labels so far)
+  or ``rocchio`` (the product's until 2026-12-07).
 - VA+UCB[reward]: as VA, but UCB (c = 0.01) picks each batch's source among the
   product's arms (search = the zero-shot ranking, and the four feeds), rewarded
   by one of ``annotator_core.rewards`` (``quality``, ``random-ap``, ``yield``)
@@ -82,7 +85,7 @@ from annotator_core.metrics import (
     model_quality_estimate,
 )
 from annotator_core.recommend import make_recommender
-from annotator_core.relevance import like_positives
+from annotator_core.relevance import like_positives, rocchio_query
 from annotator_core.rewards import REWARDS, BuildSignals, batch_counts, random_sample_ap, rewards_for
 from annotator_core.settings import Settings
 
@@ -107,6 +110,9 @@ ORACLE = "test-ap"
 # on runs 6-11; README "More like my positives").
 LIKE_FROM = 3
 USELESS_AP = 0.1  # below this test AP a model finds almost nothing: where a flattering score misleads most
+# The query of "more like my positives": the product's (a model of the labels so far) or Rocchio's, its query
+# until 2026-12-07 (benchmarks/README "More like my positives").
+LIKE_QUERIES = ("model", "rocchio")
 
 
 def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -176,6 +182,7 @@ class Annotator:
     flow: str = "interleave"  # how the bootstrap ends and which feed comes first (see VA_FLOWS)
     build_min: int = MIN_EACH  # positives and negatives before the first build (settings min_positive/negative)
     like_from: int = LIKE_FROM  # positives after which the search half is "more like my positives" (0: never)
+    like_query: str = "model"  # which query "more like my positives" is (see LIKE_QUERIES)
     order: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
 
@@ -218,7 +225,8 @@ class Annotator:
         """Search and the random sample alternate, an item each, until a batch ends with the build minimum.
 
         From ``like_from`` positives on, each batch's search half is "more like my positives" (the product's
-        ``like_positives`` query over what is labelled so far), ranked again at every batch; before that, and
+        ``like_positives`` query over what is labelled so far, or with ``like_query="rocchio"`` Rocchio's, the
+        product's query until 2026-12-07), ranked again at every batch; before that, and
         with ``like_from`` 0, it is the text query's ranking.
         """
         t = self.task
@@ -229,7 +237,9 @@ class Annotator:
             if i % BATCH == 0 and self.like_from and self.counts()[0] >= self.like_from:
                 rows = np.asarray(self.order)
                 y = t.truth[rows]
-                ranking = np.argsort(-(t.corpus @ like_positives(t.corpus[rows[y]], t.corpus[rows[~y]])), kind="stable")
+                pos, neg = t.corpus[rows[y]], t.corpus[rows[~y]]
+                query = like_positives(pos, neg, C=C) if self.like_query == "model" else rocchio_query(pos, neg)
+                ranking = np.argsort(-(t.corpus @ query), kind="stable")
             source = ranking if i % 2 == 0 else t.random
             row = int(source[np.argmax(~self.labelled[source])])
             self.labelled[row] = True
@@ -424,6 +434,12 @@ def main() -> None:
         default=LIKE_FROM,
         help="positives after which VA's search half is 'more like my positives' (interleave flow; 0: text only)",
     )
+    parser.add_argument(
+        "--like-query",
+        default=LIKE_QUERIES[0],
+        choices=LIKE_QUERIES,
+        help="'more like my positives': a model of the labels (the product's) or Rocchio's mean (before 2026-12-07)",
+    )
     parser.add_argument("--plot", default=str(Path(__file__).with_name("sample_efficiency.png")))
     args = parser.parse_args()
     if args.build_min < 2:
@@ -454,7 +470,7 @@ def main() -> None:
         f"PCA-{args.components}, C={C} centred, {args.bootstraps} runs per label, batches of {BATCH}, "
         f"zero-shot proxy: mean of {args.zs_examples} held-out positives + noise {args.zs_noise}, "
         f"VA flow {args.va_flow}, first build at {args.build_min} + {args.build_min}, "
-        f"search half like the positives from {args.like_positives or 'never'}"
+        f"search half like the positives ({args.like_query}) from {args.like_positives or 'never'}"
     )
     results: dict[float, dict[str, np.ndarray]] = {}
     for prevalence in args.prevalence:
@@ -479,7 +495,7 @@ def main() -> None:
                 }
                 sources: dict[str, list[str]] = {}  # where VA's labels came from (its quality leaves borderline out)
                 for (arms, r), m in zip([(None, None), *variants], methods[3:], strict=True):
-                    va = Annotator(task, b, args.va_flow, args.build_min, args.like_positives)
+                    va = Annotator(task, b, args.va_flow, args.build_min, args.like_positives, args.like_query)
                     orders[m] = va.run(SIZES[-1], reward=r, arms=arms or "product")
                     sources[m] = va.sources
                 for m, o in orders.items():

@@ -91,9 +91,12 @@ def test_a_lower_build_minimum_builds_sooner_in_the_interleave_flow(bench: Modul
     assert five.order == ten.order[: len(five.order)]
 
 
-def test_interleave_search_half_turns_to_more_like_my_positives_from_three_positives(bench: ModuleType) -> None:
+@pytest.mark.parametrize("like_query", ["model", "rocchio"])
+def test_interleave_search_half_turns_to_more_like_my_positives_from_three_positives(
+    bench: ModuleType, like_query: str
+) -> None:
     task = rare_task(bench, seed=3)
-    liked = bench.Annotator(task, 0, "interleave", 10, 3)
+    liked = bench.Annotator(task, 0, "interleave", 10, 3, like_query)
     liked.bootstrap()
     text = bench.Annotator(task, 0, "interleave", 10, 0)
     text.bootstrap()
@@ -102,7 +105,8 @@ def test_interleave_search_half_turns_to_more_like_my_positives_from_three_posit
     # the first page that starts with 3 positives labelled: its first search item is the product's query's best
     start = next(b for b in range(0, len(order), bench.BATCH) if truth[:b].sum() >= 3)
     assert text.order[:start] == liked.order[:start]  # the same until then
-    query = bench.like_positives(task.corpus[order[:start][truth[:start]]], task.corpus[order[:start][~truth[:start]]])
+    pos, neg = task.corpus[order[:start][truth[:start]]], task.corpus[order[:start][~truth[:start]]]
+    query = bench.like_positives(pos, neg, C=bench.C) if like_query == "model" else bench.rocchio_query(pos, neg)
     ranking = np.argsort(-(task.corpus @ query), kind="stable")
     best = int(ranking[~np.isin(ranking, order[:start])][0])
     assert liked.order[start] == best and liked.sources[start] == "search"

@@ -92,7 +92,8 @@ def test_search_over_the_compressed_corpus_answers_as_the_table_does(tmp_path) -
 
 
 def test_search_like_a_labels_positives_leaves_labelled_shots_out_and_finds_more_of_them(service) -> None:
-    """ "More like my positives": the nearest unlabelled shots to mean(positives) − ½ mean(negatives)."""
+    """ "More like my positives": the unlabelled shots a model fitted to the label's annotations (as a build
+    fits it) ranks highest, i.e. those nearest the direction of its weights."""
     ann = service.client("ann")
     label = "six-like"
     assert ann.post("/api/labels", json={"name": label}).status_code == 201
@@ -119,7 +120,7 @@ def test_search_like_a_labels_positives_leaves_labelled_shots_out_and_finds_more
 
     pos = np.array([_vector_of(service, s) for s in positives])
     neg = np.array([_vector_of(service, s) for s in negatives])
-    query = like_positives(pos, neg)
+    query = like_positives(pos, neg, C=service.settings.classifier_c)
     want = ann.post("/api/search/vector", json={"vector": query.tolist(), "limit": 39}).json()["results"]
     assert shown == [r["shot_id"] for r in want if r["shot_id"] not in set(positives + negatives)][:30]
 

@@ -37,7 +37,7 @@ export async function renderSearch(panel, ctx) {
     {
       type: "button",
       id: "search-like-positives",
-      title: "Shots that look like every shot you labelled positive for this label, and unlike your negatives; shots you have labelled are left out. Once you have a few positives, use it for your search pages.",
+      title: "The shots a model of your labels so far ranks highest: like your positives in what sets them apart from your negatives. Works before the first build; shots you have labelled are left out. Once you have a few positives, use it for your search pages.",
     },
     "More like my positives",
   );
