@@ -30,19 +30,20 @@ def like_positives(positives: np.ndarray, negatives: np.ndarray, *, C: float) ->
     A model of the labels ranks shots by what separates the positives from the negatives labelled so far,
     where a mean of the positives ranks by what they share, including what the negatives share too. On the
     sample-efficiency replays it finds more positives in the same number of labels (issue 13, benchmarks/README).
+    When nothing separates them (every negative a copy of every positive) it is the positives' mean direction too.
     """
     pos = _rows(positives, "positives")
     if pos.shape[0] == 0:
         raise ValidationFailed(f"like_positives needs at least one positive vector, got shape {pos.shape}.")
     neg = _rows(negatives, "negatives", dim=pos.shape[1])
     if neg.shape[0] == 0:
-        return rocchio_query(pos, neg)
+        return rocchio_query(pos, neg, beta=0.0)
     x = np.concatenate([pos, neg])
     y = np.concatenate([np.ones(pos.shape[0], dtype=bool), np.zeros(neg.shape[0], dtype=bool)])
     weights = train(x, y, C=C, centre=unit_mean(x)).coef.astype(np.float64)
     norm = float(np.linalg.norm(weights))
     if not np.isfinite(norm) or norm == 0.0:
-        raise ValidationFailed("the positives and negatives cannot be told apart; label more shots of each.")
+        return rocchio_query(pos, neg, beta=0.0)
     return (weights / norm).astype(np.float32)
 
 

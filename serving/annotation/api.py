@@ -258,7 +258,7 @@ def search_by_vector(body: VectorSearch, request: Request, caller: Principal = D
 
 
 def _like_positives(ctx: ServiceContext, label: str, where: str | None, limit: int) -> list[SearchHit]:
-    """Unlabelled shots nearest the label's relevance-feedback query (mean positive − ½ mean negative)."""
+    """Unlabelled shots nearest the label's relevance-feedback query (the direction of a model of its labels)."""
     ctx.store.labels.get(label)
     try:
         vector, labelled = ctx.workspace(label).positives_query()
@@ -270,7 +270,7 @@ def _like_positives(ctx: ServiceContext, label: str, where: str | None, limit: i
     done_groups = set(groups.groups_of(labelled)[0]) if len(groups) else set()
 
     def find(k: int) -> list[SearchHit]:
-        # Ask past the labelled shots (nearest their own mean) and their copies, more while too few remain, so
+        # Ask past the labelled shots (likely the nearest) and their copies, more while too few remain, so
         # that fewer than k comes back only when the index has no more: what _search_once_per_group relies on.
         ask = k + len(done)
         while True:

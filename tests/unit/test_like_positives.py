@@ -56,12 +56,17 @@ def test_rocchio_is_the_positives_mean_minus_half_the_negatives_mean() -> None:
     np.testing.assert_allclose(rocchio_query(e[[0, 1]], e[[1, 1]], beta=1.0), [0.7071068, -0.7071068, 0], atol=1e-6)
 
 
-def test_no_positive_or_labels_that_cannot_be_told_apart_are_refused() -> None:
+def test_labels_that_cannot_be_told_apart_fall_back_to_the_positives_direction() -> None:
+    # a positive and a negative with the same vector (two copies of one shot labelled both ways): no model
+    # separates them, so the query is the positives' mean direction rather than an error or a zero vector
+    e = np.eye(3, dtype=np.float32)
+    np.testing.assert_allclose(like_positives(e[[0]], e[[0]], C=10.0), [1.0, 0.0, 0.0], atol=1e-7)
+
+
+def test_no_positive_or_bad_vectors_are_refused() -> None:
     e = np.eye(2, dtype=np.float32)
     with pytest.raises(ValidationFailed, match="at least one positive"):
         like_positives(np.empty((0, 2)), e, C=10.0)
-    with pytest.raises(ValidationFailed, match="cannot be told apart"):
-        like_positives(e[[0]], e[[0]], C=10.0)
     with pytest.raises(ValidationFailed, match="cancel out"):
         rocchio_query(e[[0]], e[[0]], beta=1.0)
     with pytest.raises(ValidationFailed, match="NaN"):
