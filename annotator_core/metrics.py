@@ -372,7 +372,7 @@ def model_quality_estimate(
     trained on all the rows, which starts every fold's fit (fewer solver iterations). ``reference``:
     catalog rows for ``threshold="corpus"`` (builds pass :data:`REFERENCE_ROWS` evenly strided rows).
     ``evaluate``: one bool per row, the rows a fold's balanced accuracy counts (all train). Builds leave
-    out the shots last labelled from the borderline feed: an earlier model picked them for being hard to
+    out the shots the borderline feed picked: an earlier model picked them for being hard to
     call, so counting them scores a model on its hardest cases and the score falls as the loop works
     (issue 13: ρ with held-out AP 0.64 → 0.74 on the replays).
     """

@@ -210,11 +210,11 @@ class LabelWorkspace:
             scoring.add_done_callback(lambda _f: timings.__setitem__("score", time.perf_counter() - scan_started))
             with clock("sources"):
                 events = self.store.annotations.events(self.label)
-                latest_source = {e.shot_id: e.source for e in events if e.new_value is not None}
                 picked_from = _picked_from(events)
-                # shots last labelled from the borderline feed train the folds but are not what they are scored on
+                # shots the borderline feed picked train the folds but are not what they are scored on (a relabel in
+                # Review does not change that an earlier model chose them for being hard to call)
                 evaluated = np.fromiter(
-                    (latest_source.get(sid) != BORDERLINE_SOURCE for sid in labelled_ids), dtype=bool, count=len(y)
+                    (picked_from.get(sid) != BORDERLINE_SOURCE for sid in labelled_ids), dtype=bool, count=len(y)
                 )
             with clock("quality"):
                 estimate, quality_folds = self._quality(
@@ -235,7 +235,7 @@ class LabelWorkspace:
                     corpus.cluster_k(labelled), labelled.cluster_ids[shown], y[shown]
                 )
             with clock("recommend"):
-                recommender, rewards, previous, signals = self._reward(estimate, labelled_ids, y, events, latest_source)
+                recommender, rewards, previous, signals = self._reward(estimate, labelled_ids, y, events, picked_from)
                 recommendation = recommender.recommend()
             with clock("scan_wait"):
                 picks = scoring.result()
@@ -366,13 +366,14 @@ class LabelWorkspace:
         labelled_ids: list[str],
         y: np.ndarray,
         events: list[EventRow],
-        latest_source: dict[str, str],
+        picked_from: dict[str, str],
     ) -> tuple[Recommender, dict[str, float], VersionInfo | None, BuildSignals]:
         """Reward the sources of the labels since the previous build (``rewards.DEFAULT_REWARD``).
 
         The build's signals (quality, AP on the random-feed annotations scored out of fold, positives
         per source since the previous build) are saved with the version for the next build's reward.
-        ``events``: the label's annotation events; ``latest_source``: each shot's latest labelling source in them.
+        ``events``: the label's annotation events; ``picked_from``: where each labelled shot was picked
+        (:func:`_picked_from`), so a random-feed shot relabelled in Review stays in the uniform sample.
         """
         state = self.store.labels.recommender_state(self.label)
         s = self.settings
@@ -384,7 +385,7 @@ class LabelWorkspace:
             previous: VersionInfo | None = self.store.versions.get(self.label)
         except NotFoundError:
             previous = None
-        from_random = np.fromiter((latest_source.get(sid) == RANDOM_SOURCE for sid in labelled_ids), dtype=bool)
+        from_random = np.fromiter((picked_from.get(sid) == RANDOM_SOURCE for sid in labelled_ids), dtype=bool)
         since = previous.snapshot_event_id if previous is not None else 0
         batch = [e for e in events if e.id > since and e.new_value is not None and e.source]
         signals = BuildSignals(

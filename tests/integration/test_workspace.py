@@ -148,8 +148,12 @@ def test_build_end_to_end(corpus) -> None:
     _label(annotations, truth, [withdrawn], "search")
     annotations.annotations.annotate(LABEL, withdrawn, "ann", None, source="search")
     _label(annotations, truth, [withdrawn], "random")
+    # a borderline shot labelled again in Review by another annotator: an earlier model still picked it, so the
+    # folds still leave it out
+    _label(annotations, truth, borderline[:1], "review", annotator="other")
     third = restarted.build()
     assert third.extra["label_sources"] == {"search": 27, "random": 18 + 6 + 1, "borderline": 10}
+    assert third.extra["quality_left_out"] == 10
 
 
 def test_labels_of_shots_gone_from_the_store_do_not_count(corpus) -> None:
