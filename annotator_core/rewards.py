@@ -40,11 +40,14 @@ class BuildSignals:
     random_ap: float  # AP of out-of-fold scores on random-feed annotations; NaN without both classes
     # source -> (positives, annotations) among the annotations added since the previous build
     batch: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # labelled shots picked by the random feed, which random_ap is measured on (few: a noisy AP)
+    random_labels: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "quality": self.quality,
             "random_ap": None if math.isnan(self.random_ap) else self.random_ap,
+            "random_labels": self.random_labels,
             "batch": {s: list(v) for s, v in self.batch.items()},
         }
 
@@ -56,6 +59,7 @@ class BuildSignals:
             quality=float(state.get("quality", math.nan)),
             random_ap=math.nan if random_ap is None else float(random_ap),
             batch={str(s): (int(v[0]), int(v[1])) for s, v in dict(state.get("batch") or {}).items()},
+            random_labels=int(state.get("random_labels") or 0),  # versions saved before it was recorded: 0
         )
 
 

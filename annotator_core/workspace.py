@@ -392,6 +392,7 @@ class LabelWorkspace:
             quality=estimate.value,
             random_ap=random_sample_ap(estimate.out_of_fold, y, from_random),
             batch=batch_counts([e.source for e in batch], [bool(e.new_value) for e in batch]),
+            random_labels=int(from_random.sum()),
         )
         before: BuildSignals | None = None
         if previous is not None:

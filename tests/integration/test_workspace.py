@@ -154,6 +154,10 @@ def test_build_end_to_end(corpus) -> None:
     third = restarted.build()
     assert third.extra["label_sources"] == {"search": 27, "random": 18 + 6 + 1, "borderline": 10}
     assert third.extra["quality_left_out"] == 10
+    # the random-AP reward's sample is the same shots: a random-feed shot relabelled in Review stays in it
+    assert (first.extra["signals"]["random_labels"], third.extra["signals"]["random_labels"]) == (18, 25)
+    _label(annotations, truth, randoms[1:2], "review", annotator="other")
+    assert restarted.build().extra["signals"]["random_labels"] == 25
 
 
 def test_labels_of_shots_gone_from_the_store_do_not_count(corpus) -> None:

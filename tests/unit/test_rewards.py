@@ -24,7 +24,7 @@ BUILDS = [
         quality=0.60, random_ap=math.nan, batch=batch_counts(["search"] * 3 + ["random"] * 2, [1, 1, 0, 0, 0])
     ),
     BuildSignals(quality=0.70, random_ap=0.50, batch=batch_counts(["top_positive"] * 4, [1, 1, 1, 0])),
-    BuildSignals(quality=0.65, random_ap=0.75, batch=batch_counts(["borderline", "random"], [0, 1])),
+    BuildSignals(quality=0.65, random_ap=0.75, batch=batch_counts(["borderline", "random"], [0, 1]), random_labels=3),
 ]
 
 
@@ -63,7 +63,13 @@ def test_signals_survive_a_json_round_trip() -> None:
     for build in BUILDS:
         back = BuildSignals.from_dict(json.loads(json.dumps(build.as_dict())))
         assert back.batch == build.batch and back.quality == build.quality
+        assert back.random_labels == build.random_labels
         assert (math.isnan(back.random_ap) and math.isnan(build.random_ap)) or back.random_ap == build.random_ap
+
+
+def test_signals_saved_before_the_random_sample_was_counted_read_as_none() -> None:
+    old = {"quality": 0.7, "random_ap": 0.5, "batch": {"random": [1, 4]}}
+    assert BuildSignals.from_dict(old).random_labels == 0
 
 
 def test_average_precision_matches_scikit_learn_and_is_pessimistic_on_ties() -> None:
