@@ -401,6 +401,50 @@ def same_size_balanced_accuracy(
     return balanced_accuracy(truth[rows], flagged[rows])
 
 
+@dataclass(frozen=True)
+class Pool:
+    """The benchmark's images as unit feature rows: corpus and test part, and the zero-shot proxy's examples."""
+
+    corpus_x: np.ndarray
+    corpus_c: np.ndarray
+    test_x: np.ndarray
+    test_c: np.ndarray
+    outside_x: np.ndarray  # images outside the pool (never in corpus or test): the zero-shot query's examples
+    outside_c: np.ndarray
+
+
+def load_pool(size: int, components: int) -> Pool:
+    """A random pool of ``size`` Fashion-MNIST images (a fifth held out for testing) as PCA-``components`` unit
+    rows, the PCA fitted on the pool; and 5,000 images outside it (~500 per class) for the zero-shot proxy."""
+    images, classes = load_fashion_mnist()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(images))
+    pick, outside = order[:size], order[size:]
+    pca = PCA(components, random_state=0).fit(images[pick].astype(np.float32) / 255.0)
+
+    def features(rows: np.ndarray) -> np.ndarray:
+        return l2_rows(pca.transform(images[rows].astype(np.float32) / 255.0).astype(np.float32))
+
+    pool_x, pool_c = features(pick), classes[pick]
+    n_test = size // 5
+    outside = outside[:5000]
+    return Pool(pool_x[n_test:], pool_c[n_test:], pool_x[:n_test], pool_c[:n_test], features(outside), classes[outside])
+
+
+def make_task(pool: Pool, label: int, run: int, prevalence: float, *, zs_examples: int, zs_noise: float) -> Task:
+    """One label's run at one prevalence: positives sub-sampled in corpus and test part, the zero-shot ranking
+    and the random order, all drawn from the seed (label, run, prevalence)."""
+    rng = np.random.default_rng([label, run, int(prevalence * 1e4)])
+    keep = subsample(pool.corpus_c, label, prevalence, rng)
+    keep_test = subsample(pool.test_c, label, prevalence, rng)
+    corpus, truth = pool.corpus_x[keep], pool.corpus_c[keep] == label
+    search = zero_shot_ranking(
+        corpus, pool.outside_x[pool.outside_c == label], rng, examples=zs_examples, noise=zs_noise
+    )
+    test_x, test_y = pool.test_x[keep_test], pool.test_c[keep_test] == label
+    return Task(corpus, truth, test_x, test_y, rng.permutation(len(corpus)), search)
+
+
 def subsample(classes: np.ndarray, label: int, prevalence: float, rng: np.random.Generator) -> np.ndarray:
     """Rows keeping every negative and enough positives for ``prevalence`` (all of them at the data's own)."""
     pos, neg = np.flatnonzero(classes == label), np.flatnonzero(classes != label)
@@ -446,27 +490,14 @@ def main() -> None:
         parser.error(f"--build-min {args.build_min}: a build cross-validates, so pass at least 2 (10 is the default)")
     started = time.perf_counter()
 
-    images, classes = load_fashion_mnist()
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(images))
-    pick, outside = order[: args.pool], order[args.pool :]
-    pca = PCA(args.components, random_state=0).fit(images[pick].astype(np.float32) / 255.0)
-
-    def features(rows: np.ndarray) -> np.ndarray:
-        return l2_rows(pca.transform(images[rows].astype(np.float32) / 255.0).astype(np.float32))
-
-    pool_x, pool_c = features(pick), classes[pick]
-    n_test = args.pool // 5
-    test_x, corpus_x = pool_x[:n_test], pool_x[n_test:]
-    test_c, corpus_c = pool_c[:n_test], pool_c[n_test:]
-    outside = outside[:5000]  # the zero-shot proxy's examples: ~500 per class, never in the pool
-    outside_x, outside_c = features(outside), classes[outside]
+    pool = load_pool(args.pool, args.components)
 
     methods = ["RCC", "ZS", "CC", "VA"]
     variants = [(arms, r) for arms in args.arms for r in args.rewards]
     methods += [f"VA+UCB{'-paper' if arms == 'paper' else ''}[{r}]" for arms, r in variants]
     print(
-        f"Fashion-MNIST pool {args.pool:,} (corpus {len(corpus_x):,}, test {n_test:,} before sub-sampling), "
+        f"Fashion-MNIST pool {args.pool:,} (corpus {len(pool.corpus_x):,}, test {len(pool.test_x):,} "
+        "before sub-sampling), "
         f"PCA-{args.components}, C={C} centred, {args.bootstraps} runs per label, batches of {BATCH}, "
         f"zero-shot proxy: mean of {args.zs_examples} held-out positives + noise {args.zs_noise}, "
         f"VA flow {args.va_flow}, first build at {args.build_min} + {args.build_min}, "
@@ -478,20 +509,11 @@ def main() -> None:
         res = {m: np.full(shape, np.nan) for m in methods}
         for li, label in enumerate(args.labels):
             for b in range(args.bootstraps):
-                brng = np.random.default_rng([label, b, int(prevalence * 1e4)])
-                keep = subsample(corpus_c, label, prevalence, brng)
-                keep_test = subsample(test_c, label, prevalence, brng)
-                corpus, truth = corpus_x[keep], corpus_c[keep] == label
-                search = zero_shot_ranking(
-                    corpus, outside_x[outside_c == label], brng, examples=args.zs_examples, noise=args.zs_noise
-                )
-                task = Task(
-                    corpus, truth, test_x[keep_test], test_c[keep_test] == label, brng.permutation(len(corpus)), search
-                )
+                task = make_task(pool, label, b, prevalence, zs_examples=args.zs_examples, zs_noise=args.zs_noise)
                 orders = {
                     "RCC": task.random[: SIZES[-1]],
-                    "ZS": search[: SIZES[-1]],
-                    "CC": interleave(search, task.random, SIZES[-1]),
+                    "ZS": task.search[: SIZES[-1]],
+                    "CC": interleave(task.search, task.random, SIZES[-1]),
                 }
                 sources: dict[str, list[str]] = {}  # where VA's labels came from (its quality leaves borderline out)
                 for (arms, r), m in zip([(None, None), *variants], methods[3:], strict=True):
