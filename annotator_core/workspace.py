@@ -33,7 +33,7 @@ from annotator_core.corpus.scorer import Scorer, make_scorer
 from annotator_core.duplicates import duplicate_groups, one_per_group, shown_once
 from annotator_core.errors import NotEnoughAnnotations, NotFoundError, ValidationFailed
 from annotator_core.feeds import BORDERLINE_SOURCE, FEEDS, next_feed
-from annotator_core.metrics import REFERENCE_ROWS, Quality, data_diversity, model_quality_estimate
+from annotator_core.metrics import REFERENCE_ROWS, Quality, data_diversity, model_quality_estimate, sample_caveat
 from annotator_core.recommend import Recommender, make_recommender
 from annotator_core.relevance import like_positives
 from annotator_core.rewards import (
@@ -50,6 +50,9 @@ from annotator_core.store import AnnotationStore, EventRow, VersionInfo
 
 Progress = Callable[[str, float], None]
 UNKNOWN_SOURCE = "unknown"  # a label saved without a source (an API client that sent none), in label_sources
+IMPORT_SOURCE = "import"  # labels imported from a file: where they were picked is not known
+# Sources that are, or may be, a uniform sample of the catalog: the quality caveat counts them as one.
+SAMPLE_SOURCES = frozenset({RANDOM_SOURCE, UNKNOWN_SOURCE, IMPORT_SOURCE})
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,7 @@ class LabelWorkspace:
         report("feeds", 0.85)
 
         timings["total_before_save"] = time.perf_counter() - started
+        label_sources = dict(Counter(picked_from.get(sid) or UNKNOWN_SOURCE for sid in labelled_ids))
         extra: dict[str, Any] = {
             "feeds": saved_feeds,
             "recommendation": recommendation,
@@ -260,10 +264,12 @@ class LabelWorkspace:
             "classifier": clf.info,
             "quality_folds": quality_folds,
             "quality_left_out": int((~evaluated).sum()),  # labels from the borderline feed: trained on, not scored
-            # where the labelled shots were picked from: with none from a uniform sample (RANDOM_SOURCE: the random
-            # feed, or the sample beside search before the first build) nor of unknown origin (imported, or saved
-            # without a source), the score only covers shots like those searched for or shown, and the UI says so
-            "label_sources": dict(Counter(picked_from.get(sid) or UNKNOWN_SOURCE for sid in labelled_ids)),
+            # where the labelled shots were picked from; with under a tenth from a uniform sample (RANDOM_SOURCE: the
+            # random feed, or the sample beside search before the first build) or of unknown origin (imported, or
+            # saved without a source), the score mostly covers shots like those searched for or shown and flatters
+            # models that find nothing elsewhere: the caveat says so, and the UI shows it
+            "label_sources": label_sources,
+            "quality_caveat": sample_caveat(label_sources, uniform=SAMPLE_SOURCES),
             "duplicates": {
                 "groups": groups.n_groups,
                 "hidden": groups.n_hidden,

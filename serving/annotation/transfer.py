@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, Request, Response
 
+from annotator_core.workspace import IMPORT_SOURCE
 from serving.annotation.auth import Principal, annotator, viewer
 from serving.annotation.context import ServiceContext, context
 from serving.annotation.inputs import LabelName
@@ -211,7 +212,7 @@ def import_rows(ctx: ServiceContext, label: str, who: str, text: str) -> dict[st
             unmatched.append({"line": number, "row": row, "reason": "no such shot"})
         else:
             values[shot_id] = value  # a shot named twice: the later line wins, as it would row by row
-    written = ctx.store.annotations.annotate_many(label, who, values.items(), source="import")
+    written = ctx.store.annotations.annotate_many(label, who, values.items(), source=IMPORT_SOURCE)
     return {
         "imported": written.written,
         "unchanged": written.unchanged,

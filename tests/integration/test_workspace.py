@@ -128,6 +128,7 @@ def test_build_end_to_end(corpus) -> None:
     assert (first.extra["quality_left_out"], second.extra["quality_left_out"]) == (0, 10)
     # labels from a uniform sample, which tell the score about the catalog at large: the 18 negatives above
     assert first.extra["label_sources"] == {"search": 27, "random": 18}
+    assert first.extra["quality_caveat"] is None  # 18 of 45 from a uniform sample: no caveat
     assert second.extra["label_sources"] == {"search": 27, "random": 18, "borderline": 10}
     # each build names the feed to label next: borderline every other build
     assert (first.next_feed, second.next_feed) == ("borderline", "random")
@@ -158,6 +159,25 @@ def test_build_end_to_end(corpus) -> None:
     assert (first.extra["signals"]["random_labels"], third.extra["signals"]["random_labels"]) == (18, 25)
     _label(annotations, truth, randoms[1:2], "review", annotator="other")
     assert restarted.build().extra["signals"]["random_labels"] == 25
+
+
+def test_a_build_with_few_labels_from_a_uniform_sample_carries_the_quality_caveat(corpus) -> None:
+    settings, shots, annotations, truth, _vectors, ids = corpus
+    positives = [s for s in ids if truth[s]]
+    negatives = [s for s in ids if not truth[s]]
+    ws = LabelWorkspace(LABEL, shots=shots, store=annotations, settings=settings)
+    _label(annotations, truth, positives[:12] + negatives[:12], "search")
+    first = ws.build()
+    assert first.extra["quality_caveat"] == {"from_sample": 0, "labels": 24, "share": 0.0, "min_share": 0.1}
+    # one random label in 25: still under a tenth
+    _label(annotations, truth, negatives[12:13], "random")
+    assert ws.build().extra["quality_caveat"]["from_sample"] == 1
+    # three of 27 (random, or imported: picked who knows how) clear it
+    _label(annotations, truth, negatives[13:14], "random")
+    _label(annotations, truth, negatives[14:15], "import")
+    third = ws.build()
+    assert third.extra["label_sources"] == {"search": 24, "random": 2, "import": 1}
+    assert third.extra["quality_caveat"] is None
 
 
 def test_labels_of_shots_gone_from_the_store_do_not_count(corpus) -> None:

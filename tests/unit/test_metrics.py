@@ -12,6 +12,7 @@ from annotator_core.classifier import fit_logistic, l2_rows, unit_mean
 from annotator_core.errors import ValidationFailed
 from annotator_core.folds import fold_count, stratified_folds
 from annotator_core.metrics import (
+    MIN_SAMPLE_SHARE,
     QUALITY_FOLDS,
     RATE_PRIOR,
     balanced_accuracy,
@@ -23,6 +24,7 @@ from annotator_core.metrics import (
     model_quality_estimate,
     quality_repeats,
     repeated_cv_accuracies,
+    sample_caveat,
 )
 
 
@@ -475,3 +477,31 @@ def test_evaluate_must_be_one_bool_per_row() -> None:
     for bad in (np.ones(len(y) - 1, dtype=bool), np.ones(len(y), dtype=int)):
         with pytest.raises(ValidationFailed, match="one bool per labelled row"):
             model_quality_estimate(x, y, C=10.0, threshold="corpus", reference=catalog, evaluate=bad)
+
+
+UNIFORM = {"random", "import", "unknown"}
+
+
+def test_sample_caveat_flags_labels_with_under_a_tenth_from_a_uniform_sample() -> None:
+    assert sample_caveat({"search": 20}, uniform=UNIFORM) == {
+        "from_sample": 0,
+        "labels": 20,
+        "share": 0.0,
+        "min_share": MIN_SAMPLE_SHARE,
+    }
+    caveat = sample_caveat({"search": 180, "top_positive": 10, "random": 9}, uniform=UNIFORM)
+    assert caveat is not None and (caveat["from_sample"], caveat["labels"]) == (9, 199)
+    assert caveat["share"] == pytest.approx(9 / 199)
+    # a tenth is enough: 20 of 200
+    assert sample_caveat({"search": 180, "random": 20}, uniform=UNIFORM) is None
+    # labels of unknown origin (imported, or saved without a source) may be a uniform sample: they count
+    assert sample_caveat({"search": 30, "import": 2, "unknown": 2}, uniform=UNIFORM) is None
+    assert sample_caveat({}, uniform=UNIFORM) is None
+    assert sample_caveat({"search": 10, "random": 3}, uniform=UNIFORM, min_share=0.5) is not None
+
+
+def test_sample_caveat_refuses_bad_counts_and_shares() -> None:
+    with pytest.raises(ValidationFailed, match="min_share must be in"):
+        sample_caveat({"search": 10}, uniform=UNIFORM, min_share=0.0)
+    with pytest.raises(ValidationFailed, match="label counts must be at least 0"):
+        sample_caveat({"search": -1}, uniform=UNIFORM)

@@ -66,6 +66,7 @@ def test_full_loop_label_build_feeds_review_undo(service) -> None:
     # where the labels came from: the negatives were sent without a source, so nothing says they are not a
     # random sample, and the UI's caveat (none from a random sample) stays off for this version
     assert result["extra"]["label_sources"] == {"search": 10, "unknown": 10}
+    assert result["extra"]["quality_caveat"] is None
 
     for name in FEEDS:
         feed = ann.get(f"/api/labels/{label}/feeds/{name}").json()

@@ -23,9 +23,28 @@ const TABS = [
 ];
 
 const BUILD_POLL_MS = 400;
-// Why the caveat above the scores (benchmarks/sample_efficiency.py, 12 runs × 10 labels × 3 prevalences).
+// Why the caveat above the scores (benchmarks/sample_efficiency.py, 12 runs × 10 labels × 3 prevalences, and
+// benchmarks/quality_caveat.py, search-found labels with some random ones, 6 runs; annotator_core.metrics.sample_caveat).
 const QUALITY_CAVEAT_EVIDENCE =
-  "In our replays, builds on labels found by search alone showed a median model quality of 0.69 while 39% of their models found almost nothing on held-out shots (AP below 0.1); with random shots among the labels, 1–2% did.";
+  "In our replays, builds on labels found by search alone showed a median model quality of 0.69 while 39% of their models found almost nothing on held-out shots (AP below 0.1). With under 10% of the labels from a random sample, 10–18% of the models were that useless while the score read about 0.7; with 10–20%, 6%; with more, 1%. Following the labelling cycle labels a random page in six.";
+
+// The caveat's text for a version, or "" (its extra.quality_caveat; versions built before it was saved have only
+// label_sources, and were warned only when none of their labels could be a random sample).
+function qualityCaveat(extra) {
+  let from = 0;
+  let total = 0;
+  if ("quality_caveat" in extra) {
+    if (!extra.quality_caveat) return "";
+    ({ from_sample: from, labels: total } = extra.quality_caveat);
+  } else {
+    const sources = extra.label_sources;
+    if (!sources || sources.random || sources.import || sources.unknown) return "";
+  }
+  const fix = "Label a page of the Random feed before trusting it.";
+  if (!from) return `⚠ None of these labels came from a random sample, so model quality only covers shots like the ones you searched for or were shown. ${fix}`;
+  const pct = Math.round((100 * from) / total);
+  return `⚠ Only ${from} of these ${total} labels (${pct}%) came from a random sample, so model quality mostly covers shots like the ones you searched for or were shown, and may look better than the model is. ${fix}`;
+}
 
 export async function renderLabel(main, { session, name, tab, go }) {
   const me = session.me;
@@ -83,12 +102,12 @@ export async function renderLabel(main, { session, name, tab, go }) {
       stat("Data diversity", fmtMetric(s.diversity), "", "stat-diversity", "How well your labelled shots cover the corpus's visual clusters (1 is full coverage)"),
       stat("Version", s.version ? `v${s.version}` : "—", "", "stat-version"),
     );
-    // No label from a uniform sample: the folds only see shots like those searched for or shown (issue 13).
-    // Imported labels, and labels saved without a source, may be a random sample for all we know: no caveat.
-    const sources = ((ctx.label?.latest || ctx.label?.latest_version || {}).extra || {}).label_sources;
-    if (sources && !sources.random && !sources.import && !sources.unknown) {
+    // Few labels from a uniform sample: the folds mostly see shots like those searched for or shown (issue 13).
+    // Imported labels, and labels saved without a source, may be a random sample for all we know: they count.
+    const warning = qualityCaveat((ctx.label?.latest || ctx.label?.latest_version || {}).extra || {});
+    if (warning) {
       caveat.title = QUALITY_CAVEAT_EVIDENCE;
-      caveat.textContent = "⚠ None of these labels came from a random sample, so model quality only covers shots like the ones you searched for or were shown. Label a page of the Random feed before trusting it.";
+      caveat.textContent = warning;
     } else caveat.replaceChildren();
     const desc = document.getElementById("label-description");
     if (desc && ctx.label) {
