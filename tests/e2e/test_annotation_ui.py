@@ -180,6 +180,11 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     expect(page.locator("#feed-borderline")).to_have_class(re.compile(r"\bactive\b"))
     expect(page.locator("#feed-tabs .next-mark")).to_have_count(1)
     expect(page.locator("#feed-borderline .next-mark")).to_have_text("▸ next")
+    # The caveat's fix is a link: from any tab it opens the Random feed, not the build's turn (Borderline).
+    page.click("#tab-review")
+    page.click("#caveat-random")
+    expect(page.locator("#tab-feeds")).to_have_class(re.compile(r"\bactive\b"))
+    expect(page.locator("#feed-random")).to_have_class(re.compile(r"\bactive\b"))
     for feed in FEEDS:
         page.click(f"#feed-{feed}")
         expect(page.locator(f"#feed-{feed}")).to_have_class(re.compile(r"\bactive\b"))

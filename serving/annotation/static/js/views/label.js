@@ -40,10 +40,9 @@ function qualityCaveat(extra) {
     const sources = extra.label_sources;
     if (!sources || sources.random || sources.import || sources.unknown) return "";
   }
-  const fix = "Label a page of the Random feed before trusting it.";
-  if (!from) return `⚠ None of these labels came from a random sample, so model quality only covers shots like the ones you searched for or were shown. ${fix}`;
+  if (!from) return "⚠ None of these labels came from a random sample, so model quality only covers shots like the ones you searched for or were shown.";
   const pct = Math.round((100 * from) / total);
-  return `⚠ Only ${from} of these ${total} labels (${pct}%) came from a random sample, so model quality mostly covers shots like the ones you searched for or were shown, and may look better than the model is. ${fix}`;
+  return `⚠ Only ${from} of these ${total} labels (${pct}%) came from a random sample, so model quality mostly covers shots like the ones you searched for or were shown, and may look better than the model is.`;
 }
 
 export async function renderLabel(main, { session, name, tab, go }) {
@@ -107,7 +106,8 @@ export async function renderLabel(main, { session, name, tab, go }) {
     const warning = qualityCaveat((ctx.label?.latest || ctx.label?.latest_version || {}).extra || {});
     if (warning) {
       caveat.title = QUALITY_CAVEAT_EVIDENCE;
-      caveat.textContent = warning;
+      const fix = h("a", { href: "#", id: "caveat-random", onclick: (e) => (e.preventDefault(), openSuggested("random")) }, "Label a page of the Random feed");
+      caveat.replaceChildren(`${warning} `, fix, " before trusting it.");
     } else caveat.replaceChildren();
     const desc = document.getElementById("label-description");
     if (desc && ctx.label) {
