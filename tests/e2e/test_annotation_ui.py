@@ -287,6 +287,12 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     # -- history: the version, its metrics and the plot; the second build added a point ----------------
     page.click("#tab-history")
     expect(page.locator("#versions-table tbody tr")).to_have_count(2)
+    # both versions carry the quality caveat (v2: 1 random label of 21; v1: none), marked beside the score
+    marks = page.locator("#versions-table .caveat-mark")
+    expect(marks).to_have_count(2)
+    expect(page.locator('#versions-table tr[data-version="2"] .caveat-mark')).to_have_attribute(
+        "title", re.compile(r"Only 1 of these 21 labels")
+    )
     expect(page.locator("#history-plot circle")).to_have_count(4)
     shot("10-history")
 
@@ -357,6 +363,8 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     page.click(".crumbs a")
     row = page.locator(f'tr[data-label="{LABEL}"]')
     expect(row).to_contain_text("v2")
+    # the list marks the score with the latest version's caveat too, not only the label's page
+    expect(row.locator(".caveat-mark")).to_have_attribute("title", re.compile(r"Only 1 of these 21 labels"))
     expect(row.locator(".meter-num").first).to_have_text(re.compile(r"^[01]\.\d\d$"))
     shot("14-labels-list")
 

@@ -3,6 +3,7 @@
 
 import { api } from "../api.js";
 import { fmtDate, fmtMetric, h, replace, svg, toast } from "../dom.js";
+import { caveatMark } from "./stats.js";
 
 function plot(versions) {
   const W = 560;
@@ -69,7 +70,7 @@ export async function renderHistory(panel, ctx) {
         h("td", {}, `v${v.version}`),
         h("td", {}, fmtDate(v.created_at), h("div", { class: "muted small" }, v.created_by || "")),
         h("td", { class: "num" }, h("span", { class: "pill pos" }, `+${v.n_pos}`), " ", h("span", { class: "pill neg" }, `−${v.n_neg}`)),
-        h("td", { class: "num" }, fmtMetric(v.model_quality)),
+        h("td", { class: "num" }, caveatMark(v), fmtMetric(v.model_quality)),
         h("td", { class: "num" }, fmtMetric(v.data_diversity)),
         h("td", {}, v.published_at ? h("span", { class: "published", title: fmtDate(v.published_at) }, "✓ published") : h("span", { class: "muted" }, "—")),
         h("td", {}, button),

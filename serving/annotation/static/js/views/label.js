@@ -11,7 +11,7 @@ import { renderHistory } from "./history.js";
 import { renderMap } from "./map.js";
 import { renderReview } from "./review.js";
 import { renderSearch } from "./search.js";
-import { FEED_NAMES, HINT_EVIDENCE, hintShown, labelStats, missingText, setHintShown } from "./stats.js";
+import { FEED_NAMES, HINT_EVIDENCE, hintShown, labelStats, missingText, qualityCaveat, setHintShown } from "./stats.js";
 
 const TABS = [
   ["search", "Search", renderSearch],
@@ -27,23 +27,6 @@ const BUILD_POLL_MS = 400;
 // benchmarks/quality_caveat.py, search-found labels with some random ones, 6 runs; annotator_core.metrics.sample_caveat).
 const QUALITY_CAVEAT_EVIDENCE =
   "In our replays, builds on labels found by search alone showed a median model quality of 0.69 while 39% of their models found almost nothing on held-out shots (AP below 0.1). With under 10% of the labels from a random sample, 10–18% of the models were that useless while the score read about 0.7; with 10–20%, 6%; with more, 1%. Following the labelling cycle labels a random page in six.";
-
-// The caveat's text for a version, or "" (its extra.quality_caveat; versions built before it was saved have only
-// label_sources, and were warned only when none of their labels could be a random sample).
-function qualityCaveat(extra) {
-  let from = 0;
-  let total = 0;
-  if ("quality_caveat" in extra) {
-    if (!extra.quality_caveat) return "";
-    ({ from_sample: from, labels: total } = extra.quality_caveat);
-  } else {
-    const sources = extra.label_sources;
-    if (!sources || sources.random || sources.import || sources.unknown) return "";
-  }
-  if (!from) return "⚠ None of these labels came from a random sample, so model quality only covers shots like the ones you searched for or were shown.";
-  const pct = Math.round((100 * from) / total);
-  return `⚠ Only ${from} of these ${total} labels (${pct}%) came from a random sample, so model quality mostly covers shots like the ones you searched for or were shown, and may look better than the model is.`;
-}
 
 export async function renderLabel(main, { session, name, tab, go }) {
   const me = session.me;

@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { fmtMetric, h, replace, toast } from "../dom.js";
-import { labelStats } from "./stats.js";
+import { caveatMark, labelStats } from "./stats.js";
 
 function meter(value, title) {
   const v = value === undefined || value === null ? null : Math.max(0, Math.min(1, Number(value)));
@@ -22,7 +22,7 @@ function labelRow(label, info, go) {
     { class: "label-row", dataset: { label: label.name }, onclick: (e) => e.target.tagName !== "A" && go(`/labels/${encodeURIComponent(label.name)}`) },
     h("td", {}, h("a", { href, class: "label-name" }, label.name), h("div", { class: "muted small" }, label.description || "")),
     h("td", { class: "num" }, h("span", { class: "pill pos" }, `+${s.nPos}`), " ", h("span", { class: "pill neg" }, `−${s.nNeg}`)),
-    h("td", {}, meter(s.quality, "Model quality: 25th percentile of balanced accuracy over repeated stratified K-fold cross-validation")),
+    h("td", {}, meter(s.quality, "Model quality: 25th percentile of balanced accuracy over repeated stratified K-fold cross-validation"), caveatMark(label.latest_version)),
     h("td", {}, meter(s.diversity, "Data diversity: how well the labelled shots cover the corpus's clusters")),
     h("td", { class: "num" }, s.version ? `v${s.version}` : h("span", { class: "muted" }, s.ready ? "ready to build" : "not built")),
   );

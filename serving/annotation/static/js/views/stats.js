@@ -1,5 +1,7 @@
 // Reads a label's numbers from the service's answers, whatever the nesting, in one place.
 
+import { h } from "../dom.js";
+
 const pick = (...values) => values.find((v) => v !== undefined && v !== null);
 
 export function labelStats(label, info = {}) {
@@ -62,3 +64,27 @@ export const FEED_NAMES = {
   random: "Random",
   search: "Search",
 };
+
+// The quality caveat's text for a version (issue 13), or "": its extra.quality_caveat. Versions built before
+// that was saved have only label_sources, and were warned only when none of their labels could be a random sample.
+export function qualityCaveat(versionExtra) {
+  const extra = versionExtra || {};
+  let from = 0;
+  let total = 0;
+  if ("quality_caveat" in extra) {
+    if (!extra.quality_caveat) return "";
+    ({ from_sample: from, labels: total } = extra.quality_caveat);
+  } else {
+    const sources = extra.label_sources;
+    if (!sources || sources.random || sources.import || sources.unknown) return "";
+  }
+  if (!from) return "⚠ None of these labels came from a random sample, so model quality only covers shots like the ones you searched for or were shown.";
+  const pct = Math.round((100 * from) / total);
+  return `⚠ Only ${from} of these ${total} labels (${pct}%) came from a random sample, so model quality mostly covers shots like the ones you searched for or were shown, and may look better than the model is.`;
+}
+
+// "⚠" beside a version's quality when too few of its labels came from a random sample; the caveat in its tooltip.
+export function caveatMark(version) {
+  const warning = qualityCaveat((version || {}).extra);
+  return warning ? h("span", { class: "caveat-mark", title: warning }, "⚠") : null;
+}
