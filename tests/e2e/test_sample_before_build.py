@@ -94,7 +94,7 @@ def test_the_feeds_tab_samples_before_a_build_and_opens_borderline_after(
     expect(page.locator("#feed-borderline")).to_have_class(re.compile(r"\bactive\b"))
     expect(page.locator("#feed-body .card").first.locator(".badge.score")).to_be_visible()
     expect(page.locator("#sample-intro")).to_have_count(0)
-    # two of the build's labels in nine came from the sample: no caveat over the score
+    # the two labels from the sample are over a tenth of the build's labels: no caveat over the score
     assert api.get(f"/api/labels/{LABEL}").json()["latest_version"]["extra"]["quality_caveat"] is None
     expect(page.locator("#quality-caveat")).to_have_count(1)
     expect(page.locator("#quality-caveat")).to_be_hidden()
