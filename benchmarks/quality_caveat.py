@@ -112,11 +112,7 @@ def report(points: np.ndarray, prevalences: list[float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pool", type=int, default=20_000, help="images drawn from the 70,000")
-    parser.add_argument("--components", type=int, default=64, help="PCA components of the features")
-    parser.add_argument("--bootstraps", type=int, default=6, help="runs per label and prevalence")
-    parser.add_argument("--labels", type=int, nargs="*", default=list(range(10)), help="class ids to run")
-    parser.add_argument("--prevalence", type=float, nargs="+", default=[0.1, 0.02, 0.005], help="positive shares")
+    se.add_task_arguments(parser, bootstraps=6)
     args = parser.parse_args()
     started = time.perf_counter()
     pool = se.load_pool(args.pool, args.components)
@@ -124,7 +120,7 @@ def main() -> None:
     for prevalence in args.prevalence:
         for label in args.labels:
             for b in range(args.bootstraps):
-                task = se.make_task(pool, label, b, prevalence, zs_examples=5, zs_noise=1.0)
+                task = se.make_task(pool, label, b, prevalence, zs_examples=args.zs_examples, zs_noise=args.zs_noise)
                 rows += [(prevalence, *point) for point in replay(task, b)]
         print(f"  prevalence {prevalence:.1%} done at {time.perf_counter() - started:.0f} s")
     print(

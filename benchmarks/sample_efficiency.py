@@ -453,19 +453,25 @@ def subsample(classes: np.ndarray, label: int, prevalence: float, rng: np.random
     return np.sort(np.concatenate([neg, keep]))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_task_arguments(parser: argparse.ArgumentParser, *, bootstraps: int) -> None:
+    """The options that pick the replay's tasks (:func:`load_pool`, :func:`make_task`): this script's and
+    ``quality_caveat.py``'s, so both replay the same labels, runs and zero-shot proxy."""
     parser.add_argument("--pool", type=int, default=20_000, help="images drawn from the 70,000")
     parser.add_argument("--components", type=int, default=64, help="PCA components of the features")
-    parser.add_argument("--bootstraps", type=int, default=3, help="runs per label and prevalence")
+    parser.add_argument("--bootstraps", type=int, default=bootstraps, help="runs per label and prevalence")
     parser.add_argument("--labels", type=int, nargs="*", default=list(range(10)), help="class ids to run")
     parser.add_argument("--prevalence", type=float, nargs="+", default=[0.1, 0.02, 0.005], help="positive shares")
+    parser.add_argument("--zs-examples", type=int, default=5, help="held-out positives behind the zero-shot query")
+    parser.add_argument("--zs-noise", type=float, default=1.0, help="norm of the noise added to the unit query")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_task_arguments(parser, bootstraps=3)
     parser.add_argument(
         "--rewards", nargs="*", default=[*LIVE_REWARDS, ORACLE], choices=[*LIVE_REWARDS, ORACLE], help="UCB rewards"
     )
     parser.add_argument("--arms", nargs="*", default=["product", "paper"], choices=["product", "paper"])
-    parser.add_argument("--zs-examples", type=int, default=5, help="held-out positives behind the zero-shot query")
-    parser.add_argument("--zs-noise", type=float, default=1.0, help="norm of the noise added to the unit query")
     parser.add_argument(
         "--va-flow", default="interleave", choices=VA_FLOWS, help="how VA's bootstrap ends (see the docstring)"
     )
