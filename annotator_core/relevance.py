@@ -32,9 +32,7 @@ def like_positives(positives: np.ndarray, negatives: np.ndarray, *, C: float) ->
     sample-efficiency replays it finds more positives in the same number of labels (issue 13, benchmarks/README).
     When nothing separates them (every negative a copy of every positive) it is the positives' mean direction too.
     """
-    pos = _rows(positives, "positives")
-    if pos.shape[0] == 0:
-        raise ValidationFailed(f"like_positives needs at least one positive vector, got shape {pos.shape}.")
+    pos = _positive_rows(positives)
     neg = _rows(negatives, "negatives", dim=pos.shape[1])
     if neg.shape[0] == 0:
         return rocchio_query(pos, neg, beta=0.0)
@@ -52,9 +50,7 @@ def rocchio_query(positives: np.ndarray, negatives: np.ndarray, *, beta: float =
 
     Every row is normalised first, so a long vector does not dominate.
     """
-    pos = _rows(positives, "positives")
-    if pos.shape[0] == 0:
-        raise ValidationFailed(f"like_positives needs at least one positive vector, got shape {pos.shape}.")
+    pos = _positive_rows(positives)
     query = l2_rows(pos).mean(axis=0, dtype=np.float64)
     neg = _rows(negatives, "negatives", dim=pos.shape[1])
     if neg.shape[0]:
@@ -63,6 +59,14 @@ def rocchio_query(positives: np.ndarray, negatives: np.ndarray, *, beta: float =
     if not np.isfinite(norm) or norm == 0.0:
         raise ValidationFailed("the positives' and negatives' means cancel out; label more positives.")
     return (query / norm).astype(np.float32)
+
+
+def _positive_rows(positives: np.ndarray) -> np.ndarray:
+    """:func:`_rows` of the positives, which a query needs at least one of."""
+    pos = _rows(positives, "positives")
+    if pos.shape[0] == 0:
+        raise ValidationFailed(f"like_positives needs at least one positive vector, got shape {pos.shape}.")
+    return pos
 
 
 def _rows(vectors: np.ndarray, what: str, *, dim: int | None = None) -> np.ndarray:
