@@ -50,9 +50,12 @@ from annotator_core.store import AnnotationStore, EventRow, VersionInfo
 
 Progress = Callable[[str, float], None]
 UNKNOWN_SOURCE = "unknown"  # a label saved without a source (an API client that sent none), in label_sources
-IMPORT_SOURCE = "import"  # labels imported from a file: where they were picked is not known
+IMPORT_SOURCE = "import"  # labels imported from a file that does not say where they were picked
+# Labels imported from a file that says where they were picked ("import:search", "import:random", …): an export
+# names each shot's picked_from, and an import keeps it behind this prefix, apart from this workspace's own picks.
+IMPORT_PREFIX = IMPORT_SOURCE + ":"
 # Sources that are, or may be, a uniform sample of the catalog: the quality caveat counts them as one.
-SAMPLE_SOURCES = frozenset({RANDOM_SOURCE, UNKNOWN_SOURCE, IMPORT_SOURCE})
+SAMPLE_SOURCES = frozenset({RANDOM_SOURCE, UNKNOWN_SOURCE, IMPORT_SOURCE, IMPORT_PREFIX + RANDOM_SOURCE})
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,7 @@ class LabelWorkspace:
             scoring.add_done_callback(lambda _f: timings.__setitem__("score", time.perf_counter() - scan_started))
             with clock("sources"):
                 events = self.store.annotations.events(self.label)
-                picked_from = _picked_from(events)
+                picked_from = pick_sources(events)
                 # shots the borderline feed picked train the folds but are not what they are scored on (a relabel in
                 # Review does not change that an earlier model chose them for being hard to call)
                 evaluated = np.fromiter(
@@ -265,9 +268,10 @@ class LabelWorkspace:
             "quality_folds": quality_folds,
             "quality_left_out": int((~evaluated).sum()),  # labels from the borderline feed: trained on, not scored
             # where the labelled shots were picked from; with under a tenth from a uniform sample (RANDOM_SOURCE: the
-            # random feed, or the sample beside search before the first build) or of unknown origin (imported, or
-            # saved without a source), the score mostly covers shots like those searched for or shown and flatters
-            # models that find nothing elsewhere: the caveat says so, and the UI shows it
+            # random feed, the sample beside search before the first build, or imported as picked so) or of unknown
+            # origin (imported from a file that does not say, or saved without a source), the score mostly covers
+            # shots like those searched for or shown and flatters models that find nothing elsewhere: the caveat
+            # says so, and the UI shows it
             "label_sources": label_sources,
             "quality_caveat": sample_caveat(label_sources, uniform=SAMPLE_SOURCES),
             "duplicates": {
@@ -379,7 +383,7 @@ class LabelWorkspace:
         The build's signals (quality, AP on the random-feed annotations scored out of fold, positives
         per source since the previous build) are saved with the version for the next build's reward.
         ``events``: the label's annotation events; ``picked_from``: where each labelled shot was picked
-        (:func:`_picked_from`), so a random-feed shot relabelled in Review stays in the uniform sample.
+        (:func:`pick_sources`), so a random-feed shot relabelled in Review stays in the uniform sample.
         """
         state = self.store.labels.recommender_state(self.label)
         s = self.settings
@@ -445,7 +449,7 @@ class _Clock:
         self.timings[self._part] = time.perf_counter() - self._start
 
 
-def _picked_from(events: Iterable[EventRow]) -> dict[str, str]:
+def pick_sources(events: Iterable[EventRow]) -> dict[str, str]:
     """Where each labelled shot was picked from: the source of the earliest label still standing on it.
 
     A label stands from an annotator's first value until they withdraw it; a relabel (in review, or the same

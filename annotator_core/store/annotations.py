@@ -9,7 +9,7 @@ An annotation and its event commit in one transaction or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -135,6 +135,7 @@ class AnnotationLog:
         values: Iterable[tuple[str, bool | None]],
         *,
         source: str = "",
+        sources: Mapping[str, str] | None = None,
         actor: str | None = None,
         batch: str = "",
     ) -> BulkOutcome:
@@ -147,7 +148,8 @@ class AnnotationLog:
         transaction; the rows it changes are locked while it runs (``FOR UPDATE`` on PostgreSQL,
         the write lock on SQLite). If another request creates one of these annotations meanwhile,
         nothing is written and :class:`ConflictError` says to try again. ``batch`` is recorded on every
-        event, so :meth:`undo_batch` can take the whole change back as one step.
+        event, so :meth:`undo_batch` can take the whole change back as one step. ``sources`` gives some
+        shots their own source (an import that keeps where each shot was picked); the rest get ``source``.
         """
         items = checked_items(values)
         who = actor or annotator
@@ -157,7 +159,7 @@ class AnnotationLog:
                 stored = stored_states(s, label_id, annotator, [sid for sid, _ in items])
                 plan = BulkPlan(label_id, annotator, source, who, stored, stamp(s, utcnow()), batch)
                 for shot_id, value in items:
-                    plan.apply(shot_id, value)
+                    plan.apply(shot_id, value, sources.get(shot_id, source) if sources else source)
                 insert_rows(s, INSERT_ANNOTATION, plan.new_rows)
                 update_annotations(s, plan.changed_rows)
                 self._append_events(s, plan.events)

@@ -99,12 +99,14 @@ class BulkPlan:
         self._changed: dict[str, tuple[Any, ...]] = {}  # shot_id -> UPDATE parameters
         self.events: list[tuple[Any, ...]] = []
 
-    def apply(self, shot_id: str, value: bool | None) -> None:
+    def apply(self, shot_id: str, value: bool | None, source: str | None = None) -> None:
+        """Plan one change; ``source`` (default: the plan's) is the row's and the event's source."""
+        source = self.source if source is None else source
         row_id, old_value, old_version = self.state.get(shot_id, (None, None, 0))
         if (value is None) if old_version == 0 else (old_value == value):
             return  # a repeat changes nothing, as in annotate()
         version = old_version + 1
-        fields = (value, self.source, version, self.stamp)
+        fields = (value, source, version, self.stamp)
         if row_id is None:
             self._new[shot_id] = (self.label_id, shot_id, self.annotator, *fields)
         else:
@@ -118,7 +120,7 @@ class BulkPlan:
                 self.actor,
                 old_value,
                 value,
-                self.source,
+                source,
                 version,
                 self.stamp,
                 self.batch,

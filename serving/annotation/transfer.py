@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, Request, Response
 
-from annotator_core.workspace import IMPORT_SOURCE
+from annotator_core.workspace import IMPORT_PREFIX, IMPORT_SOURCE, pick_sources
 from serving.annotation.auth import Principal, annotator, viewer
 from serving.annotation.context import ServiceContext, context
-from serving.annotation.inputs import LabelName
+from serving.annotation.inputs import FEEDS, LabelName
 from serving.annotation.presenters import model_scores, shot_info, timestamp
 from serving.http_errors import ApiError
 
 router = APIRouter(tags=["import and export"])
 
 EXPORT_COLUMNS = [
-    "label", "shot_id", "video_id", "title", "start_s", "end_s", "annotator", "value", "source", "version",
-    "updated_at", "model_score", "model_version",
+    "label", "shot_id", "video_id", "title", "start_s", "end_s", "annotator", "value", "source", "picked_from",
+    "version", "updated_at", "model_score", "model_version",
 ]  # fmt: skip
+# Where the service picks shots to label. An import keeps a row's picked_from (else its source) when it is one of
+# these, as "import:<it>", so a build's quality caveat still knows which labels were a random sample; anything else
+# (a relabel in review, an undo, another tool's word, nothing) saves as plain "import": picked who knows how.
+PICK_SOURCES = (*FEEDS, "search", "map", "example")
 TRUE_WORDS = {"1", "true", "yes", "y", "positive", "pos", "t"}
 FALSE_WORDS = {"0", "false", "no", "n", "negative", "neg", "f"}
 MAX_REPORTED = 1000
@@ -33,6 +38,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def _export_rows(ctx: ServiceContext, label: str) -> list[dict[str, Any]]:
     rows = ctx.store.annotations.current(label)
     ids = list(dict.fromkeys(r.shot_id for r in rows))
+    picked = pick_sources(ctx.store.annotations.events(label))
     version, scores = model_scores(ctx, label, ids)
     info = shot_info(ctx, ids)
     out = []
@@ -49,6 +55,7 @@ def _export_rows(ctx: ServiceContext, label: str) -> list[dict[str, Any]]:
                 "annotator": r.annotator,
                 "value": bool(r.value),
                 "source": r.source,
+                "picked_from": picked.get(r.shot_id, r.source),
                 "version": r.version,
                 "updated_at": timestamp(r.updated_at),
                 "model_score": scores.get(r.shot_id),
@@ -93,7 +100,8 @@ def export_parquet(request: Request, label: str = LabelName, _caller: Principal 
         [
             ("label", pa.string()), ("shot_id", pa.string()), ("video_id", pa.string()), ("title", pa.string()),
             ("start_s", pa.float64()), ("end_s", pa.float64()), ("annotator", pa.string()), ("value", pa.bool_()),
-            ("source", pa.string()), ("version", pa.int64()), ("updated_at", pa.string()),
+            ("source", pa.string()), ("picked_from", pa.string()), ("version", pa.int64()),
+            ("updated_at", pa.string()),
             ("model_score", pa.float64()), ("model_version", pa.int64()),
         ]
     )  # fmt: skip
@@ -132,6 +140,17 @@ async def _csv_text(request: Request) -> str:
         return bytes(data).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ApiError(422, "invalid", "the CSV is not UTF-8 text; save it as UTF-8 CSV.", field="body") from None
+
+
+def imported_source(row: dict[str, str]) -> str:
+    """The source an imported row is saved with: "import:<where it was picked>" when its picked_from (else its
+    source) column names a place the service picks shots from, or already says "import:<that>"; else "import"."""
+    for column in ("picked_from", "source"):
+        word = (row.get(column) or "").strip().lower()
+        if word:
+            break
+    where = word.removeprefix(IMPORT_PREFIX)
+    return IMPORT_PREFIX + where if where in PICK_SOURCES else IMPORT_SOURCE
 
 
 def _match_span(shots: list[dict[str, Any]], start: float, end: float) -> str | None:
@@ -205,6 +224,7 @@ def import_rows(ctx: ServiceContext, label: str, who: str, text: str) -> dict[st
         wanted.append((number, row, shot_id, value))
     known = {r["shot_id"] for r in ctx.shots.get_shots([w[2] for w in wanted if w[2]], columns=["shot_id"])}
     values: dict[str, bool] = {}
+    sources: dict[str, str] = {}
     for number, row, shot_id, value in wanted:
         if value is None:
             unmatched.append({"line": number, "row": row, "reason": "value is not true/false (or 1/0, yes/no)"})
@@ -212,10 +232,12 @@ def import_rows(ctx: ServiceContext, label: str, who: str, text: str) -> dict[st
             unmatched.append({"line": number, "row": row, "reason": "no such shot"})
         else:
             values[shot_id] = value  # a shot named twice: the later line wins, as it would row by row
-    written = ctx.store.annotations.annotate_many(label, who, values.items(), source=IMPORT_SOURCE)
+            sources[shot_id] = imported_source(row)
+    written = ctx.store.annotations.annotate_many(label, who, values.items(), source=IMPORT_SOURCE, sources=sources)
     return {
         "imported": written.written,
         "unchanged": written.unchanged,
+        "sources": dict(Counter(sources.values())),
         "n_unmatched": len(unmatched),
         "unmatched": sorted(unmatched, key=lambda u: u["line"])[:MAX_REPORTED],
     }
@@ -223,7 +245,12 @@ def import_rows(ctx: ServiceContext, label: str, who: str, text: str) -> dict[st
 
 @router.post("/api/labels/{label}/import")
 async def import_csv(request: Request, label: str = LabelName, caller: Principal = Depends(annotator)) -> Any:
-    """Import annotations (as yours) from CSV: shot_id,value or video_id,start_s,end_s,value."""
+    """Import annotations (as yours) from CSV: shot_id,value or video_id,start_s,end_s,value.
+
+    An optional picked_from (else source) column, as the export writes, keeps where each shot was picked:
+    the row saves as import:<that> (import:random, import:search, …), or plain import when it names no feed,
+    search, map or example. ``sources`` in the answer counts the matched rows by that source.
+    """
     from fastapi.concurrency import run_in_threadpool
 
     text = await _csv_text(request)

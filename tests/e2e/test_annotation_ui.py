@@ -302,14 +302,17 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     exported = page.request.get(annotation_service.url + csv_href)
     assert exported.status == 200
     rows = list(csv.DictReader(io.StringIO(exported.text())))
-    assert len(rows) == 21 and {"shot_id", "annotator", "value"} <= set(rows[0])
+    assert len(rows) == 21 and {"shot_id", "annotator", "value", "picked_from"} <= set(rows[0])
     parquet = page.request.get(annotation_service.url + page.locator("#export-parquet").get_attribute("href"))
     assert parquet.status == 200 and parquet.body()[:4] == b"PAR1"
-    body = f"shot_id,value\n{rows[0]['shot_id']},1\nno-such-video:0,1\n"
+    picked = rows[0]["picked_from"]
+    body = f"shot_id,value,picked_from\n{rows[0]['shot_id']},1,{picked}\nno-such-video:0,1,search\n"
     page.set_input_files("#import-file", files=[{"name": "old.csv", "mimeType": "text/csv", "buffer": body.encode()}])
     page.click("#import-form button[type=submit]")
     expect(page.locator("#import-report")).to_contain_text("1 row(s) not imported")
     expect(page.locator("#import-report .unmatched")).to_contain_text("no such shot")
+    # the matched row keeps where it was picked (issue 13: the quality caveat counts imported random labels)
+    expect(page.locator("#import-picked")).to_have_text(f"Where they were picked: {picked.replace('_', ' ')} 1.")
     shot("11-export-import")
 
     # -- a conflict: the annotation changed elsewhere since the page loaded it -------------------------

@@ -61,6 +61,17 @@ def test_bulk_ends_where_one_write_at_a_time_ends(store: AnnotationStore) -> Non
     assert store.annotations.consensus("bulk") == store.annotations.consensus("one-by-one")
 
 
+def test_bulk_gives_each_shot_its_own_source_where_one_is_named(store: AnnotationStore) -> None:
+    """An import that keeps where each shot was picked: the named shots' rows and events carry their source."""
+    own = {"v1:5": "import:random", "v3:0": "import:search", "v3:1": "import:top_positive"}
+    for shot_id, value in ITEMS:
+        store.annotations.annotate("one-by-one", shot_id, "ana", value, source=own.get(shot_id, "import"))
+    store.annotations.annotate_many("bulk", "ana", ITEMS, source="import", sources=own)
+    assert _rows(store, "bulk") == _rows(store, "one-by-one")
+    assert _events(store, "bulk") == _events(store, "one-by-one")
+    assert {r[0]: r[3] for r in _rows(store, "bulk")}["v3:0"] == "import:search"
+
+
 def test_running_the_same_import_again_changes_nothing(store: AnnotationStore) -> None:
     store.annotations.annotate_many("bulk", "ana", ITEMS, source="import")
     events = store.annotations.last_event_id("bulk")

@@ -233,6 +233,54 @@ def test_import_by_shot_id_and_by_video_span_reports_unmatched_rows(service) -> 
     assert set(sources) == {"import"} and sources["import"] >= 20, sources
 
 
+def test_an_export_imported_elsewhere_keeps_where_each_shot_was_picked(service) -> None:
+    """The export names each shot's picked_from; importing it keeps that, so the quality caveat still counts the
+    random sample (issue 13), and a relabel in review does not hide that a shot was drawn at random."""
+    ann, ben = service.client("ann"), service.client("ben")
+    source, copy = "picked-source", "picked-copy"
+    for name in (source, copy):
+        assert ann.post("/api/labels", json={"name": name}).status_code == 201
+    positives, negatives = (
+        service.shots_of_digit(3, 12),
+        [s for d in (1, 2, 4, 5) for s in service.shots_of_digit(d, 3)],
+    )
+    items = [{"shot_id": s, "value": True} for s in positives] + [{"shot_id": s, "value": False} for s in negatives]
+    batch = ann.post(f"/api/labels/{source}/annotations:batch", json={"items": items, "source": "search"})
+    assert batch.json()["ok"] == 24, batch.text
+    drawn = service.shots_of_digit(6, 1)[0]
+    assert ann.put(f"/api/labels/{source}/annotations/{drawn}", json={"value": False, "source": "random"}).is_success
+    # ben relabels the drawn shot in review: his row's source is "review", but the shot was picked at random
+    assert ben.put(f"/api/labels/{source}/annotations/{drawn}", json={"value": False, "source": "review"}).is_success
+
+    exported = list(csv.DictReader(io.StringIO(ann.get(f"/api/labels/{source}/export.csv").text)))
+    drawn_rows = {r["annotator"]: (r["source"], r["picked_from"]) for r in exported if r["shot_id"] == drawn}
+    assert drawn_rows == {"ann": ("random", "random"), "ben": ("review", "random")}
+    assert {r["picked_from"] for r in exported if r["shot_id"] != drawn} == {"search"}
+    table = pq.read_table(io.BytesIO(ann.get(f"/api/labels/{source}/export.parquet").content))
+    assert "picked_from" in table.column_names
+
+    body = io.StringIO()
+    writer = csv.DictWriter(body, fieldnames=list(exported[0]))
+    writer.writeheader()
+    writer.writerows(exported)
+    report = ann.post(f"/api/labels/{copy}/import", content=body.getvalue(), headers={"content-type": "text/csv"})
+    assert report.json()["sources"] == {"import:search": 24, "import:random": 1}, report.text
+    built = ann.post(f"/api/labels/{copy}/build")
+    assert built.status_code == 200, built.text
+    extra = built.json()["extra"]
+    assert extra["label_sources"] == {"import:search": 24, "import:random": 1}
+    # 1 of 25 from a random sample: the caveat the source label's own build would carry, not "imported, so fine"
+    assert extra["quality_caveat"] == {"from_sample": 1, "labels": 25, "share": 0.04, "min_share": 0.1}
+    assert ann.post(f"/api/labels/{source}/build").json()["extra"]["quality_caveat"]["from_sample"] == 1
+
+    # without picked_from the source column says where; a word the service does not pick by is plain "import"
+    text = f"shot_id,value,source\n{positives[0]},false,search\n{negatives[0]},true,review\n{drawn},true,vendor\n"
+    again = ann.post(f"/api/labels/{copy}/import", content=text, headers={"content-type": "text/csv"}).json()
+    assert again["sources"] == {"import:search": 1, "import": 2}
+    current = {a["shot_id"]: a["source"] for a in ann.get(f"/api/labels/{copy}/annotations").json()["annotations"]}
+    assert [current[s] for s in (positives[0], negatives[0], drawn)] == ["import:search", "import", "import"]
+
+
 def test_a_random_sample_before_the_first_build_labels_as_random(service) -> None:
     """Before any build the loop alternates search with a random sample (issue 13); its labels carry source random."""
     ann = service.client("ann")

@@ -12,7 +12,7 @@ export async function renderData(panel, ctx) {
     "form",
     { class: "card-panel", id: "import-form" },
     h("h2", {}, "Import labels from CSV"),
-    h("p", { class: "muted small" }, "One row per shot with a header. Either ", h("code", {}, "shot_id,value"), " or ", h("code", {}, "video_id,start_s,end_s,value"), " (the shot overlapping that span). Values: 1/0, true/false, positive/negative."),
+    h("p", { class: "muted small" }, "One row per shot with a header. Either ", h("code", {}, "shot_id,value"), " or ", h("code", {}, "video_id,start_s,end_s,value"), " (the shot overlapping that span). Values: 1/0, true/false, positive/negative. A ", h("code", {}, "picked_from"), " (or ", h("code", {}, "source"), ") column, as the export writes, keeps where each shot was picked, so model quality's caveat still knows which labels were a random sample; without it the rows count as picked who knows how."),
     file,
     submit,
     report,
@@ -29,6 +29,7 @@ export async function renderData(panel, ctx) {
       replace(
         report,
         h("p", { class: nUnmatched ? "notice" : "ok" }, `Imported ${result.imported} annotation(s)${result.unchanged ? `, ${result.unchanged} already so` : ""}; ${nUnmatched} row(s) not imported${nUnmatched > unmatched.length ? ` (first ${unmatched.length} listed)` : ""}.`),
+        pickedText(result.sources),
         unmatched.length > 0 &&
           h(
             "table",
@@ -62,4 +63,12 @@ export async function renderData(panel, ctx) {
     ),
   );
   return {};
+}
+
+// "Where they were picked: search 24, random 1, not said 2", from the import's sources ("import:search": 24, …).
+function pickedText(sources) {
+  const entries = Object.entries(sources || {}).sort((a, b) => b[1] - a[1]);
+  if (!entries.length) return null;
+  const parts = entries.map(([source, n]) => `${source.startsWith("import:") ? source.slice(7).replaceAll("_", " ") : "not said"} ${n}`);
+  return h("p", { class: "muted small", id: "import-picked" }, `Where they were picked: ${parts.join(", ")}.`);
 }
