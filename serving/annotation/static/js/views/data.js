@@ -12,7 +12,7 @@ export async function renderData(panel, ctx) {
     "form",
     { class: "card-panel", id: "import-form" },
     h("h2", {}, "Import labels from CSV"),
-    h("p", { class: "muted small" }, "One row per shot with a header. Either ", h("code", {}, "shot_id,value"), " or ", h("code", {}, "video_id,start_s,end_s,value"), " (the shot overlapping that span). Values: 1/0, true/false, positive/negative. A ", h("code", {}, "picked_from"), " (or ", h("code", {}, "source"), ") column, as the export writes, keeps where each shot was picked, so model quality's caveat still knows which labels were a random sample; without it the rows count as picked who knows how."),
+    h("p", { class: "muted small" }, "One row per shot with a header. Either ", h("code", {}, "shot_id,value"), " or ", h("code", {}, "video_id,start_s,end_s,value"), " (the shot overlapping that span). Values: 1/0, true/false, positive/negative. A ", h("code", {}, "picked_from"), " (or ", h("code", {}, "source"), ") column, as the export writes, keeps where each shot was picked, so model quality's caveat still knows which labels came from a random sample; without one VA cannot tell, and counts them as if they might have."),
     file,
     submit,
     report,
