@@ -447,26 +447,32 @@ def model_quality(
     return estimate.value
 
 
-def sample_caveat(
-    label_sources: Mapping[str, int], *, uniform: Collection[str], min_share: float = MIN_SAMPLE_SHARE
-) -> dict[str, float | int] | None:
-    """The caveat a build's quality carries when too few of its labels came from a uniform sample, else None.
+def sample_share(label_sources: Mapping[str, int], *, uniform: Collection[str]) -> dict[str, float | int]:
+    """How many of a build's labels came, or may have come, from a uniform sample of the catalog.
 
     ``label_sources``: labelled shots per source (where each was picked); ``uniform``: the sources that are, or
-    may be, a uniform sample of the catalog (the random feed; labels of unknown origin, which are given the
-    benefit of the doubt). The caveat is JSON-ready: ``{"from_sample": k, "labels": n, "share": k / n,
-    "min_share": min_share}``.
+    may be, a uniform sample (the random feed; labels of unknown origin, which are given the benefit of the
+    doubt). JSON-ready: ``{"from_sample": k, "labels": n, "share": k / n}`` (share 0 for no labels).
     """
-    if not 0.0 < min_share <= 1.0:
-        raise ValidationFailed(f"min_share must be in (0, 1], got {min_share}; {MIN_SAMPLE_SHARE} is the default.")
     counts = {str(source): int(n) for source, n in label_sources.items()}
     if any(n < 0 for n in counts.values()):
         raise ValidationFailed(f"label counts must be at least 0, got {counts}.")
     labels = sum(counts.values())
     from_sample = sum(n for source, n in counts.items() if source in uniform)
-    if labels == 0 or from_sample >= min_share * labels:
+    return {"from_sample": from_sample, "labels": labels, "share": from_sample / labels if labels else 0.0}
+
+
+def sample_caveat(
+    label_sources: Mapping[str, int], *, uniform: Collection[str], min_share: float = MIN_SAMPLE_SHARE
+) -> dict[str, float | int] | None:
+    """The caveat a build's quality carries when under ``min_share`` of its labels came from a uniform sample,
+    else None: :func:`sample_share`'s counts with ``"min_share"``, JSON-ready."""
+    if not 0.0 < min_share <= 1.0:
+        raise ValidationFailed(f"min_share must be in (0, 1], got {min_share}; {MIN_SAMPLE_SHARE} is the default.")
+    share = sample_share(label_sources, uniform=uniform)
+    if share["labels"] == 0 or share["from_sample"] >= min_share * share["labels"]:
         return None
-    return {"from_sample": from_sample, "labels": labels, "share": from_sample / labels, "min_share": min_share}
+    return {**share, "min_share": min_share}
 
 
 def cluster_counts(clusters: np.ndarray, *, k: int) -> np.ndarray:

@@ -33,7 +33,14 @@ from annotator_core.corpus.scorer import Scorer, make_scorer
 from annotator_core.duplicates import duplicate_groups, one_per_group, shown_once
 from annotator_core.errors import NotEnoughAnnotations, NotFoundError, ValidationFailed
 from annotator_core.feeds import BORDERLINE_SOURCE, FEEDS, next_feed
-from annotator_core.metrics import REFERENCE_ROWS, Quality, data_diversity, model_quality_estimate, sample_caveat
+from annotator_core.metrics import (
+    REFERENCE_ROWS,
+    Quality,
+    data_diversity,
+    model_quality_estimate,
+    sample_caveat,
+    sample_share,
+)
 from annotator_core.recommend import Recommender, make_recommender
 from annotator_core.relevance import like_positives
 from annotator_core.rewards import (
@@ -273,6 +280,7 @@ class LabelWorkspace:
             # shots like those searched for or shown and flatters models that find nothing elsewhere: the caveat
             # says so, and the UI shows it
             "label_sources": label_sources,
+            "label_sample": sample_share(label_sources, uniform=SAMPLE_SOURCES),  # shown beside the score
             "quality_caveat": sample_caveat(label_sources, uniform=SAMPLE_SOURCES),
             "duplicates": {
                 "groups": groups.n_groups,

@@ -175,6 +175,8 @@ def test_annotation_workflow_in_the_browser(annotation_service: Any, browser: An
     expect(caveat).to_be_visible()
     expect(caveat).to_contain_text("None of these labels came from a random sample")
     expect(caveat).to_have_attribute("title", re.compile(r"labels found by search alone"))
+    # the score's tooltip gives the share in every build, caveat or not (extra.label_sample)
+    expect(page.locator("#stat-quality")).to_have_attribute("title", re.compile(r"0 of these 20 labels \(0%\) came"))
     expect(page.locator("#feed-tabs button")).to_have_count(4)
     # The first build's turn in the labelling cycle is Borderline: opened, and the one tab marked next.
     expect(page.locator("#feed-borderline")).to_have_class(re.compile(r"\bactive\b"))

@@ -172,12 +172,15 @@ def test_a_build_with_few_labels_from_a_uniform_sample_carries_the_quality_cavea
     # one random label in 25: still under a tenth
     _label(annotations, truth, negatives[12:13], "random")
     assert ws.build().extra["quality_caveat"]["from_sample"] == 1
-    # three of 27 (random, or imported: picked who knows how) clear it
+    # three of 27 (random, or imported from a file that does not say where) clear it; an import that says it
+    # was picked by search does not count
     _label(annotations, truth, negatives[13:14], "random")
     _label(annotations, truth, negatives[14:15], "import")
+    _label(annotations, truth, negatives[15:16], "import:search")
     third = ws.build()
-    assert third.extra["label_sources"] == {"search": 24, "random": 2, "import": 1}
+    assert third.extra["label_sources"] == {"search": 24, "random": 2, "import": 1, "import:search": 1}
     assert third.extra["quality_caveat"] is None
+    assert third.extra["label_sample"] == {"from_sample": 3, "labels": 28, "share": 3 / 28}
 
 
 def test_labels_of_shots_gone_from_the_store_do_not_count(corpus) -> None:

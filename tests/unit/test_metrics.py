@@ -25,7 +25,9 @@ from annotator_core.metrics import (
     quality_repeats,
     repeated_cv_accuracies,
     sample_caveat,
+    sample_share,
 )
+from annotator_core.workspace import SAMPLE_SOURCES
 
 
 def _ids(counts: list[int]) -> np.ndarray:
@@ -498,6 +500,20 @@ def test_sample_caveat_flags_labels_with_under_a_tenth_from_a_uniform_sample() -
     assert sample_caveat({"search": 30, "import": 2, "unknown": 2}, uniform=UNIFORM) is None
     assert sample_caveat({}, uniform=UNIFORM) is None
     assert sample_caveat({"search": 10, "random": 3}, uniform=UNIFORM, min_share=0.5) is not None
+
+
+def test_sample_share_counts_the_labels_from_a_uniform_sample_with_or_without_a_caveat() -> None:
+    assert sample_share({"search": 180, "random": 20}, uniform=UNIFORM) == {
+        "from_sample": 20,
+        "labels": 200,
+        "share": 0.1,
+    }
+    assert sample_share({}, uniform=UNIFORM) == {"from_sample": 0, "labels": 0, "share": 0.0}
+    # the workspace's own sources: an import that says a shot was drawn at random counts, one from search does not
+    imported = sample_share({"import:random": 1, "import:search": 24, "import": 0}, uniform=SAMPLE_SOURCES)
+    assert (imported["from_sample"], imported["labels"]) == (1, 25)
+    with pytest.raises(ValidationFailed, match="label counts must be at least 0"):
+        sample_share({"random": -1}, uniform=UNIFORM)
 
 
 def test_sample_caveat_refuses_bad_counts_and_shares() -> None:

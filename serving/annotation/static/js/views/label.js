@@ -11,7 +11,7 @@ import { renderHistory } from "./history.js";
 import { renderMap } from "./map.js";
 import { renderReview } from "./review.js";
 import { renderSearch } from "./search.js";
-import { FEED_NAMES, HINT_EVIDENCE, hintShown, labelStats, missingText, qualityCaveat, setHintShown } from "./stats.js";
+import { FEED_NAMES, HINT_EVIDENCE, hintShown, labelStats, missingText, qualityCaveat, sampleText, setHintShown } from "./stats.js";
 
 const TABS = [
   ["search", "Search", renderSearch],
@@ -75,18 +75,19 @@ export async function renderLabel(main, { session, name, tab, go }) {
   // --- header -----------------------------------------------------------------
   function paintHeader() {
     const s = labelStats(ctx.label || {}, ctx.info);
-    const spread = ((ctx.label?.latest || ctx.label?.latest_version || {}).extra || {}).quality;
+    const latestExtra = (ctx.label?.latest || ctx.label?.latest_version || {}).extra || {};
+    const spread = latestExtra.quality;
     replace(
       stats,
       stat("Positive", s.nPos, "pos", "stat-pos"),
       stat("Negative", s.nNeg, "neg", "stat-neg"),
-      stat(spread ? `Model quality, folds ${fmtMetric(spread.low)}–${fmtMetric(spread.high)}` : "Model quality", fmtMetric(s.quality), "", "stat-quality", `25th percentile of balanced accuracy over stratified ${spread?.folds || "K"}-fold cross-validation, each fold's model marking as positive the share of the catalog this version marks (at most half), averaged over repeated splits (1 is perfect, 0.5 is a coin). Each fold's hit rates are (hits + ½) / (shots + 1), so folds of a few shots cannot read a perfect 1: with 10 + 10 labels the best is 0.92. The folds train on every label but are scored on those not from the Borderline feed, which were picked for being hard. 'folds' is the 10th–90th percentile of the folds' scores: with few labels it is wide, so the score is a rough guide.`),
+      stat(spread ? `Model quality, folds ${fmtMetric(spread.low)}–${fmtMetric(spread.high)}` : "Model quality", fmtMetric(s.quality), "", "stat-quality", `25th percentile of balanced accuracy over stratified ${spread?.folds || "K"}-fold cross-validation, each fold's model marking as positive the share of the catalog this version marks (at most half), averaged over repeated splits (1 is perfect, 0.5 is a coin). Each fold's hit rates are (hits + ½) / (shots + 1), so folds of a few shots cannot read a perfect 1: with 10 + 10 labels the best is 0.92. The folds train on every label but are scored on those not from the Borderline feed, which were picked for being hard. 'folds' is the 10th–90th percentile of the folds' scores: with few labels it is wide, so the score is a rough guide.${sampleText(latestExtra)}`),
       stat("Data diversity", fmtMetric(s.diversity), "", "stat-diversity", "How well your labelled shots cover the corpus's visual clusters (1 is full coverage)"),
       stat("Version", s.version ? `v${s.version}` : "—", "", "stat-version"),
     );
     // Few labels from a uniform sample: the folds mostly see shots like those searched for or shown (issue 13).
     // Imported labels, and labels saved without a source, may be a random sample for all we know: they count.
-    const warning = qualityCaveat((ctx.label?.latest || ctx.label?.latest_version || {}).extra || {});
+    const warning = qualityCaveat(latestExtra);
     if (warning) {
       caveat.title = QUALITY_CAVEAT_EVIDENCE;
       const fix = h("a", { href: "#", id: "caveat-random", onclick: (e) => (e.preventDefault(), openSuggested("random")) }, "Label a page of the Random feed");

@@ -83,6 +83,15 @@ export function qualityCaveat(versionExtra) {
   return `⚠ Only ${from} of these ${total} labels (${pct}%) came from a random sample, so model quality mostly covers shots like the ones you searched for or were shown, and may look better than the model is.`;
 }
 
+// " k of these n labels (x%) came from a random sample …", from a version's extra.label_sample (builds since the
+// import kept where shots were picked), for the quality score's tooltip; "" for older versions.
+export function sampleText(versionExtra) {
+  const sample = (versionExtra || {}).label_sample;
+  if (!sample || !sample.labels) return "";
+  const pct = Math.round((100 * sample.from_sample) / sample.labels);
+  return ` ${sample.from_sample} of these ${sample.labels} labels (${pct}%) came from a random sample (the Random feed, the sample before the first build, or labels whose origin is not known): the more, the fairer the score.`;
+}
+
 // "⚠" beside a version's quality when too few of its labels came from a random sample; the caveat in its tooltip.
 export function caveatMark(version) {
   const warning = qualityCaveat((version || {}).extra);
