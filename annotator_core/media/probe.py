@@ -74,10 +74,20 @@ def variable_frame_times(reader: decord.VideoReader, n_frames: int, fps: float) 
         return None
     if stamps.shape != (n_frames, 2) or not np.all(np.isfinite(stamps)):
         return None
-    times = np.append(stamps[:, 0], max(stamps[-1, 1], stamps[-1, 0])) - stamps[0, 0]
-    if np.any(np.diff(times) < 0):  # out of order (a broken index): no better than index / fps
+    # Containers without per-frame times (AVI, MPEG program streams) give placeholders: FFmpeg's "no timestamp"
+    # (about -3.7e17 s or -1.0e14 s) for some or all frames. Times that start before zero are not times.
+    if np.any(stamps < -VFR_TOLERANCE_FRAMES / fps):
+        return None
+    starts = stamps[:, 0]
+    steps = np.diff(starts)
+    # a last frame given no length (FLV) lasts as long as the frames before it did
+    end = stamps[-1, 1] if stamps[-1, 1] > starts[-1] or not steps.size else starts[-1] + float(np.median(steps))
+    times = np.append(starts, end) - starts[0]
+    if np.any(np.diff(times) <= 0):  # out of order or repeated (a broken index): no better than index / fps
         return None
     nominal = np.arange(n_frames + 1) / fps
+    if not 0.5 <= times[-1] / nominal[-1] <= 2.0:  # the average rate is frames / duration: far off, not times
+        return None
     off = np.abs(times - nominal) > VFR_TOLERANCE_FRAMES / fps
     if not off.any():
         return None

@@ -56,6 +56,13 @@ def footage(sample_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     # A phone's portrait recording: frames stored one way, shown turned a quarter (a display matrix of 90 degrees).
     upright = _make(["-i", str(bikes), "-t", "3", "-vf", "transpose=1", *x264], folder / "upright.mp4")
     made["turned"] = _make(["-i", str(upright), "-c", "copy", "-metadata:s:v:0", "rotate=90"], folder / "turned.mp4")
+    # Containers whose frames carry no timestamps for the decoder ("no timestamp": about -3.7e17 s).
+    clip = ["-i", str(bikes), "-t", "3", "-vf", "scale=320:136"]
+    made["mp4"] = _make([*clip, *x264], folder / "plain.mp4")
+    made["h264.avi"] = _make([*clip, *x264], folder / "h264.avi")
+    made["xvid.avi"] = _make([*clip, "-c:v", "mpeg4", "-bf", "2", "-q:v", "3"], folder / "xvid.avi")
+    made["mpeg1.mpg"] = _make([*clip, "-c:v", "mpeg1video", "-q:v", "3"], folder / "mpeg1.mpg")
+    made["flv1.flv"] = _make([*clip, "-c:v", "flv"], folder / "flv1.flv")  # Sorenson: no frame has a length
     for side in (16, 48):  # decord hands these sizes over with row padding counted as channels
         made[f"tiny{side}"] = _make(["-i", str(bikes), "-t", "3", "-vf", f"scale={side}:{side}", *x264],
                                     folder / f"tiny{side}.mp4")  # fmt: skip
@@ -115,6 +122,24 @@ def test_a_constant_rate_title_keeps_frame_over_fps_times(sample_videos_dir: Pat
     _video, shots = _decode(path)
     assert len(shots) >= 2
     assert all(s["start_s"] == s["start_frame"] / info.fps and s["end_s"] == s["end_frame"] / info.fps for s in shots)
+
+
+@pytest.mark.parametrize("kind", ["h264.avi", "xvid.avi", "mpeg1.mpg", "flv1.flv"])
+def test_containers_without_frame_times_keep_constant_rate_times(footage: dict[str, Path], kind: str) -> None:
+    """AVI, MPEG program streams and FLV give the decoder placeholder or partial frame times: they once read as
+    a variable rate, so an AVI landed with every shot at 0.0 s and an .mpg was refused as 3.7e17 s long."""
+    path = footage[kind]
+    info = probe(str(path), max_duration_s=3600.0, max_pixels=10**8)
+    assert info.frame_times is None and info.fps == 25.0
+    assert info.duration_s == pytest.approx(3.0, abs=2 / 25)  # 75 frames; packed B-frames may hide 2
+    video, shots = _decode(path)
+    assert "error" not in video and video["duration_s"] == pytest.approx(info.duration_s)
+    assert all(s["start_s"] == s["start_frame"] / 25.0 and s["end_s"] == s["end_frame"] / 25.0 for s in shots)
+    # the same three seconds in MP4: the same cuts, give or take the frames a packed B-frame stream hides
+    _, reference = _decode(footage["mp4"])
+    cuts = [s["start_frame"] for s in shots[1:]]
+    assert len(cuts) == len(reference) - 1 and len(cuts) >= 1
+    assert all(abs(a - b["start_frame"]) <= 2 for a, b in zip(cuts, reference[1:], strict=True)), (cuts, reference)
 
 
 @pytest.mark.parametrize("side", [16, 48])
