@@ -12,7 +12,8 @@ moved or renamed file is the same video and a re-run finds it done.
 
 A symlink found inside a folder or glob that points outside it is skipped, with the
 reason, unless ``follow_external_links``: a catalog folder must not be a way to read
-any file the ingest job can (``x.mp4 -> /etc/passwd``).
+any file the ingest job can (``x.mp4 -> /etc/passwd``). So is a file whose name is not
+UTF-8 text (the stores keep paths as UTF-8), with how to rename it.
 """
 
 from __future__ import annotations
@@ -84,10 +85,27 @@ def _is_video_name(name: str) -> bool:
     return not base.startswith(".") and os.path.splitext(base)[1].lower() in VIDEO_SUFFIXES
 
 
+def _not_utf8(path: str) -> str | None:
+    """Why a path cannot go into the catalog (its name is not UTF-8 text), or None.
+
+    Python keeps such bytes as lone surrogates (PEP 383), which Ray Data and LanceDB, storing UTF-8,
+    cannot carry: one such name used to fail the whole run.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not UTF-8 text; rename it in UTF-8, e.g. convmv -f latin1 -t utf8 --notest FILE"
+    return None
+
+
 def _list_local(raw: str, skipped: list[tuple[str, str]], *, follow_external_links: bool) -> list[CatalogEntry]:
     path = Path(raw).expanduser()
     if path.is_file():  # named explicitly: taken as the user gave it, link or not
-        return [CatalogEntry(str(path.resolve()), path.stat().st_size)]
+        resolved = str(path.resolve())
+        if (why := _not_utf8(resolved)) is not None:
+            skipped.append((os.fsencode(str(path)).decode("utf-8", "backslashreplace"), why))
+            return []
+        return [CatalogEntry(resolved, path.stat().st_size)]
     if path.is_dir():
         root, files = path, sorted(p for p in path.rglob("*") if _is_video_name(p.name))
     elif glob.has_magic(raw):
@@ -106,6 +124,9 @@ def _list_local(raw: str, skipped: list[tuple[str, str]], *, follow_external_lin
             skipped.append(
                 (str(found), f"a link to {target}, outside {inside}; set VA_FOLLOW_EXTERNAL_LINKS=true to ingest it")
             )
+            continue
+        if (why := _not_utf8(str(target))) is not None:
+            skipped.append((os.fsencode(str(found)).decode("utf-8", "backslashreplace"), why))
             continue
         if target.is_file():
             out.append(CatalogEntry(str(target), target.stat().st_size))

@@ -51,7 +51,11 @@ def catalog_rows(catalog: Catalog, paths: Sequence[str]) -> list[dict[str, Any]]
     """Fingerprint the catalog's files as a Ray Data map; one row per file, in catalog order."""
     entries = catalog.entries
     if not entries:
-        left_out = f" ({len(catalog.skipped)} link(s) out of the folder skipped)" if catalog.skipped else ""
+        left_out = (
+            f" ({len(catalog.skipped)} file(s) skipped; {catalog.skipped[0][0]}: {catalog.skipped[0][1]})"
+            if catalog.skipped
+            else ""
+        )
         raise ValidationFailed(
             f"no video files found under {', '.join(paths)}{left_out}; give video files, folders or "
             "s3:// / gs:// prefixes."

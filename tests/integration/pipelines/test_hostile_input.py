@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,25 @@ def test_a_link_out_of_the_folder_is_skipped_with_the_reason(linked_catalog: Pat
     assert [p for p, _ in scan_catalog([str(linked_catalog / "*.mp4")]).skipped] == [str(linked_catalog / "x.mp4")]
     followed = scan_catalog([str(linked_catalog)], follow_external_links=True)
     assert "/etc/passwd" in [e.uri for e in followed.entries] and not followed.skipped
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_ingest(sample_videos_dir: Path, tmp_path: Path) -> None:
+    """A Latin-1 name (café.mp4 from an old archive) used to fail the whole run in Ray's catalog step."""
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    shutil.copy(sample_videos_dir / "bikes.mp4", folder / "bikes.mp4")
+    latin1 = os.fsdecode(bytes(folder) + b"/caf\xe9.mp4")  # a surrogate-escaped str, as os.listdir gives it
+    shutil.copy(sample_videos_dir / "bigbuckbunny.mp4", latin1)
+    [(path, why)] = scan_catalog([str(folder)]).skipped
+    assert path == f"{folder}/caf\\xe9.mp4" and "not UTF-8 text" in why and "convmv" in why
+    assert scan_catalog([latin1]).skipped[0][0] == path  # named explicitly: skipped the same way
+
+    settings = Settings(data_dir=tmp_path / "va-data", n_clusters=2)
+    summary = run_ingest([str(folder)], settings=settings, encoder_spec="handcrafted")
+    assert (summary.videos_done, summary.videos_failed) == (1, 0)
+    assert [Path(p).name for p, _ in summary.links_skipped] == ["caf\\xe9.mp4"]
+    assert [Path(v["uri"]).name for v in ShotStore.from_settings(settings).videos()] == ["bikes.mp4"]
 
 
 @pytest.mark.usefixtures("ray_local")
