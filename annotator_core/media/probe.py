@@ -19,19 +19,25 @@ from functools import partial
 import decord
 import numpy as np
 
-from annotator_core.errors import ConfigError
+from annotator_core.errors import ConfigError, first_line
 
 SNIFF_BYTES = 4096
 DEFAULT_MAX_FRAMES = 1_000_000  # the max_video_frames setting's default
 DEFAULT_PROBE_TIMEOUT_S = 60.0  # the probe_timeout_s setting's default
-# Read the first video stream's header without decoding a frame (skip_frame all): memory stays flat.
+# Read every video stream's header without decoding a frame (skip_frame all): memory stays flat. Every stream,
+# not the first: the decoder picks its own ("best") stream, and a cover picture or a small preview stream first in
+# the file must neither set the video's size nor hide a stream over the limits.
 FFPROBE_ARGS = (
-    "-v", "error", "-skip_frame", "all", "-select_streams", "v:0",
+    "-v", "error", "-skip_frame", "all", "-select_streams", "v",
     "-show_entries",
-    "stream=codec_name,width,height,nb_frames,avg_frame_rate,r_frame_rate,duration:stream_side_data=rotation"
-    ":stream_tags=rotate:format=duration,format_name",
+    "stream=codec_name,width,height,nb_frames,avg_frame_rate,r_frame_rate,duration,start_time"
+    ":stream_disposition=attached_pic:stream_side_data=rotation:stream_tags=rotate,DURATION"
+    ":format=duration,format_name",
     "-of", "json",
 )  # fmt: skip
+# A file with fewer frames than this share of the count its container declares was cut short (a download or a
+# recording stopped part-way): a Matroska file keeps its header's duration and plays to where it was cut.
+DECLARED_FRAMES_TOLERANCE = 0.9
 
 
 class VideoRefused(Exception):
@@ -113,13 +119,19 @@ def describe_unreadable(path: str) -> str:
 
 @dataclass(frozen=True)
 class StreamHeader:
-    """What the container says about its first video stream, before any frame is decoded."""
+    """What the container says about its video (its largest video stream that is not a cover picture), before
+    any frame is decoded. ``width`` and ``height`` are the largest of any video stream's, for the limits."""
 
     width: int
     height: int
     duration_s: float | None  # None where the container does not say
     n_frames: int | None  # declared, or duration x frame rate; None where neither is known
     codec: str = ""  # the video codec's ffmpeg name (h264, av1, ...), "" where not given
+    # The frame count the container commits to (MP4's sample count); None where it only estimates (MPEG streams
+    # guess duration from bit rate). A file holding far fewer frames was cut short.
+    declared_frames: int | None = None
+    # Matroska/WebM: where the track ends (its DURATION, written when the file was closed), from time zero.
+    track_end_s: float | None = None
 
 
 def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> StreamHeader:
@@ -146,20 +158,53 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
         raise VideoRefused(
             f"no video stream: the file holds only audio or data ({container} container); nothing to ingest"
         )
-    if done.returncode != 0 or not streams or not streams[0].get("width") or not streams[0].get("height"):
+    sized = [s for s in streams if _number(s.get("width")) and _number(s.get("height"))]
+    if done.returncode != 0 or not sized:
         raise VideoRefused(f"not a readable video: {describe_unreadable(path)}")
-    stream = streams[0]
-    duration = _number(stream.get("duration")) or _number((found.get("format") or {}).get("duration"))
+    moving = [s for s in sized if not (s.get("disposition") or {}).get("attached_pic")] or sized
+    stream = max(moving, key=lambda s: int(s["width"]) * int(s["height"]))
+    stream_duration = _number(stream.get("duration"))
+    duration = stream_duration or _number((found.get("format") or {}).get("duration"))
     rate = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
     declared = _number(stream.get("nb_frames"))
     n_frames = int(declared) if declared else (round(duration * rate) if duration and rate else None)
-    width, height = int(stream["width"]), int(stream["height"])
-    if _quarter_turn(stream):
-        # decord hands frames over as they are displayed (turned), and a requested size means the turned
-        # frame's: with the stored width and height a phone's portrait video was decoded squashed.
-        width, height = height, width
+    committed = int(declared) if declared else None
+    track_end = (
+        (_clock((stream.get("tags") or {}).get("DURATION")) or stream_duration) if "matroska" in container else None
+    )
+    width, height = max(((_turned(s), s) for s in sized), key=lambda ts: ts[0][0] * ts[0][1])[0]
     codec = str(stream.get("codec_name") or "")
-    return StreamHeader(width=width, height=height, duration_s=duration, n_frames=n_frames, codec=codec)
+    return StreamHeader(
+        width=width,
+        height=height,
+        duration_s=duration,
+        n_frames=n_frames,
+        codec=codec,
+        declared_frames=committed,
+        track_end_s=track_end,
+    )
+
+
+def _video_start_s(path: str, *, timeout_s: float) -> float:
+    """When the first video stream starts (its start_time), 0 where unknown. ffprobe reads it only by decoding
+    (skip_frame hides it), so this runs after the header passed the limits."""
+    ffprobe = shutil.which("ffprobe") or "ffprobe"
+    args = ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=start_time", "-of", "json", path]
+    try:
+        done = subprocess.run(
+            [ffprobe, *args], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+        )
+        streams = json.loads(done.stdout or "{}").get("streams") or [{}]
+    except (subprocess.TimeoutExpired, json.JSONDecodeError):
+        return 0.0
+    return _number(streams[0].get("start_time")) or 0.0
+
+
+def _turned(stream: dict) -> tuple[int, int]:
+    """A stream's (width, height) as displayed: decord hands frames over turned, and a requested size means the
+    turned frame's, so with the stored width and height a phone's portrait video was decoded squashed."""
+    width, height = int(stream["width"]), int(stream["height"])
+    return (height, width) if _quarter_turn(stream) else (width, height)
 
 
 def _quarter_turn(stream: dict) -> bool:
@@ -182,6 +227,15 @@ def _number(value: object) -> float | None:
     except ValueError:
         return None
     return number if number > 0 and number != float("inf") else None
+
+
+def _clock(value: object) -> float | None:
+    """Seconds in a Matroska tag's "HH:MM:SS.nnnnnnnnn", or None."""
+    try:
+        hours, minutes, seconds = str(value).split(":")
+        return _number(int(hours) * 3600 + int(minutes) * 60 + float(seconds))
+    except ValueError:
+        return None
 
 
 def _rate(value: object) -> float | None:
@@ -240,10 +294,24 @@ def probe(
         raise VideoRefused(f"not a readable video: {describe_unreadable(path)}") from None
     if n_frames < 2 or not fps > 0:
         raise VideoRefused(f"a still image or empty stream, not a video ({n_frames} frame(s), {fps:g} fps)")
+    expected = header.declared_frames
+    if expected is None and header.track_end_s and n_frames < DECLARED_FRAMES_TOLERANCE * header.track_end_s * fps:
+        # Short of where the track ends: cut short, or a track that starts late (its first frame at 10 s).
+        expected = round((header.track_end_s - _video_start_s(path, timeout_s=timeout_s)) * fps)
+    if expected and n_frames < DECLARED_FRAMES_TOLERANCE * expected:
+        raise VideoRefused(
+            f"truncated: its container declares {expected} frames, the file holds {n_frames}; "
+            "copy it again, or let the recording finish"
+        )
+    try:
+        # The size of the stream the decoder reads (it picks the "best" one, not always the first); its first
+        # frame as displayed. Every video stream was within the pixel limit, so this frame is too.
+        first = reader.next().asnumpy()
+    except (RuntimeError, decord.DECORDError, StopIteration) as exc:
+        raise VideoRefused(f"its first frame cannot be decoded ({first_line(exc, limit=200)})") from None
+    height, width = first.shape[:2]
     times = variable_frame_times(reader, n_frames, fps)
     duration = n_frames / fps if times is None else float(times[-1])
-    info = VideoInfo(
-        duration_s=duration, fps=fps, width=header.width, height=header.height, n_frames=n_frames, frame_times=times
-    )
+    info = VideoInfo(duration_s=duration, fps=fps, width=width, height=height, n_frames=n_frames, frame_times=times)
     limits(width=info.width, height=info.height, duration_s=info.duration_s, n_frames=info.n_frames)
     return info

@@ -63,6 +63,17 @@ def footage(sample_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     made["xvid.avi"] = _make([*clip, "-c:v", "mpeg4", "-bf", "2", "-q:v", "3"], folder / "xvid.avi")
     made["mpeg1.mpg"] = _make([*clip, "-c:v", "mpeg1video", "-q:v", "3"], folder / "mpeg1.mpg")
     made["flv1.flv"] = _make([*clip, "-c:v", "flv"], folder / "flv1.flv")  # Sorenson: no frame has a length
+    # A small preview stream first, the picture second: the decoder reads the larger one.
+    split = "[0:v]split[a][b];[a]scale=160:90,setsar=1[small]"
+    made["two-streams"] = _make(
+        [*clip[:4], "-filter_complex", f"{split};[b]scale=320:136[big]", "-map", "[small]", "-map", "[big]", *x264],
+        folder / "two-streams.mp4",
+    )
+    made["mkv"] = _make([*clip, *x264], folder / "whole.mkv")
+    made["late.mkv"] = _make([*clip, *x264, "-output_ts_offset", "10"], folder / "late.mkv")  # starts at 10 s
+    cut = (folder / "whole.mkv").read_bytes()
+    made["cut.mkv"] = folder / "cut.mkv"  # a download stopped at 60%: Matroska keeps the whole length in its header
+    made["cut.mkv"].write_bytes(cut[: int(len(cut) * 0.6)])
     for side in (16, 48):  # decord hands these sizes over with row padding counted as channels
         made[f"tiny{side}"] = _make(["-i", str(bikes), "-t", "3", "-vf", f"scale={side}:{side}", *x264],
                                     folder / f"tiny{side}.mp4")  # fmt: skip
@@ -140,6 +151,27 @@ def test_containers_without_frame_times_keep_constant_rate_times(footage: dict[s
     cuts = [s["start_frame"] for s in shots[1:]]
     assert len(cuts) == len(reference) - 1 and len(cuts) >= 1
     assert all(abs(a - b["start_frame"]) <= 2 for a, b in zip(cuts, reference[1:], strict=True)), (cuts, reference)
+
+
+def test_the_size_is_the_stream_the_decoder_reads_not_the_first_stream(footage: dict[str, Path]) -> None:
+    """A preview stream (160x90) before the picture (320x136) once set the size: frames were squashed to 16:9."""
+    info = probe(str(footage["two-streams"]), max_duration_s=3600.0, max_pixels=10**8)
+    frame = decord.VideoReader(str(footage["two-streams"]), num_threads=1).next().asnumpy()
+    assert (info.width, info.height) == (frame.shape[1], frame.shape[0]) == (320, 136)
+    video, shots = _decode(footage["two-streams"])
+    assert "error" not in video and (video["width"], video["height"]) == (320, 136) and shots
+
+
+def test_a_matroska_file_cut_short_is_refused_and_one_that_starts_late_is_not(footage: dict[str, Path]) -> None:
+    """Matroska plays to where a download stopped, so a cut file once landed at its shorter length, silently."""
+    with pytest.raises(VideoRefused, match=r"truncated: its container declares 75 frames, the file holds \d+"):
+        probe(str(footage["cut.mkv"]), max_duration_s=3600.0, max_pixels=10**8)
+    video, shots = _decode(footage["cut.mkv"])
+    assert "truncated" in video["error"] and not shots
+    # its track's DURATION (13 s) counts from zero; the first frame is at 10 s: 75 frames, all there
+    for whole in ("mkv", "late.mkv"):
+        info = probe(str(footage[whole]), max_duration_s=3600.0, max_pixels=10**8)
+        assert info.n_frames == 75 and info.duration_s == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize("side", [16, 48])
