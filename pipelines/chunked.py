@@ -25,12 +25,13 @@ from annotator_core.media.chunks import (
 )
 from annotator_core.media.decode import DecodeStats, decode_shots
 from annotator_core.media.probe import VideoInfo
+from annotator_core.media.remux import decodable
 from annotator_core.media.sampling import SampleOptions, ShotSample
 from pipelines.catalog import local_copy
 
 
 def _decode_chunk(uri: str, info: VideoInfo, options: SampleOptions, chunk: Chunk) -> ChunkResult:
-    with local_copy(uri) as path:
+    with local_copy(uri) as local, decodable(local) as path:
         return decode_chunk(path, info, options, chunk)
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 from annotator_core.encoders import load_encoder, spec_uses_torch
 from annotator_core.media.decode import DecodeStats
 from annotator_core.media.probe import VideoInfo, VideoRefused, probe
+from annotator_core.media.remux import decodable
 from annotator_core.media.sampling import SampleOptions
 from pipelines.catalog import local_copy, title_of
 from pipelines.chunked import decode_title_shots
@@ -105,7 +106,7 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
         video = video_fields(entry, job.encoder)
         stats = DecodeStats()
         try:
-            with local_copy(entry["uri"]) as path:
+            with local_copy(entry["uri"]) as local, decodable(local) as path:
                 info = probe(
                     path, max_duration_s=job.max_duration_s, max_pixels=job.max_pixels, max_frames=job.max_frames,
                     timeout_s=job.probe_timeout_s,

@@ -17,6 +17,7 @@ import numpy as np
 
 from annotator_core.media.decode import DecodeStats, decode_shots
 from annotator_core.media.probe import VideoRefused, probe
+from annotator_core.media.remux import decodable
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
 from serving.http_errors import ApiError
@@ -42,15 +43,16 @@ class EmbeddedClip:
 def embed_clip(path: Path, encoder: Any, *, settings: Settings) -> EmbeddedClip:
     """Shots of the clip at ``path`` and one ``encoder`` vector per shot; ApiError for a refused clip."""
     try:
-        info = probe(
-            str(path),
-            max_duration_s=settings.max_clip_duration_s,
-            max_pixels=settings.max_video_pixels,
-            max_frames=settings.max_video_frames,
-            timeout_s=settings.probe_timeout_s,
-        )
-        options = SampleOptions.from_settings(settings, frame_size=encoder.frame_size)
-        samples = list(decode_shots(str(path), info, options, DecodeStats()))
+        with decodable(str(path)) as readable:  # an MPEG-TS clip is rewrapped first, as ingest does
+            info = probe(
+                readable,
+                max_duration_s=settings.max_clip_duration_s,
+                max_pixels=settings.max_video_pixels,
+                max_frames=settings.max_video_frames,
+                timeout_s=settings.probe_timeout_s,
+            )
+            options = SampleOptions.from_settings(settings, frame_size=encoder.frame_size)
+            samples = list(decode_shots(readable, info, options, DecodeStats()))
     except VideoRefused as exc:
         too_long = str(exc).startswith("too long")
         raise ApiError(

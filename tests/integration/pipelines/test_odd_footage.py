@@ -22,6 +22,7 @@ from proxy_formats import has_encoder
 from annotator_core.encoders import load_encoder
 from annotator_core.media.decode import rgb_frame
 from annotator_core.media.probe import VideoRefused, probe
+from annotator_core.media.remux import decodable, is_transport_stream
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
 from pipelines.stages import DecodeJob, decode_title
@@ -69,6 +70,9 @@ def footage(sample_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         [*clip[:4], "-filter_complex", f"{split};[b]scale=320:136[big]", "-map", "[small]", "-map", "[big]", *x264],
         folder / "two-streams.mp4",
     )
+    made["h264.ts"] = _make([*clip, *x264], folder / "h264.ts")
+    made["mpeg2.ts"] = _make([*clip, "-c:v", "mpeg2video", "-q:v", "3"], folder / "mpeg2.ts")
+    made["h264.m2ts"] = _make([*clip, *x264, "-f", "mpegts", "-mpegts_m2ts_mode", "1"], folder / "h264.m2ts")
     made["mkv"] = _make([*clip, *x264], folder / "whole.mkv")
     made["late.mkv"] = _make([*clip, *x264, "-output_ts_offset", "10"], folder / "late.mkv")  # starts at 10 s
     cut = (folder / "whole.mkv").read_bytes()
@@ -151,6 +155,27 @@ def test_containers_without_frame_times_keep_constant_rate_times(footage: dict[s
     cuts = [s["start_frame"] for s in shots[1:]]
     assert len(cuts) == len(reference) - 1 and len(cuts) >= 1
     assert all(abs(a - b["start_frame"]) <= 2 for a, b in zip(cuts, reference[1:], strict=True)), (cuts, reference)
+
+
+@pytest.mark.parametrize("kind", ["h264.ts", "mpeg2.ts", "h264.m2ts"])
+def test_a_transport_stream_decodes_from_its_first_frame(footage: dict[str, Path], kind: str) -> None:
+    """decord read MPEG-TS one GOP late (its frame 0 was the stream's 12th or 25th), and ffprobe could not size
+    H.264 in TS: ingest rewraps a transport stream into Matroska first (annotator_core.media.remux)."""
+    path = footage[kind]
+    assert is_transport_stream(str(path)) and not is_transport_stream(str(footage["mp4"]))
+    raw = subprocess.run(
+        [*FFMPEG[:-1], "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    with decodable(str(path)) as readable:
+        assert readable != str(path)
+        first = decord.VideoReader(readable, num_threads=1).next().asnumpy().astype(int)
+    reference = np.frombuffer(raw, np.uint8).reshape(first.shape).astype(int)
+    assert np.abs(first - reference).mean() < 2.0  # the same picture (decoders round colours a little differently)
+    video, shots = _decode(path)
+    assert "error" not in video and video["n_frames"] == 75 and (video["width"], video["height"]) == (320, 136)
+    _, mp4_shots = _decode(footage["mp4"])
+    assert [s["start_frame"] for s in shots] == [s["start_frame"] for s in mp4_shots]
 
 
 def test_the_size_is_the_stream_the_decoder_reads_not_the_first_stream(footage: dict[str, Path]) -> None:
