@@ -204,6 +204,13 @@ class ShotStore:
         )
         self._table(SHOTS_TABLE).merge_insert("shot_id").when_matched_update_all().execute(data)
 
+    def relocate_videos(self, moves: Sequence[tuple[str, str, str]]) -> None:
+        """Point done videos at where their files are now: ``(video_id, uri, title)`` each (a moved or renamed
+        file keeps its fingerprint, shots and labels; only where to read it changes)."""
+        table = self._table(VIDEOS_TABLE)
+        for video_id, uri, title in moves:
+            table.update(where=f"video_id = {_sql_str(video_id)}", values={"uri": uri, "title": title})
+
     def delete_video_shots(self, video_id: str) -> None:
         if self.has_shots():
             self._table(SHOTS_TABLE).delete(f"video_id = {_sql_str(video_id)}")

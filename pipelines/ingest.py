@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from annotator_core.errors import EncoderUnavailable, ValidationFailed
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
-from pipelines.catalog import Catalog, fingerprint, scan_catalog
+from pipelines.catalog import Catalog, fingerprint, is_remote, scan_catalog, title_of
 from pipelines.ingest_writer import IngestSummary, ProgressFn, ShotWriter
 from pipelines.ray_session import data_context, ray_session
 from pipelines.stages import CPU_EMBED_SHOTS, DECODED_BLOCK_BYTES, DecodeFn, DecodeJob, EmbedShots, decode_title
@@ -104,8 +105,13 @@ def run_ingest(
         summary.links_skipped = catalog.skipped
         rows = catalog_rows(catalog, paths)
         summary.stage_seconds["catalog"] = time.perf_counter() - t0
-        done = store.done_video_ids()
+        done_uris = {v["video_id"]: v["uri"] for v in store.videos(status="done")}
+        done = set(done_uris)
         failed = set() if retry_failed else store.failed_video_ids()
+        moved = _moved(rows, done_uris)
+        if moved and not dry_run:
+            store.relocate_videos([(video_id, uri, title_of(uri)) for video_id, uri in moved])
+        summary.moved = [uri for _video_id, uri in moved]
         todo: list[dict[str, Any]] = []
         seen: set[str] = set()
         for row in rows:
@@ -148,6 +154,20 @@ def run_ingest(
         _after_run(store, settings, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _moved(rows: Sequence[dict[str, Any]], done_uris: dict[str, str]) -> list[tuple[str, str]]:
+    """``(video_id, new uri)`` of done videos found under another local path while the stored one is gone: the
+    file was moved or renamed, so the stored path would fail proxies and playback. A copy beside the original
+    (both paths there) is the same video and keeps its first path."""
+    moved: dict[str, str] = {}
+    for row in rows:
+        stored = done_uris.get(row["video_id"])
+        if stored is None or stored == row["uri"] or row["video_id"] in moved:
+            continue
+        if not is_remote(stored) and not os.path.exists(stored):
+            moved[row["video_id"]] = row["uri"]
+    return list(moved.items())
 
 
 def _actor_failed(exc: Exception, spec: str) -> Exception:

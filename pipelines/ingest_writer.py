@@ -31,6 +31,7 @@ class IngestSummary:
     videos_failed: int = 0
     videos_skipped: int = 0
     failed_before: int = 0  # of the skipped: failed on an earlier run and unchanged since (see retry_failed)
+    moved: list[str] = field(default_factory=list)  # done videos found at a new path (moved or renamed): updated
     links_skipped: list[tuple[str, str]] = field(default_factory=list)  # links out of the catalog, names not UTF-8; why
     shots: int = 0
     seconds: float = 0.0

@@ -194,6 +194,9 @@ class _ProgressDisplay:
 def _print_summary(s: Any) -> None:
     for path, why in s.links_skipped:
         click.secho(f"skipped: {path}: {why}", fg="yellow", err=True)
+    for uri in s.moved:
+        now = "would point" if s.dry_run else "now points"
+        click.echo(f"moved: {uri}: already ingested from a path that is gone; its record {now} here.")
     if s.failed_before:
         click.echo(f"{s.failed_before} video(s) failed before and are unchanged: not retried (use --retry-failed).")
     if s.dry_run:

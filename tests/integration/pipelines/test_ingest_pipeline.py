@@ -121,6 +121,36 @@ def test_a_rerun_skips_done_videos_and_writes_nothing_twice(ingested, catalog_di
     assert video_rows(store) == before_videos
 
 
+def test_a_moved_file_keeps_its_shots_and_its_record_follows_it(sample_videos_dir, tmp_path):
+    """A renamed or moved file is the same video (same fingerprint): skipped, but its stored path once stayed
+    the old one, so proxies and playback failed with 'No such file'. A copy beside the original keeps the first."""
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    first = folder / "reel 1.mp4"
+    shutil.copy(sample_videos_dir / "bikes.mp4", first)
+    settings = _settings(tmp_path / "store")
+    run_ingest([str(folder)], settings=settings, encoder_spec="handcrafted")
+    store = ShotStore.from_settings(settings)
+    shots = shot_rows(store)
+
+    renamed = folder / "archive" / "Bikes at dusk.mp4"
+    renamed.parent.mkdir()
+    first.rename(renamed)
+    dry = run_ingest([str(folder)], settings=settings, encoder_spec="handcrafted", dry_run=True)
+    assert dry.moved == [str(renamed)] and [v["uri"] for v in store.videos()] == [
+        str(first)
+    ]  # a dry run writes nothing
+    again = run_ingest([str(folder)], settings=settings, encoder_spec="handcrafted")
+    assert (again.moved, again.videos_done, again.videos_skipped) == ([str(renamed)], 0, 1)
+    [video] = store.videos()
+    assert (video["uri"], video["title"], video["status"]) == (str(renamed), "Bikes at dusk", "done")
+    assert shot_rows(store) == shots
+
+    shutil.copy(renamed, folder / "copy.mp4")  # both paths there: the same video, its record stays put
+    assert run_ingest([str(folder)], settings=settings, encoder_spec="handcrafted").moved == []
+    assert [v["uri"] for v in store.videos()] == [str(renamed)]
+
+
 def test_a_run_killed_after_writing_shots_but_before_the_done_row_resumes_to_the_same_table(
     catalog_dir, ingested, tmp_path
 ):
