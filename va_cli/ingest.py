@@ -30,7 +30,8 @@ from va_cli.main import settings_from
 @click.option(
     "--strict/--no-strict",
     default=None,
-    help="Exit with status 1 when any video failed (default VA_STRICT, off: failures are rows, the run goes on).",
+    help="Exit with status 1 when any video of the catalog failed, in this run or an earlier one and not retried "
+    "(default VA_STRICT, off: failures are rows, the run goes on).",
 )
 @click.option(
     "--retry-failed",
@@ -131,7 +132,8 @@ def ingest(
 
 
 def _exit(ctx: click.Context, summary: Any, settings: Any) -> None:
-    if summary.videos_failed and settings.strict:
+    # a rerun skips what failed before (unchanged, not retried): the catalog still holds those failures
+    if (summary.videos_failed or summary.failed_before) and settings.strict:
         ctx.exit(1)
 
 

@@ -35,6 +35,11 @@ def test_strict_run_with_a_failure_exits_1_and_a_normal_run_exits_0(catalog_dir,
     summary = json.loads(strict.stdout)
     assert (summary["videos_total"], summary["videos_failed"], summary["videos_done"]) == (2, 2, 0)
     assert [Path(uri).name for uri, _ in summary["failures"]] == ["bad-empty.mp4", "bad-random.mp4"]
+    # run again: the two are skipped as failed before, and the catalog still holds them, so still 1
+    rerun = _run(
+        [str(catalog_dir / "bad-empty.mp4"), str(catalog_dir / "bad-random.mp4"), "--strict", "--json"], tmp_path
+    )
+    assert rerun.exit_code == 1 and json.loads(rerun.stdout)["failed_before"] == 2, rerun.output
 
     normal = _run([str(catalog_dir / "bikes.mp4"), str(catalog_dir / "bad-text.mp4")], tmp_path)
     assert normal.exit_code == 0, normal.output
