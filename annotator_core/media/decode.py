@@ -21,7 +21,7 @@ import decord
 import numpy as np
 
 from annotator_core.errors import first_line
-from annotator_core.media.probe import VideoInfo, VideoRefused
+from annotator_core.media.probe import VideoInfo, VideoRefused, decoder_reason
 from annotator_core.media.sampling import OpenShot, SampleOptions, ShotSample, decode_size, sample_shot
 from annotator_core.media.shots import CutDetector
 
@@ -89,8 +89,8 @@ def decode_shots(path: str, info: VideoInfo, options: SampleOptions, stats: Deco
             break
         except (RuntimeError, decord.DECORDError) as exc:
             raise VideoRefused(
-                f"decoding failed at frame {index} of {info.n_frames} "
-                f"(truncated or corrupt: {first_line(exc, limit=200)})"
+                f"decoding failed at frame {index} of {info.n_frames}: the file is damaged there "
+                f"({decoder_reason(exc)}); re-encode or copy it again"
             ) from None
         t1 = time.perf_counter()
         recent.append((index, frame))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -102,12 +103,25 @@ def variable_frame_times(reader: decord.VideoReader, n_frames: int, fps: float) 
     return np.where(off, times, nominal)
 
 
+_NATIVE_NOISE = re.compile(r"\[\d\d:\d\d:\d\d\] \S+\.(?:cc|h):\d+: ")  # "[22:07:03] /…/threaded_decoder.cc:218: "
+
+
+def decoder_reason(exc: BaseException) -> str:
+    """decord's error without its C++ log prefixes and checks: "Thread worker: Error sending packet."."""
+    text = _NATIVE_NOISE.sub("", first_line(exc, limit=1000))
+    if "Check failed:" in text:  # "Check failed: call(args) >= 0 (-1094995529 vs. 0) Thread worker: Error …"
+        text = text.split("Check failed:", 1)[1]
+        said = re.search(r"vs\. [^)]*\)\s*(.+)$", text)
+        text = said.group(1) if said else text
+    return " ".join(text.split())[:200] or type(exc).__name__
+
+
 def describe_unreadable(path: str) -> str:
     """Why the decoder cannot open ``path``, judged from its first bytes (what a person can act on)."""
     with open(path, "rb") as f:
         head = f.read(SNIFF_BYTES)
     if head[4:8] == b"ftyp":
-        return "an MP4/MOV file without its index (moov atom): truncated, or still being written"
+        return "an MP4/MOV file whose index (moov atom) or data is missing: truncated, or still being written"
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -290,6 +304,12 @@ def probe(
             raise VideoRefused(
                 f"its video codec ({header.codec}) cannot be decoded by the ingest decoder (decord); transcode it, "
                 f"e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4"
+            ) from None
+        if header.codec and "duration/frame-count" in str(exc):
+            # A stream ffprobe sized (Theora in Ogg, GIF, a raw elementary stream) that decord cannot index.
+            raise VideoRefused(
+                f"the ingest decoder (decord) cannot count the frames of its {header.codec} video stream; transcode "
+                f"it, e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4"
             ) from None
         raise VideoRefused(f"not a readable video: {describe_unreadable(path)}") from None
     if n_frames < 2 or not fps > 0:

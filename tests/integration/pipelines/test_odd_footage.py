@@ -21,7 +21,7 @@ from proxy_formats import has_encoder
 
 from annotator_core.encoders import load_encoder
 from annotator_core.media.decode import rgb_frame
-from annotator_core.media.probe import VideoRefused, probe
+from annotator_core.media.probe import VideoRefused, decoder_reason, probe
 from annotator_core.media.remux import decodable, is_transport_stream
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
@@ -73,6 +73,7 @@ def footage(sample_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     made["h264.ts"] = _make([*clip, *x264], folder / "h264.ts")
     made["mpeg2.ts"] = _make([*clip, "-c:v", "mpeg2video", "-q:v", "3"], folder / "mpeg2.ts")
     made["h264.m2ts"] = _make([*clip, *x264, "-f", "mpegts", "-mpegts_m2ts_mode", "1"], folder / "h264.m2ts")
+    made["gif"] = _make([*clip[:4], "-vf", "scale=80:34"], folder / "moving.gif")
     made["mkv"] = _make([*clip, *x264], folder / "whole.mkv")
     made["late.mkv"] = _make([*clip, *x264, "-output_ts_offset", "10"], folder / "late.mkv")  # starts at 10 s
     cut = (folder / "whole.mkv").read_bytes()
@@ -176,6 +177,25 @@ def test_a_transport_stream_decodes_from_its_first_frame(footage: dict[str, Path
     assert "error" not in video and video["n_frames"] == 75 and (video["width"], video["height"]) == (320, 136)
     _, mp4_shots = _decode(footage["mp4"])
     assert [s["start_frame"] for s in shots] == [s["start_frame"] for s in mp4_shots]
+
+
+def test_a_stream_the_decoder_cannot_index_is_named_with_the_fix(footage: dict[str, Path]) -> None:
+    """An animated GIF (or Theora, or a raw elementary stream) once read "unrecognised content, not a video
+    container the decoder knows", though ffprobe names its codec."""
+    with pytest.raises(
+        VideoRefused, match=r"cannot count the frames of its gif video stream; transcode it, e\.g\. ffmpeg"
+    ):
+        probe(str(footage["gif"]), max_duration_s=3600.0, max_pixels=10**8)
+
+
+def test_a_decoder_error_is_told_without_its_native_log_prefixes() -> None:
+    native = (
+        "[22:07:03] /github/workspace/src/video/ffmpeg/threaded_decoder.cc:292: [22:07:03] /github/workspace/src/"
+        "video/ffmpeg/threaded_decoder.cc:218: Check failed: avcodec_send_packet(dec_ctx_.get(), pkt.get()) >= 0 "
+        "(-1094995529 vs. 0) Thread worker: Error sending packet.\n\nStack trace:\n  [bt] (0) libdecord.so"
+    )
+    assert decoder_reason(RuntimeError(native)) == "Thread worker: Error sending packet."
+    assert decoder_reason(RuntimeError("end of file\nmore")) == "end of file"
 
 
 def test_the_size_is_the_stream_the_decoder_reads_not_the_first_stream(footage: dict[str, Path]) -> None:
