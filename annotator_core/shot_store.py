@@ -344,7 +344,9 @@ class ShotStore:
             # hit returned, without reading refine_factor x k full vectors for a long result list.
             "refine_factor": max(1, math.ceil(self.refine_factor * RERANK_DEPTH / max(k, 1))),
         }
-        found = dataset.to_table(columns=SEARCH_COLUMNS, nearest=nearest, filter=where or None, prefilter=bool(where))
+        found = dataset.to_table(
+            columns=[*SEARCH_COLUMNS, "_distance"], nearest=nearest, filter=where or None, prefilter=bool(where)
+        )
         columns = [found.column(name).to_pylist() for name in (*SEARCH_COLUMNS, "_distance")]
         return [
             SearchHit(str(sid), str(vid), float(start), float(end), 1.0 - float(distance))
