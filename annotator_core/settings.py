@@ -120,7 +120,12 @@ class Settings(BaseSettings):
         0, ge=0, description="Downscale factor for shot detection; 0 picks one from the frame width."
     )
     frames_per_shot: int = Field(3, ge=1, le=64, description="Frames sampled evenly from each shot.")
-    thumbnail_width: int = Field(320, ge=32, le=1920, description="Width of the JPEG thumbnail kept per shot.")
+    thumbnail_width: int = Field(
+        320,
+        ge=32,
+        le=1920,
+        description="Width of the JPEG thumbnail kept per shot (narrower for frames over twice as tall as wide).",
+    )
     max_video_duration_s: float = Field(4 * 3600.0, gt=0, description="Videos longer than this are refused at probe.")
     max_video_pixels: int = Field(
         3840 * 2160, gt=0, description="Videos with more pixels per frame than this are refused."

@@ -74,10 +74,19 @@ def fit_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return frame[top : top + th, left : left + tw]
 
 
+THUMBNAIL_MAX_ASPECT = 2.0  # a thumbnail is at most this many times as tall as it is wide
+
+
 def jpeg_thumbnail(frame: np.ndarray, width: int) -> bytes:
+    """The frame as a JPEG ``width`` pixels wide; a frame taller than twice its width (a 120x1280 banner) fits
+    ``width`` x 2·``width`` instead of becoming a 320x3413 picture in every card."""
     h, w = frame.shape[:2]
-    if w != width:
-        frame = cv2.resize(frame, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    height = max(1, round(h * width / w))
+    if height > THUMBNAIL_MAX_ASPECT * width:
+        height = round(THUMBNAIL_MAX_ASPECT * width)
+        width = max(1, round(w * height / h))
+    if (w, h) != (width, height):
+        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise VideoRefused("could not encode a thumbnail")
