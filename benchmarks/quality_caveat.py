@@ -115,7 +115,7 @@ def main() -> None:
     se.add_task_arguments(parser, bootstraps=6)
     args = parser.parse_args()
     started = time.perf_counter()
-    pool = se.load_pool(args.pool, args.components)
+    pool = se.task_pool(args)
     rows = []
     for prevalence in args.prevalence:
         for label in args.labels:
@@ -124,7 +124,8 @@ def main() -> None:
                 rows += [(prevalence, *point) for point in replay(task, b)]
         print(f"  prevalence {prevalence:.1%} done at {time.perf_counter() - started:.0f} s")
     print(
-        f"Fashion-MNIST pool {args.pool:,}, PCA-{args.components}, {args.bootstraps} runs × {len(args.labels)} labels; "
+        f"{args.data} pool {len(pool.corpus_x) + len(pool.test_x):,}, {se.features_name(args.components, pool)}, "
+        f"{args.bootstraps} runs × {len(args.labels)} labels; "
         f"search = sample_efficiency's zero-shot proxy; k random labels of {RANDOM_COUNTS} among n of {se.SIZES}"
     )
     report(np.asarray(rows, dtype=np.float64), args.prevalence)

@@ -19,6 +19,16 @@ plus Gaussian noise of norm ``--zs-noise`` (relative to the unit query), again
 normalised. With the defaults (5 examples, noise 1.0) the proxy's AP at n = 25
 sits below CC's, as the paper's zero-shot baseline does (Table 1 there).
 
+Other data (``--data``): ``digits`` (scikit-learn's 1,797 8x8 digit images), or
+an ``.npz`` of your own with ``x`` (one row per item: pixels, or a catalog's
+shot vectors) and ``y`` (integer class ids), optionally ``names``: the same
+replay, so a team can see whether the loop pays on its own concepts before
+labelling. A tenth of the data stays outside the pool for the zero-shot query.
+``--components 0`` keeps the rows as they are (unit-normalised) instead of a
+PCA: raw pixels, like CLIP vectors, share a large common direction, which PCA
+removes; the tuned choices were made on PCA-64 of Fashion-MNIST, so this is
+their check on another geometry (benchmarks/README.md).
+
 Methods, each a sequence of labelled corpus items whose first n are used:
 
 - RCC: random items. ZS: the zero-shot ranking. CC: ZS and random alternating
@@ -125,6 +135,47 @@ def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
     images = np.concatenate([read("train-images-idx3-ubyte.gz", 16), read("t10k-images-idx3-ubyte.gz", 16)])
     labels = np.concatenate([read("train-labels-idx1-ubyte.gz", 8), read("t10k-labels-idx1-ubyte.gz", 8)])
     return images.reshape(-1, 784), labels
+
+
+DATASETS = ("fashion-mnist", "digits")
+
+
+def load_dataset(data: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Rows (one item each, float32), class ids and class names of ``--data``: Debian's Fashion-MNIST (pixels in
+    [0, 1]), scikit-learn's digits (1,797 8x8 images, pixels in [0, 1]), or an ``.npz`` of your own with ``x`` (one
+    row per item: image pixels or embeddings, e.g. a catalog's shot vectors) and ``y`` (integer class ids), and
+    optionally ``names`` (one per class id, in id order)."""
+    if data == "fashion-mnist":
+        images, classes = load_fashion_mnist()
+        return images.astype(np.float32) / 255.0, classes.astype(np.int64), tuple(CLASSES)
+    if data == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.data.astype(np.float32) / 16.0, digits.target.astype(np.int64), tuple(map(str, range(10)))
+    fix = "pass fashion-mnist, digits, or an .npz file with arrays x (one row per item) and y (integer class ids)"
+    path = Path(data)
+    if path.suffix != ".npz" or not path.is_file():
+        raise SystemExit(f"--data {data}: not a known dataset or an existing .npz file; {fix}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--data {data}: cannot read it as .npz ({exc}); {fix}") from None
+    x, y = arrays.get("x"), arrays.get("y")
+    if x is None or y is None:
+        raise SystemExit(f"--data {data}: it holds {sorted(arrays)} but needs x and y; {fix}")
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+        raise SystemExit(f"--data {data}: x must be a 2-D array of finite numbers, not {x.dtype} {x.shape}; {fix}")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
+        raise SystemExit(f"--data {data}: y must hold one class id (an integer ≥ 0) per row of x; {fix}")
+    ids = int(y.max()) + 1
+    names = arrays.get("names")
+    if names is None:
+        return x.astype(np.float32), y.astype(np.int64), tuple(map(str, range(ids)))
+    if names.shape != (ids,):
+        raise SystemExit(f"--data {data}: names must hold one name per class id 0..{ids - 1}, not {names.shape}")
+    return x.astype(np.float32), y.astype(np.int64), tuple(map(str, names.tolist()))
 
 
 def fit(x: np.ndarray, y: np.ndarray) -> Classifier:
@@ -403,32 +454,63 @@ def same_size_balanced_accuracy(
 
 @dataclass(frozen=True)
 class Pool:
-    """The benchmark's images as unit feature rows: corpus and test part, and the zero-shot proxy's examples."""
+    """The benchmark's items as unit feature rows: corpus and test part, and the zero-shot proxy's examples."""
 
     corpus_x: np.ndarray
     corpus_c: np.ndarray
     test_x: np.ndarray
     test_c: np.ndarray
-    outside_x: np.ndarray  # images outside the pool (never in corpus or test): the zero-shot query's examples
+    outside_x: np.ndarray  # items outside the pool (never in corpus or test): the zero-shot query's examples
     outside_c: np.ndarray
+    names: tuple[str, ...] = tuple(CLASSES)  # class names by id
 
 
-def load_pool(size: int, components: int) -> Pool:
-    """A random pool of ``size`` Fashion-MNIST images (a fifth held out for testing) as PCA-``components`` unit
-    rows, the PCA fitted on the pool; and 5,000 images outside it (~500 per class) for the zero-shot proxy."""
-    images, classes = load_fashion_mnist()
+def load_pool(size: int, components: int, data: str = "fashion-mnist") -> Pool:
+    """A random pool of ``size`` items of ``data`` (a fifth held out for testing; at most nine tenths of the data,
+    so that a tenth stays outside) as unit rows: PCA-``components`` of the rows fitted on the pool, or with
+    ``components`` 0 the rows as they are (pixels, or your embeddings); and up to 5,000 items outside the pool
+    for the zero-shot proxy (~500 per class for Fashion-MNIST)."""
+    images, classes, names = load_dataset(data)
     rng = np.random.default_rng(0)
     order = rng.permutation(len(images))
+    size = min(size, len(images) * 9 // 10)
     pick, outside = order[:size], order[size:]
-    pca = PCA(components, random_state=0).fit(images[pick].astype(np.float32) / 255.0)
+    if components:
+        pca = PCA(min(components, size, images.shape[1]), random_state=0).fit(images[pick])
 
-    def features(rows: np.ndarray) -> np.ndarray:
-        return l2_rows(pca.transform(images[rows].astype(np.float32) / 255.0).astype(np.float32))
+        def features(rows: np.ndarray) -> np.ndarray:
+            return l2_rows(pca.transform(images[rows]).astype(np.float32))
+    else:
+
+        def features(rows: np.ndarray) -> np.ndarray:
+            return l2_rows(images[rows])
 
     pool_x, pool_c = features(pick), classes[pick]
     n_test = size // 5
     outside = outside[:5000]
-    return Pool(pool_x[n_test:], pool_c[n_test:], pool_x[:n_test], pool_c[:n_test], features(outside), classes[outside])
+    return Pool(
+        pool_x[n_test:], pool_c[n_test:], pool_x[:n_test], pool_c[:n_test], features(outside), classes[outside], names
+    )
+
+
+def check_labels(pool: Pool, labels: list[int], zs_examples: int) -> None:
+    """Refuse labels the replay cannot run: a class id the data lacks, or one with too few items outside the pool
+    for the zero-shot query, or too few in the corpus or test part to cross-validate and score."""
+    for label in labels:
+        if not 0 <= label < len(pool.names):
+            raise SystemExit(f"--labels {label}: the data's class ids are 0..{len(pool.names) - 1}")
+        outside = int((pool.outside_c == label).sum())
+        if outside < zs_examples:
+            raise SystemExit(
+                f"--labels {label} ({pool.names[label]}): {outside} items of it lie outside the pool, the zero-shot "
+                f"query needs {zs_examples}; pass a smaller --pool or --zs-examples"
+            )
+        for part, c in (("corpus", pool.corpus_c), ("test part", pool.test_c)):
+            if (c == label).sum() < MIN_TRAIN or (c != label).sum() < MIN_TRAIN:
+                raise SystemExit(
+                    f"--labels {label} ({pool.names[label]}): the {part} has fewer than {MIN_TRAIN} items in or out "
+                    "of it; pass a larger --pool or leave the label out"
+                )
 
 
 def make_task(pool: Pool, label: int, run: int, prevalence: float, *, zs_examples: int, zs_noise: float) -> Task:
@@ -453,13 +535,29 @@ def subsample(classes: np.ndarray, label: int, prevalence: float, rng: np.random
     return np.sort(np.concatenate([neg, keep]))
 
 
+def task_pool(args: argparse.Namespace) -> Pool:
+    """The pool that :func:`add_task_arguments`' options pick; ``args.labels`` defaults to every class."""
+    pool = load_pool(args.pool, args.components, args.data)
+    if args.labels is None:
+        args.labels = sorted({int(c) for c in np.unique(pool.corpus_c)} & {int(c) for c in np.unique(pool.test_c)})
+    check_labels(pool, args.labels, args.zs_examples)
+    return pool
+
+
 def add_task_arguments(parser: argparse.ArgumentParser, *, bootstraps: int) -> None:
     """The options that pick the replay's tasks (:func:`load_pool`, :func:`make_task`): this script's and
     ``quality_caveat.py``'s, so both replay the same labels, runs and zero-shot proxy."""
-    parser.add_argument("--pool", type=int, default=20_000, help="images drawn from the 70,000")
-    parser.add_argument("--components", type=int, default=64, help="PCA components of the features")
+    parser.add_argument(
+        "--data",
+        default=DATASETS[0],
+        help="fashion-mnist, digits, or an .npz with x (rows: pixels or embeddings) and y (class ids)",
+    )
+    parser.add_argument("--pool", type=int, default=20_000, help="items drawn from the data (70,000 for Fashion-MNIST)")
+    parser.add_argument(
+        "--components", type=int, default=64, help="PCA components of the features (0: the rows as they are)"
+    )
     parser.add_argument("--bootstraps", type=int, default=bootstraps, help="runs per label and prevalence")
-    parser.add_argument("--labels", type=int, nargs="*", default=list(range(10)), help="class ids to run")
+    parser.add_argument("--labels", type=int, nargs="*", help="class ids to run (default: every class)")
     parser.add_argument("--prevalence", type=float, nargs="+", default=[0.1, 0.02, 0.005], help="positive shares")
     parser.add_argument("--zs-examples", type=int, default=5, help="held-out positives behind the zero-shot query")
     parser.add_argument("--zs-noise", type=float, default=1.0, help="norm of the noise added to the unit query")
@@ -496,15 +594,15 @@ def main() -> None:
         parser.error(f"--build-min {args.build_min}: a build cross-validates, so pass at least 2 (10 is the default)")
     started = time.perf_counter()
 
-    pool = load_pool(args.pool, args.components)
+    pool = task_pool(args)
 
     methods = ["RCC", "ZS", "CC", "VA"]
     variants = [(arms, r) for arms in args.arms for r in args.rewards]
     methods += [f"VA+UCB{'-paper' if arms == 'paper' else ''}[{r}]" for arms, r in variants]
     print(
-        f"Fashion-MNIST pool {args.pool:,} (corpus {len(pool.corpus_x):,}, test {len(pool.test_x):,} "
-        "before sub-sampling), "
-        f"PCA-{args.components}, C={C} centred, {args.bootstraps} runs per label, batches of {BATCH}, "
+        f"{args.data} pool {len(pool.corpus_x) + len(pool.test_x):,} (corpus {len(pool.corpus_x):,}, test "
+        f"{len(pool.test_x):,} before sub-sampling), "
+        f"{features_name(args.components, pool)}, C={C} centred, {args.bootstraps} runs per label, batches of {BATCH}, "
         f"zero-shot proxy: mean of {args.zs_examples} held-out positives + noise {args.zs_noise}, "
         f"VA flow {args.va_flow}, first build at {args.build_min} + {args.build_min}, "
         f"search half like the positives ({args.like_query}) from {args.like_positives or 'never'}"
@@ -529,17 +627,18 @@ def main() -> None:
                 for m, o in orders.items():
                     res[m][li, b] = [[getattr(p, f) for f in FIELDS] for p in evaluate(o, task, b, sources.get(m))]
             print(
-                f"  prevalence {prevalence:.1%} {CLASSES[label]:<12} done at {time.perf_counter() - started:5.0f} s: "
+                f"  prevalence {prevalence:.1%} {pool.names[label]:<12} done at "
+                f"{time.perf_counter() - started:5.0f} s: "
                 + "  ".join(f"{m} {np.nanmean(res[m][li, :, -1, 0]):.3f}" for m in methods[:4])
             )
         results[prevalence] = res
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: no run had 5+5 examples
-            report(res, methods, args.labels, prevalence)
+            report(res, methods, [pool.names[label] for label in args.labels], prevalence)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         report_quality(results)
-        plot(results, methods, args.plot)
+        plot(results, methods, args.plot, f"{args.data} one-vs-rest, {features_name(args.components, pool)}")
     print(f"\nplot: {args.plot}; total {time.perf_counter() - started:.0f} s")
 
 
@@ -557,7 +656,7 @@ def paired_means(a: np.ndarray, b: np.ndarray) -> list[tuple[float, float, int]]
     return out
 
 
-def report(res: dict[str, np.ndarray], methods: list[str], labels: list[int], prevalence: float) -> None:
+def report(res: dict[str, np.ndarray], methods: list[str], labels: list[str], prevalence: float) -> None:
     ap = {m: r[..., 0] for m, r in res.items()}
     header = "".join(f"{'n=' + str(n):>8}" for n in SIZES)
     print(f"\n=== prevalence {prevalence:.1%} ===")
@@ -574,7 +673,7 @@ def report(res: dict[str, np.ndarray], methods: list[str], labels: list[int], pr
     print(f"  {'label':<26}{header}")
     gains = 100 * (np.nanmean(ap["VA"], axis=1) - np.nanmean(ap["CC"], axis=1))
     for li, label in enumerate(labels):
-        print(f"  {CLASSES[label]:<26}" + "".join(f"{g:8.1f}" for g in gains[li]))
+        print(f"  {label:<26}" + "".join(f"{g:8.1f}" for g in gains[li]))
     print(f"  {'median (overall)':<26}" + "".join(f"{g:8.1f}" for g in np.nanmedian(gains, axis=0)))
     # VA covers more runs than CC at small n (its search top-up finds 5 positives where CC's half does not),
     # and those extra runs are the hard ones; the paired mean compares the two on the same runs.
@@ -683,7 +782,13 @@ def report_quality(results: dict[float, dict[str, np.ndarray]]) -> None:
         print(f"  {m:<26}{len(low):5d} of {len(points):5d} ({len(low) / len(points):4.0%}){spread}")
 
 
-def plot(results: dict[float, dict[str, np.ndarray]], methods: list[str], path: str) -> None:
+def features_name(components: int, pool: Pool) -> str:
+    """How the rows were made, for the header and the plot."""
+    dim = pool.corpus_x.shape[1]
+    return f"PCA-{dim} of the rows" if components else f"the rows as they are ({dim}-d)"
+
+
+def plot(results: dict[float, dict[str, np.ndarray]], methods: list[str], path: str, title: str) -> None:
     """Top row: mean test AP per n and method, one panel per prevalence. Bottom row: the quality a build shows
     against test AP at every (label, run, n, method) point with 5 + 5, with Spearman ρ, so the score's
     trustworthiness is seen where it is weak (few labels, rare labels), not only as one number."""
@@ -721,7 +826,7 @@ def plot(results: dict[float, dict[str, np.ndarray]], methods: list[str], path: 
     axes[1][0].set_ylabel("test AP of the build's model")
     axes[0][-1].legend(fontsize=7)
     axes[1][-1].legend(fontsize=7, markerscale=3)
-    fig.suptitle("Fashion-MNIST one-vs-rest, PCA features: sample efficiency, and the quality score against test AP")
+    fig.suptitle(f"{title}: sample efficiency, and the quality score against test AP")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -158,3 +158,55 @@ def test_same_size_reference_draws_the_labelled_class_counts_from_the_test_part(
     # asking for more positives than the test part holds takes all of them: the exact value, every draw
     everything = bench.same_size_balanced_accuracy(truth, flagged, 80, 950, np.random.default_rng(0))
     assert everything == pytest.approx(0.85)
+
+
+def digits_npz(path: Path, **drop: bool) -> Path:
+    """scikit-learn's 1,797 real 8x8 digit images as an .npz of your own data would hold them."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    arrays = {"x": digits.data, "y": digits.target, "names": np.asarray([f"digit {i}" for i in range(10)])}
+    np.savez(path, **{k: v for k, v in arrays.items() if not drop.get(k)})
+    return path
+
+
+def test_own_data_from_an_npz_becomes_a_pool_of_unit_rows_with_its_class_names(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    pool = bench.load_pool(20_000, 0, str(digits_npz(tmp_path / "digits.npz")))
+    # a tenth of the 1,797 stays outside the pool for the zero-shot query; a fifth of the pool is the test part
+    assert len(pool.corpus_x) + len(pool.test_x) == 1797 * 9 // 10
+    assert len(pool.test_x) == (1797 * 9 // 10) // 5
+    assert len(pool.outside_x) == 1797 - 1797 * 9 // 10
+    assert pool.corpus_x.shape[1] == 64  # components 0: the rows as they are, not a projection
+    assert np.allclose(np.linalg.norm(pool.corpus_x, axis=1), 1.0, atol=1e-5)
+    assert pool.names[3] == "digit 3"
+    # the same rows, not a shuffle of class ids: each corpus row's class is the one the file gives that image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    unit = digits.data / np.linalg.norm(digits.data, axis=1, keepdims=True)
+    first = np.flatnonzero(np.all(np.isclose(unit, pool.corpus_x[0], atol=1e-5), axis=1))
+    assert len(first) >= 1 and pool.corpus_c[0] in set(digits.target[first])
+    # and a replay's tasks run on it
+    bench.check_labels(pool, list(range(10)), 5)
+    task = bench.make_task(pool, 3, 0, 0.1, zs_examples=5, zs_noise=1.0)
+    assert task.truth.any() and task.test_y.any()
+
+
+def test_unusable_own_data_is_refused_with_what_to_pass(bench: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="needs x and y"):
+        bench.load_dataset(str(digits_npz(tmp_path / "no_y.npz", y=True)))
+    np.savez(tmp_path / "float_y.npz", x=np.ones((4, 3)), y=np.asarray([0.0, 1.0, 0.5, 1.0]))
+    with pytest.raises(SystemExit, match="one class id"):
+        bench.load_dataset(str(tmp_path / "float_y.npz"))
+    (tmp_path / "notes.npz").write_text("not an archive")
+    with pytest.raises(SystemExit, match=r"cannot read it as \.npz"):
+        bench.load_dataset(str(tmp_path / "notes.npz"))
+    with pytest.raises(SystemExit, match="not a known dataset"):
+        bench.load_dataset("cifar")
+    pool = bench.load_pool(20_000, 0, str(digits_npz(tmp_path / "digits.npz")))
+    with pytest.raises(SystemExit, match="items of it lie outside the pool"):
+        bench.check_labels(pool, [3], 500)
+    with pytest.raises(SystemExit, match=r"class ids are 0\.\.9"):
+        bench.check_labels(pool, [10], 5)
