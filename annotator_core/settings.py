@@ -124,7 +124,7 @@ class Settings(BaseSettings):
         320,
         ge=32,
         le=1920,
-        description="Width of the JPEG thumbnail kept per shot (narrower for frames over twice as tall as wide).",
+        description="Width of the JPEG thumbnail kept per shot (at most twice this tall: taller frames are narrower).",
     )
     max_video_duration_s: float = Field(4 * 3600.0, gt=0, description="Videos longer than this are refused at probe.")
     max_video_pixels: int = Field(

@@ -74,12 +74,13 @@ def fit_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return frame[top : top + th, left : left + tw]
 
 
-THUMBNAIL_MAX_ASPECT = 2.0  # a thumbnail is at most this many times as tall as it is wide
+THUMBNAIL_MAX_ASPECT = 2.0  # a thumbnail is at most this many times as tall as the card is wide
 
 
 def jpeg_thumbnail(frame: np.ndarray, width: int) -> bytes:
-    """The frame as a JPEG ``width`` pixels wide; a frame taller than twice its width (a 120x1280 banner) fits
-    ``width`` x 2·``width`` instead of becoming a 320x3413 picture in every card."""
+    """The frame as a JPEG ``width`` pixels wide; a frame taller than twice its width (a 120x1280 banner) is fitted
+    into ``width`` x 2·``width`` instead (60x640 for that banner; its shape is kept, so it is narrower than the
+    card) rather than becoming a 320x3413 picture in every card."""
     h, w = frame.shape[:2]
     height = max(1, round(h * width / w))
     if height > THUMBNAIL_MAX_ASPECT * width:

@@ -20,10 +20,12 @@ def _size(jpeg: bytes) -> tuple[int, int]:
         ((1280, 720), (320, 180)),  # landscape: the card's width
         ((1080, 1920), (320, 569)),  # a phone's portrait video: as tall as it is
         ((32, 32), (320, 320)),  # tiny: scaled up to the card
-        ((120, 1280), (60, 640)),  # a banner turned upright: at most twice as tall as wide, not 320x3413
+        ((120, 1280), (60, 640)),  # a banner turned upright: fitted into 320 x 640 at its own shape, not 320x3413
     ],
 )
-def test_a_thumbnail_is_the_card_width_unless_that_would_make_it_over_twice_as_tall(frame_wh, thumb_wh) -> None:
+def test_a_thumbnail_is_the_card_width_unless_that_would_make_it_over_twice_the_card_width_tall(
+    frame_wh, thumb_wh
+) -> None:
     width, height = frame_wh
     frame = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
     assert _size(jpeg_thumbnail(frame, 320)) == thumb_wh
