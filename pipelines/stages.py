@@ -106,7 +106,7 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
         video = video_fields(entry, job.encoder)
         stats = DecodeStats()
         try:
-            with local_copy(entry["uri"]) as local, decodable(local) as path:
+            with local_copy(entry["uri"]) as local, decodable(local, timeout_s=job.probe_timeout_s) as path:
                 info = probe(
                     path, max_duration_s=job.max_duration_s, max_pixels=job.max_pixels, max_frames=job.max_frames,
                     timeout_s=job.probe_timeout_s,

@@ -36,9 +36,10 @@ FFPROBE_ARGS = (
     ":format=duration,format_name",
     "-of", "json",
 )  # fmt: skip
-# A file with fewer frames than this share of the count its container declares was cut short (a download or a
-# recording stopped part-way): a Matroska file keeps its header's duration and plays to where it was cut.
-DECLARED_FRAMES_TOLERANCE = 0.9
+# A file with fewer frames than this share of the count its container declares, or whose frames end before this
+# share of the length it declares, was cut short (a download or a recording stopped part-way): a Matroska file
+# keeps its header's duration and plays to where it was cut.
+DECLARED_LENGTH_TOLERANCE = 0.9
 
 
 class VideoRefused(Exception):
@@ -103,6 +104,17 @@ def variable_frame_times(reader: decord.VideoReader, n_frames: int, fps: float) 
     return np.where(off, times, nominal)
 
 
+def last_frame_end_s(reader: decord.VideoReader, n_frames: int, fps: float) -> float:
+    """When the last frame ends, in seconds from the stream's first (decord's index of the container's timestamps;
+    nothing is decoded). n_frames / fps where the container gives no usable time."""
+    try:
+        stamps = np.asarray(reader.get_frame_timestamp(np.arange(n_frames)), dtype=np.float64)
+    except (RuntimeError, decord.DECORDError, IndexError):
+        return n_frames / fps
+    ends = stamps[np.isfinite(stamps)]
+    return float(ends.max()) if ends.size and ends.max() > 0 else n_frames / fps
+
+
 _NATIVE_NOISE = re.compile(r"\[\d\d:\d\d:\d\d\] \S+\.(?:cc|h):\d+: ")  # "[22:07:03] /…/threaded_decoder.cc:218: "
 
 
@@ -148,14 +160,23 @@ class StreamHeader:
     track_end_s: float | None = None
 
 
-def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> StreamHeader:
-    """The first video stream's size, duration and frame count from the container (ffprobe, no frame decoded)."""
+def ffprobe_command() -> str:
+    """The ffprobe executable; ConfigError naming the package where it is not installed."""
     ffprobe = shutil.which("ffprobe")
     if ffprobe is None:
         raise ConfigError("ffprobe is not installed; ingest and clip scoring need it (apt-get install ffmpeg).")
+    return ffprobe
+
+
+def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> StreamHeader:
+    """The first video stream's size, duration and frame count from the container (ffprobe, no frame decoded)."""
     try:
         done = subprocess.run(
-            [ffprobe, *FFPROBE_ARGS, path], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+            [ffprobe_command(), *FFPROBE_ARGS, path],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         raise VideoRefused(
@@ -202,11 +223,10 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
 def _video_start_s(path: str, *, timeout_s: float) -> float:
     """When the first video stream starts (its start_time), 0 where unknown. ffprobe reads it only by decoding
     (skip_frame hides it), so this runs after the header passed the limits."""
-    ffprobe = shutil.which("ffprobe") or "ffprobe"
     args = ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=start_time", "-of", "json", path]
     try:
         done = subprocess.run(
-            [ffprobe, *args], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+            [ffprobe_command(), *args], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
         )
         streams = json.loads(done.stdout or "{}").get("streams") or [{}]
     except (subprocess.TimeoutExpired, json.JSONDecodeError):
@@ -315,14 +335,21 @@ def probe(
     if n_frames < 2 or not fps > 0:
         raise VideoRefused(f"a still image or empty stream, not a video ({n_frames} frame(s), {fps:g} fps)")
     expected = header.declared_frames
-    if expected is None and header.track_end_s and n_frames < DECLARED_FRAMES_TOLERANCE * header.track_end_s * fps:
-        # Short of where the track ends: cut short, or a track that starts late (its first frame at 10 s).
-        expected = round((header.track_end_s - _video_start_s(path, timeout_s=timeout_s)) * fps)
-    if expected and n_frames < DECLARED_FRAMES_TOLERANCE * expected:
+    if expected and n_frames < DECLARED_LENGTH_TOLERANCE * expected:
         raise VideoRefused(
             f"truncated: its container declares {expected} frames, the file holds {n_frames}; "
             "copy it again, or let the recording finish"
         )
+    # Matroska: time, not frames (a variable-rate WebM's average fps is its fastest rate: length x fps over-counts).
+    held_s = last_frame_end_s(reader, n_frames, fps) if header.track_end_s else 0.0
+    if header.track_end_s and held_s < DECLARED_LENGTH_TOLERANCE * header.track_end_s:
+        # Short of where the track ends: cut short, or a track that starts late (its first frame at 10 s).
+        declared_s = header.track_end_s - _video_start_s(path, timeout_s=timeout_s)
+        if held_s < DECLARED_LENGTH_TOLERANCE * declared_s:
+            raise VideoRefused(
+                f"truncated: its container declares {declared_s:.1f} s of video, the file holds {held_s:.1f} s "
+                f"({n_frames} frames); copy it again, or let the recording finish"
+            )
     try:
         # The size of the stream the decoder reads (it picks the "best" one, not always the first); its first
         # frame as displayed. Every video stream was within the pixel limit, so this frame is too.

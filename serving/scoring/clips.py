@@ -43,7 +43,7 @@ class EmbeddedClip:
 def embed_clip(path: Path, encoder: Any, *, settings: Settings) -> EmbeddedClip:
     """Shots of the clip at ``path`` and one ``encoder`` vector per shot; ApiError for a refused clip."""
     try:
-        with decodable(str(path)) as readable:  # an MPEG-TS clip is rewrapped first, as ingest does
+        with decodable(str(path), timeout_s=settings.probe_timeout_s) as readable:  # rewrapped as ingest does
             info = probe(
                 readable,
                 max_duration_s=settings.max_clip_duration_s,

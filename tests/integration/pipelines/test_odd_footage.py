@@ -22,10 +22,11 @@ from proxy_formats import has_encoder
 from annotator_core.encoders import load_encoder
 from annotator_core.media.decode import rgb_frame
 from annotator_core.media.probe import VideoRefused, decoder_reason, probe
-from annotator_core.media.remux import decodable, is_transport_stream
+from annotator_core.media.remux import decodable, is_transport_stream, rewrap_reason
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
 from pipelines.stages import DecodeJob, decode_title
+from serving.scoring.clips import embed_clip
 
 FFMPEG = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
 FIRST_PART_S, FIRST_FPS, SLOW = 4.0, 25, 3  # 4 s at 25 fps, then bigbuckbunny with each frame held 3x as long
@@ -209,7 +210,9 @@ def test_the_size_is_the_stream_the_decoder_reads_not_the_first_stream(footage: 
 
 def test_a_matroska_file_cut_short_is_refused_and_one_that_starts_late_is_not(footage: dict[str, Path]) -> None:
     """Matroska plays to where a download stopped, so a cut file once landed at its shorter length, silently."""
-    with pytest.raises(VideoRefused, match=r"truncated: its container declares 75 frames, the file holds \d+"):
+    with pytest.raises(
+        VideoRefused, match=r"truncated: its container declares 3\.0 s of video, the file holds \d\.\d s \(\d+ frames\)"
+    ):
         probe(str(footage["cut.mkv"]), max_duration_s=3600.0, max_pixels=10**8)
     video, shots = _decode(footage["cut.mkv"])
     assert "truncated" in video["error"] and not shots
@@ -217,6 +220,90 @@ def test_a_matroska_file_cut_short_is_refused_and_one_that_starts_late_is_not(fo
     for whole in ("mkv", "late.mkv"):
         info = probe(str(footage[whole]), max_duration_s=3600.0, max_pixels=10**8)
         assert info.n_frames == 75 and info.duration_s == pytest.approx(3.0)
+
+
+def _scenes(rates: list[int], seconds: float = 2.0) -> list[str]:
+    """ffmpeg input and filter arguments for hard cuts between distinct test patterns, ``seconds`` each, the i-th
+    at ``rates[i]`` fps (one timebase, so a variable-rate output keeps each frame's own time)."""
+    patterns = ["testsrc", "smptebars", "testsrc2"]
+    inputs = [
+        a for i, r in enumerate(rates) for a in ("-f", "lavfi", "-i", f"{patterns[i]}=d={seconds}:s=320x240:r={r}")
+    ]
+    parts = "".join(f"[{i}:v]settb=1/600[p{i}];" for i in range(len(rates)))
+    joined = "".join(f"[p{i}]" for i in range(len(rates)))
+    return [
+        *inputs,
+        "-filter_complex",
+        f"{parts}{joined}concat=n={len(rates)}:v=1:a=0,format=yuv420p[v]",
+        "-map",
+        "[v]",
+    ]
+
+
+def _cut_times(shots: list[dict[str, Any]]) -> list[float]:
+    return [round(s["start_s"], 2) for s in shots[1:]]
+
+
+def test_a_complete_variable_rate_webm_ingests_and_one_cut_short_is_refused(tmp_path: Path) -> None:
+    """A VP8 WebM at 60, then 5, then 30 fps (a screen recording) was refused as "truncated: its container declares
+    360 frames, the file holds 190": WebM's average fps is its fastest rate, and 6 s x 60 fps is 360 frames."""
+    if not has_encoder("libvpx"):
+        pytest.skip("the local ffmpeg has no libvpx, so no VP8 file can be made")
+    vp8 = ["-c:v", "libvpx", "-b:v", "300k", "-deadline", "realtime", "-fps_mode", "vfr"]
+    path = _make([*_scenes([60, 5, 30]), *vp8], tmp_path / "screen.webm")
+    truth = _frame_times(path)
+    assert len(truth) == 120 + 10 + 60 and decord.VideoReader(str(path)).get_avg_fps() == 60.0
+    video, shots = _decode(path)
+    assert "error" not in video and video["n_frames"] == len(truth), video
+    assert [s["start_frame"] for s in shots] == [0, 120, 130]
+    assert _cut_times(shots) == [2.0, 4.0] and video["duration_s"] == pytest.approx(6.0, abs=0.04)
+    whole = path.read_bytes()
+    cut = tmp_path / "cut.webm"  # a download stopped at 60%: its track still says 6 s
+    cut.write_bytes(whole[: int(len(whole) * 0.6)])
+    video, shots = _decode(cut)
+    assert video["error"].startswith("truncated: its container declares 6.0 s of video, the file holds ") and not shots
+
+
+def test_a_transport_stream_with_a_gap_in_its_timestamps_keeps_its_frame_times(tmp_path: Path) -> None:
+    """A recording with a 1 s dropout (two TS files joined, the second's clock 4 s after the first's start) was
+    refused as "truncated: its container declares 173 frames, the file holds 150", though every frame is there."""
+    x264 = ["-c:v", "libx264", "-preset", "veryfast", "-f", "mpegts"]
+    first = _make([*_scenes([25], seconds=3.0), *x264], tmp_path / "first.ts")
+    second = _make(["-f", "lavfi", "-i", "smptebars=d=3:s=320x240:r=25", "-pix_fmt", "yuv420p", *x264,
+                    "-output_ts_offset", "4.0"], tmp_path / "second.ts")  # fmt: skip
+    path = tmp_path / "dropout.ts"
+    path.write_bytes(first.read_bytes() + second.read_bytes())
+    truth = _frame_times(path)
+    assert len(truth) == 150 and truth[75] - truth[74] > 0.5, "the join leaves a gap in the timestamps"
+    video, shots = _decode(path)
+    assert "error" not in video and video["n_frames"] == 150, video
+    assert [s["start_frame"] for s in shots] == [0, 75]
+    # the second recording starts when its clock says (where a player seeks to it), not at frame 75 / 25 fps = 3 s
+    assert shots[1]["start_s"] == pytest.approx(truth[75], abs=1e-3)
+    assert video["duration_s"] == pytest.approx(truth[-1] + 1 / 25, abs=1e-3)
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libvpx"])
+def test_a_matroska_file_written_as_a_stream_is_rewrapped_and_ingests(tmp_path: Path, codec: str) -> None:
+    """Piped ffmpeg output and a browser's MediaRecorder WebM have no duration or index: refused as "cannot count
+    the frames of its h264 video stream; transcode it", blaming the codec, where a packet copy is the fix."""
+    if not has_encoder(codec):
+        pytest.skip(f"the local ffmpeg has no {codec}")
+    form = ["-c:v", "libx264", "-f", "matroska"] if codec == "libx264" else ["-c:v", "libvpx", "-f", "webm"]
+    streamed = subprocess.run(
+        [*FFMPEG, *_scenes([25, 25]), *form, "-"], capture_output=True, check=True, timeout=120
+    ).stdout  # fmt: skip
+    path = tmp_path / ("live.mkv" if codec == "libx264" else "live.webm")
+    path.write_bytes(streamed)
+    assert (rewrap_reason(str(path)) or "").startswith("a Matroska/WebM file with no duration")
+    seekable = _make([*_scenes([25]), *form[:2]], tmp_path / "seekable.mkv")  # written to a file: it has a duration
+    assert rewrap_reason(str(seekable)) is None
+    video, shots = _decode(path)
+    assert "error" not in video and video["n_frames"] == 100, video
+    assert [s["start_frame"] for s in shots] == [0, 50] and _cut_times(shots) == [2.0]
+    # the clip-scoring service decodes an upload through the same rewrap
+    clip = embed_clip(path, load_encoder("handcrafted"), settings=Settings())
+    assert clip.n_frames == 100 and [s.start_frame for s in clip.shots] == [0, 50]
 
 
 @pytest.mark.parametrize("side", [16, 48])
