@@ -31,7 +31,7 @@ DEFAULT_PROBE_TIMEOUT_S = 60.0  # the probe_timeout_s setting's default
 FFPROBE_ARGS = (
     "-v", "error", "-skip_frame", "all", "-select_streams", "v",
     "-show_entries",
-    "stream=codec_name,width,height,nb_frames,avg_frame_rate,r_frame_rate,duration,start_time"
+    "stream=codec_name,width,height,sample_aspect_ratio,nb_frames,avg_frame_rate,r_frame_rate,duration,start_time"
     ":stream_disposition=attached_pic:stream_side_data=rotation:stream_tags=rotate,DURATION"
     ":format=duration,format_name",
     "-of", "json",
@@ -158,6 +158,8 @@ class StreamHeader:
     declared_frames: int | None = None
     # Matroska/WebM: where the track ends (its DURATION, written when the file was closed), from time zero.
     track_end_s: float | None = None
+    # Streams whose pixels are not square (DV, DVD, HDV: 720x480 shown 16:9): each one's size as decoded, and as shown.
+    shown_sizes: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = ()
 
 
 def ffprobe_command() -> str:
@@ -209,6 +211,7 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
     )
     width, height = max(((_turned(s), s) for s in sized), key=lambda ts: ts[0][0] * ts[0][1])[0]
     codec = str(stream.get("codec_name") or "")
+    shown = tuple((_turned(s), _shown(s)) for s in sized if _turned(s) != _shown(s))
     return StreamHeader(
         width=width,
         height=height,
@@ -217,6 +220,7 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
         codec=codec,
         declared_frames=committed,
         track_end_s=track_end,
+        shown_sizes=shown,
     )
 
 
@@ -238,6 +242,16 @@ def _turned(stream: dict) -> tuple[int, int]:
     """A stream's (width, height) as displayed: decord hands frames over turned, and a requested size means the
     turned frame's, so with the stored width and height a phone's portrait video was decoded squashed."""
     width, height = int(stream["width"]), int(stream["height"])
+    return (height, width) if _quarter_turn(stream) else (width, height)
+
+
+def _shown(stream: dict) -> tuple[int, int]:
+    """A stream's (width, height) as a player shows it: turned as :func:`_turned`, and stretched by its sample
+    aspect ratio (a 720x480 DVD frame of SAR 32:27 is shown 854x480, 16:9). Even sizes, as the decoder asks."""
+    width, height = int(stream["width"]), int(stream["height"])
+    sar = _rate(str(stream.get("sample_aspect_ratio") or "").replace(":", "/"))  # ffprobe writes 4:3
+    if sar and 0.25 <= sar <= 4.0 and abs(sar - 1.0) > 0.01:  # 0:1 or absent: square; beyond 4x: a broken tag
+        width = max(2, round(width * sar / 2) * 2)
     return (height, width) if _quarter_turn(stream) else (width, height)
 
 
@@ -357,6 +371,9 @@ def probe(
     except (RuntimeError, decord.DECORDError, StopIteration) as exc:
         raise VideoRefused(f"its first frame cannot be decoded ({first_line(exc, limit=200)})") from None
     height, width = first.shape[:2]
+    # Non-square pixels: decode at the size a player shows (decord scales to a requested size), so thumbnails and
+    # the encoder see the picture as it is meant to be seen, not squeezed.
+    width, height = dict(header.shown_sizes).get((width, height), (width, height))
     times = variable_frame_times(reader, n_frames, fps)
     duration = n_frames / fps if times is None else float(times[-1])
     info = VideoInfo(duration_s=duration, fps=fps, width=width, height=height, n_frames=n_frames, frame_times=times)

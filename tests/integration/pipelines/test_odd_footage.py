@@ -362,3 +362,25 @@ def test_a_turned_recording_is_decoded_as_shown_not_squashed(footage: dict[str, 
     # Its pixels are the shown frame's, scaled: not the stored frame squeezed into the shown frame's shape.
     scaled = cv2.resize(seen, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_AREA)
     assert np.abs(scaled.astype(int) - thumb.astype(int)).mean() < 12
+
+
+@pytest.mark.parametrize("sar", ["4/3", "32/27"])
+def test_non_square_pixels_are_decoded_as_shown_not_squeezed(tmp_path: Path, sar: str) -> None:
+    """DV, DVD and HDV store 720x480 or 1440x1080 and are shown wider (a sample aspect ratio): their thumbnails
+    and encoder frames came out at the stored 4:3 while every player shows 16:9, the picture squeezed."""
+    scenes = _make([*_scenes([25, 25]), "-c:v", "libx264", "-qp", "0"], tmp_path / "square.mkv")
+    path = _make(["-i", str(scenes), "-vf", f"scale=480:360,setsar={sar}", "-c:v", "libx264"], tmp_path / "dv.mp4")
+    shown = subprocess.run(  # ffmpeg scaled by its sample aspect ratio: the frame a player shows
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vf", "scale=iw*sar:ih,setsar=1", "-frames:v", "1",
+         "-f", "image2pipe", "-c:v", "bmp", "-"],
+        capture_output=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    seen = cv2.imdecode(np.frombuffer(shown, np.uint8), cv2.IMREAD_COLOR)
+    info = probe(str(path), max_duration_s=3600.0, max_pixels=10**8)
+    assert info.width / info.height == pytest.approx(seen.shape[1] / seen.shape[0], rel=0.01)
+    assert info.width > 480 and info.height == 360
+    video, shots = _decode(path)
+    assert "error" not in video and [s["start_frame"] for s in shots] == [0, 50], video
+    assert (video["width"], video["height"]) == (info.width, info.height)
+    thumb = cv2.imdecode(np.frombuffer(shots[0]["thumbnail"], np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape[1] / thumb.shape[0] == pytest.approx(seen.shape[1] / seen.shape[0], rel=0.02)
