@@ -154,7 +154,9 @@ class Settings(BaseSettings):
     )
     search_nprobes: int = Field(32, ge=1, description="IVF partitions probed per ANN query.")
     search_refine_factor: int = Field(4, ge=1, description="Refine factor of ANN queries (exact re-rank).")
-    strict: bool = Field(False, description="Exit non-zero from ingest when any video failed.")
+    strict: bool = Field(
+        False, description="Exit non-zero from ingest when any video failed or a file it names was left out."
+    )
     ingest_score: bool = Field(
         False, description="At the end of an ingest, score the new shots for every published label (va ingest --score)."
     )

@@ -12,18 +12,22 @@ moved or renamed file is the same video and a re-run finds it done.
 
 A symlink found inside a folder or glob that points outside it is skipped, with the
 reason, unless ``follow_external_links``: a catalog folder must not be a way to read
-any file the ingest job can (``x.mp4 -> /etc/passwd``). So is a file whose name is not
-UTF-8 text (the stores keep paths as UTF-8), with how to rename it.
+any file the ingest job can (``x.mp4 -> /etc/passwd``). So are a file whose name is not
+UTF-8 text (the stores keep paths as UTF-8), a symlink loop and a link to nothing, each
+with the fix; a file that cannot be read is skipped when it is fingerprinted. Files with
+other suffixes are counted per suffix, so the run can say what it passed over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import glob
 import hashlib
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +39,9 @@ from annotator_core.errors import ValidationFailed
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts"}
     | {".3gp", ".ogv", ".mxf"}
+    # DVD and camcorder formats (MPEG program streams, DV, MPEG-TS in .tod), checked to ingest as they are;
+    # not .m2v: decord cannot count the frames of a bare MPEG-2 elementary stream
+    | {".vob", ".dv", ".f4v", ".asf", ".divx", ".mod", ".tod"}
 )
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
 FINGERPRINT_CHUNK = 1 << 20  # bytes read from each end of the file
@@ -53,6 +60,7 @@ class Catalog:
 
     entries: list[CatalogEntry] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path as found, why)
+    other_suffixes: Counter[str] = field(default_factory=Counter)  # files a folder or glob held, not videos
 
 
 def is_remote(uri: str) -> bool:
@@ -67,7 +75,7 @@ def scan_catalog(paths: Iterable[str], *, follow_external_links: bool = False) -
         if is_remote(raw):
             entries = _list_remote(raw)
         else:
-            entries = _list_local(raw, catalog.skipped, follow_external_links=follow_external_links)
+            entries = _list_local(raw, catalog, follow_external_links=follow_external_links)
         for entry in entries:
             if entry.uri not in seen:
                 seen.add(entry.uri)
@@ -94,39 +102,79 @@ def _not_utf8(path: str) -> str | None:
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        return "its name is not UTF-8 text; rename it in UTF-8, e.g. convmv -f latin1 -t utf8 --notest FILE"
+        return NOT_UTF8
     return None
 
 
-def _list_local(raw: str, skipped: list[tuple[str, str]], *, follow_external_links: bool) -> list[CatalogEntry]:
+NOT_UTF8 = "its name is not UTF-8 text; rename it in UTF-8, e.g. convmv -f latin1 -t utf8 --notest FILE"
+SYMLINK_LOOP = "a symlink loop; remove or fix the link"
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """A path as printable UTF-8 text: bytes that are not UTF-8 (surrogates, PEP 383) as ``\\xe9``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _broken_link(path: Path) -> str | None:
+    """Why a symlink cannot be followed (a loop, or a link to nothing), or None when it can (or is no link)."""
+    if not path.is_symlink() or path.exists():
+        return None
+    try:
+        target = path.resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError for a loop, 3.13 OSError(ELOOP)
+        return SYMLINK_LOOP
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return SYMLINK_LOOP
+    return f"a link to {shown(target)}, which does not exist; remove or fix the link"
+
+
+def _list_local(raw: str, catalog: Catalog, *, follow_external_links: bool) -> list[CatalogEntry]:
+    skipped = catalog.skipped
     path = Path(raw).expanduser()
+    if (why := _broken_link(path)) is not None:  # named explicitly, or a folder or glob given as a link
+        skipped.append((shown(path), why))
+        return []
     if path.is_file():  # named explicitly: taken as the user gave it, link or not
         resolved = str(path.resolve())
         if (why := _not_utf8(resolved)) is not None:
-            skipped.append((os.fsencode(str(path)).decode("utf-8", "backslashreplace"), why))
+            skipped.append((shown(path), why))
             return []
         return [CatalogEntry(resolved, path.stat().st_size)]
     if path.is_dir():
-        root, files = path, sorted(p for p in path.rglob("*") if _is_video_name(p.name))
+        root, found_paths = path, sorted(path.rglob("*"))
     elif glob.has_magic(raw):
         fixed = str(path).split("*")[0].split("?")[0].split("[")[0]  # the part of the pattern before any wildcard
         root = Path(os.path.dirname(fixed) or ".")
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if _is_video_name(p))
+        found_paths = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
     else:
         raise ValidationFailed(
-            f"path {raw!r} does not exist; give video files, folders, globs (quoted) or s3:// / gs:// prefixes."
+            f"path {shown(raw)!r} does not exist; give video files, folders, globs (quoted) or s3:// / gs:// prefixes."
         )
+    files = [p for p in found_paths if _is_video_name(p.name)]
+    for other in found_paths:
+        if not other.name.startswith(".") and not _is_video_name(other.name) and other.is_file():
+            catalog.other_suffixes[other.suffix.lower() or "(none)"] += 1
     inside = root.resolve()
     out = []
     for found in files:
+        if (why := _broken_link(found)) is not None:
+            skipped.append((shown(found), why))
+            continue
         target = found.resolve()
         if not follow_external_links and not target.is_relative_to(inside):
             skipped.append(
-                (str(found), f"a link to {target}, outside {inside}; set VA_FOLLOW_EXTERNAL_LINKS=true to ingest it")
+                (
+                    shown(found),
+                    f"a link to {shown(target)}, outside {shown(inside)}; "
+                    "set VA_FOLLOW_EXTERNAL_LINKS=true to ingest it",
+                )
             )
             continue
         if (why := _not_utf8(str(target))) is not None:
-            skipped.append((os.fsencode(str(found)).decode("utf-8", "backslashreplace"), why))
+            skipped.append((shown(found), why))
             continue
         if target.is_file():
             out.append(CatalogEntry(str(target), target.stat().st_size))

@@ -36,7 +36,7 @@ from annotator_core.errors import EncoderUnavailable, ValidationFailed
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
 from annotator_core.shot_store import ShotStore
-from pipelines.catalog import Catalog, fingerprint, is_remote, scan_catalog, title_of
+from pipelines.catalog import Catalog, fingerprint, is_remote, scan_catalog, shown, title_of
 from pipelines.ingest_writer import IngestSummary, ProgressFn, ShotWriter
 from pipelines.ray_session import data_context, ray_session
 from pipelines.stages import CPU_EMBED_SHOTS, DECODED_BLOCK_BYTES, DecodeFn, DecodeJob, EmbedShots, decode_title
@@ -45,11 +45,22 @@ from pipelines.stages import CPU_EMBED_SHOTS, DECODED_BLOCK_BYTES, DecodeFn, Dec
 
 
 def _fingerprint_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {"uri": row["uri"], "size": row["size"], "video_id": fingerprint(row["uri"], row["size"])}
+    """The row with its ``video_id``, or with ``unreadable`` (why) and no id: one file that cannot be read must
+    not fail the map, which would drop its whole block (other files too) and leave the driver without them."""
+    try:
+        return {**row, "video_id": fingerprint(row["uri"], row["size"]), "unreadable": None}
+    except PermissionError:
+        why = "permission denied: cannot read it; check its owner and mode (chmod)"
+    except OSError as exc:
+        why = f"cannot read it ({exc.strerror or exc}); check that it is still there and readable"
+    return {**row, "video_id": None, "unreadable": why}
 
 
 def catalog_rows(catalog: Catalog, paths: Sequence[str]) -> list[dict[str, Any]]:
-    """Fingerprint the catalog's files as a Ray Data map; one row per file, in catalog order."""
+    """Fingerprint the catalog's files as a Ray Data map; one row per readable file, in catalog order.
+
+    A file that cannot be read is added to ``catalog.skipped`` with the reason instead.
+    """
     entries = catalog.entries
     if not entries:
         left_out = (
@@ -58,13 +69,22 @@ def catalog_rows(catalog: Catalog, paths: Sequence[str]) -> list[dict[str, Any]]
             else ""
         )
         raise ValidationFailed(
-            f"no video files found under {', '.join(paths)}{left_out}; give video files, folders or "
-            "s3:// / gs:// prefixes."
+            f"no video files found under {', '.join(shown(p) for p in paths)}{left_out}; give video files, "
+            "folders or s3:// / gs:// prefixes."
         )
     items = [{"uri": e.uri, "size": e.size} for e in entries]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64)).map(_fingerprint_row)
     found = {row["uri"]: row for row in ds.take_all()}
-    return [found[e.uri] for e in entries]
+    rows = []
+    for entry in entries:
+        row = found.get(entry.uri)
+        if row is None:  # its block was dropped (a worker died), so nothing is known of the file
+            catalog.skipped.append((entry.uri, "its fingerprint could not be taken (a Ray worker died); run again"))
+        elif row["unreadable"] is not None:
+            catalog.skipped.append((entry.uri, row["unreadable"]))
+        else:
+            rows.append({"uri": row["uri"], "size": row["size"], "video_id": row["video_id"]})
+    return rows
 
 
 def run_ingest(
@@ -102,8 +122,9 @@ def run_ingest(
             )
         t0 = time.perf_counter()
         catalog = scan_catalog(paths, follow_external_links=settings.follow_external_links)
-        summary.links_skipped = catalog.skipped
         rows = catalog_rows(catalog, paths)
+        summary.links_skipped = catalog.skipped
+        summary.other_suffixes = dict(catalog.other_suffixes.most_common())
         summary.stage_seconds["catalog"] = time.perf_counter() - t0
         done_uris = {v["video_id"]: v["uri"] for v in store.videos(status="done")}
         done = set(done_uris)

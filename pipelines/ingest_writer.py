@@ -29,10 +29,12 @@ class IngestSummary:
 
     videos_done: int = 0
     videos_failed: int = 0
-    videos_skipped: int = 0
+    videos_skipped: int = 0  # done before, or the same content as another file: nothing left to do
     failed_before: int = 0  # of the skipped: failed on an earlier run and unchanged since (see retry_failed)
     moved: list[str] = field(default_factory=list)  # done videos found at a new path (moved or renamed): updated
-    links_skipped: list[tuple[str, str]] = field(default_factory=list)  # links out of the catalog, names not UTF-8; why
+    # files left out, with why: links out of the folder or broken, names not UTF-8, unreadable
+    links_skipped: list[tuple[str, str]] = field(default_factory=list)
+    other_suffixes: dict[str, int] = field(default_factory=dict)  # files of folders and globs not taken: suffix -> n
     shots: int = 0
     seconds: float = 0.0
     video_seconds: float = 0.0
@@ -48,6 +50,11 @@ class IngestSummary:
         return max(0, self.videos_total - self.videos_done - self.videos_failed)
 
     @property
+    def files_left_out(self) -> int:
+        """Files the paths named that this run could not consider (see ``links_skipped``)."""
+        return len(self.links_skipped)
+
+    @property
     def throughput(self) -> float:
         """Video-seconds ingested per wall-clock second."""
         return self.video_seconds / self.seconds if self.seconds > 0 else 0.0
@@ -55,6 +62,7 @@ class IngestSummary:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["videos_remaining"] = self.videos_remaining
+        out["files_left_out"] = self.files_left_out
         out["throughput"] = self.throughput
         return out
 

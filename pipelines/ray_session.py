@@ -15,6 +15,7 @@ warnings) out of a person's terminal: they go to a log file, while the project's
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -67,10 +68,34 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> Non
     # cluster, which refuses resource arguments.
     if not address and not os.environ.get("RAY_ADDRESS"):
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+    _command_line_as_utf8()
     with warnings.catch_warnings(), _stdin_detached():
         # Ray's fork+exec of its own processes is safe; LanceDB warns about any fork once it is imported.
         warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
         ray.init(address=address or None, **kwargs)
+
+
+def _command_line_as_utf8() -> None:
+    """Make this process's command line (``/proc/self/cmdline``) UTF-8 text, each other byte becoming ``?``.
+
+    ray.init sends the command line, read from /proc, to its core worker as UTF-8: a file name that is not
+    UTF-8 (an unquoted glob over ``caf\\xe9.mp4``) failed the whole run there. The command has read its
+    arguments by now (the catalog skips such names with the fix); only what ps and Ray show changes, in
+    place and at the same length, the way setproctitle does it on Linux.
+    """
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            raw = f.read()
+        fixed = raw.decode("utf-8", "surrogateescape").encode("utf-8", "replace")  # one "?" per bad byte
+        if fixed == raw:
+            return
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the name: field 3 (state) onwards
+        arg_start, arg_end = int(fields[45]), int(fields[46])  # fields 48 and 49, see proc(5)
+        if arg_start and arg_end - arg_start == len(fixed):
+            ctypes.memmove(arg_start, fixed, len(fixed))
+    except (OSError, ValueError, IndexError):  # not Linux, or /proc hidden: Ray reads what it reads
+        return
 
 
 @contextlib.contextmanager

@@ -30,7 +30,8 @@ from va_cli.main import settings_from
 @click.option(
     "--strict/--no-strict",
     default=None,
-    help="Exit with status 1 when any video of the catalog failed, in this run or an earlier one and not retried "
+    help="Exit with status 1 when any video of the catalog failed, in this run or an earlier one and not retried, "
+    "or a file it names was left out (a name not UTF-8, unreadable, a broken link or one out of the folder) "
     "(default VA_STRICT, off: failures are rows, the run goes on).",
 )
 @click.option(
@@ -132,8 +133,9 @@ def ingest(
 
 
 def _exit(ctx: click.Context, summary: Any, settings: Any) -> None:
-    # a rerun skips what failed before (unchanged, not retried): the catalog still holds those failures
-    if (summary.videos_failed or summary.failed_before) and settings.strict:
+    # a rerun skips what failed before (unchanged, not retried): the catalog still holds those failures;
+    # a file left out is a title the catalog loses just the same
+    if (summary.videos_failed or summary.failed_before or summary.files_left_out) and settings.strict:
         ctx.exit(1)
 
 
@@ -201,10 +203,13 @@ def _print_summary(s: Any) -> None:
         click.echo(f"moved: {uri}: already ingested from a path that is gone; its record {now} here.")
     if s.failed_before:
         click.echo(f"{s.failed_before} video(s) failed before and are unchanged: not retried (use --retry-failed).")
+    if s.other_suffixes:
+        click.echo(_other_suffixes_line(s.other_suffixes))
+    left_out = f", {s.files_left_out} file(s) left out (named above)" if s.files_left_out else ""
     if s.dry_run:
         click.echo(
             f"dry run: {s.videos_total} video(s) would be ingested with {s.encoder}, "
-            f"{s.videos_skipped} skipped (already done or duplicate content)."
+            f"{s.videos_skipped} skipped (already done or duplicate content){left_out}."
         )
         for uri in s.planned:
             click.echo(f"  {uri}")
@@ -212,10 +217,19 @@ def _print_summary(s: Any) -> None:
     click.echo(
         f"ingested {s.videos_done} video(s), {s.shots} shots, {s.video_seconds:.1f} s of video "
         f"in {s.seconds:.1f} s ({s.throughput:.2f} video-s/s) with {s.encoder}; "
-        f"{s.videos_failed} failed, {s.videos_skipped} skipped."
+        f"{s.videos_failed} failed, {s.videos_skipped} skipped (already done or duplicate content){left_out}."
     )
     if s.stage_seconds:
         stages = ", ".join(f"{name} {sec:.1f}s" for name, sec in s.stage_seconds.items())
         click.echo(f"time per stage (summed over workers): {stages}")
     for uri, error in s.failures:
         click.secho(f"failed: {uri}: {error}", fg="red", err=True)
+
+
+def _other_suffixes_line(counts: dict[str, int], shown: int = 5) -> str:
+    """One line for the files a folder or glob held that are not videos by their suffix (the commonest named)."""
+    names = ", ".join(list(counts)[:shown]) + (", …" if len(counts) > shown else "")
+    return (
+        f"{sum(counts.values())} file(s) with other suffixes ({names}) were not considered; "
+        "name a file to ingest it whatever its suffix."
+    )

@@ -193,3 +193,83 @@ def test_a_model_whose_weights_are_corrupt_stops_ingest_with_one_clear_error(
     message = str(raised.value)
     assert f"could not load encoder 'clip:{folder}'" in message and "SafetensorError" in message
     assert "\n" not in message
+
+
+def _va_ingest(args: list[str], data_dir: Path, *, as_user: list[str] | None = None) -> subprocess.CompletedProcess:
+    """`va ingest` in a process of its own, as a user runs it: its own Ray starts from this command line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VA_")}
+    env.update(VA_DATA_DIR=str(data_dir), VA_ENCODER="handcrafted", VA_N_CLUSTERS="2")
+    command = [*(as_user or []), sys.executable, "-m", "va_cli.main", "ingest", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_a_name_that_is_not_utf8_on_the_command_line_is_skipped_and_strict_says_so(
+    sample_videos_dir: Path, tmp_path: Path
+) -> None:
+    """An unquoted glob hands such a name to `va ingest` itself: Ray's start-up used to fail on it (sys.argv)."""
+    good = tmp_path / "bikes.mp4"
+    shutil.copy(sample_videos_dir / "bikes.mp4", good)
+    latin1 = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.mp4")
+    shutil.copy(sample_videos_dir / "bigbuckbunny.mp4", latin1)
+    done = _va_ingest([str(good), latin1, "--strict", "--json"], tmp_path / "va-data")
+    assert done.returncode == 1, done.stderr[-3000:]  # --strict: a file it was given could not be considered
+    summary = json.loads(done.stdout)
+    assert (summary["videos_done"], summary["videos_failed"], summary["files_left_out"]) == (1, 0, 1)
+    [(path, why)] = summary["links_skipped"]
+    assert path == f"{tmp_path}/caf\\xe9.mp4" and "not UTF-8 text" in why and "convmv" in why
+
+
+def test_a_file_it_cannot_read_is_skipped_and_its_neighbours_ingest(sample_videos_dir: Path, tmp_path: Path) -> None:
+    """Permission denied used to drop the file's Ray block from the fingerprint map and end the run (KeyError).
+
+    70 files make blocks of two (the map has at most 64), so the unreadable one shares its block. As root, mode
+    000 stops nobody: setpriv drops the capabilities that override it, for the ingest process and its Ray.
+    """
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    shutil.copy(sample_videos_dir / "bikes.mp4", folder / "a-noread.mp4")
+    (folder / "a-noread.mp4").chmod(0)
+    shutil.copy(sample_videos_dir / "carphone_pristine.mp4", folder / "b-carphone.mp4")
+    for i in range(68):  # the same content under other names: fingerprinted, then skipped as duplicates
+        shutil.copy(sample_videos_dir / "carphone_pristine.mp4", folder / f"copy-{i:02d}.mp4")
+    caps = "-dac_override,-dac_read_search"
+    as_user = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"] if os.geteuid() == 0 else []
+    done = _va_ingest([str(folder), "--json"], tmp_path / "va-data", as_user=as_user)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert (summary["videos_done"], summary["videos_skipped"], summary["files_left_out"]) == (1, 68, 1)
+    assert summary["links_skipped"] == [
+        [str(folder / "a-noread.mp4"), "permission denied: cannot read it; check its owner and mode (chmod)"]
+    ]
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_symlink_loop_or_a_link_to_nothing_is_skipped_and_the_rest_ingest(
+    sample_videos_dir: Path, tmp_path: Path
+) -> None:
+    """`ln -s self.mp4 self.mp4` in a catalog folder used to end the run (RuntimeError from Path.resolve)."""
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    shutil.copy(sample_videos_dir / "bikes.mp4", folder / "bikes.mp4")
+    (folder / "self.mp4").symlink_to("self.mp4")
+    (folder / "a.mp4").symlink_to("b.mp4")
+    (folder / "b.mp4").symlink_to("a.mp4")
+    (folder / "gone.mp4").symlink_to(folder / "deleted.mp4")
+    loop = "a symlink loop; remove or fix the link"
+    expected = [
+        [str(folder / "a.mp4"), loop],
+        [str(folder / "b.mp4"), loop],
+        [str(folder / "gone.mp4"), f"a link to {folder / 'deleted.mp4'}, which does not exist; remove or fix the link"],
+        [str(folder / "self.mp4"), loop],
+    ]
+    env = {"VA_DATA_DIR": str(tmp_path / "va-data"), "VA_ENCODER": "handcrafted", "VA_N_CLUSTERS": "2"}
+    runner = CliRunner()
+    strict = runner.invoke(cli, ["ingest", str(folder), "--strict", "--json"], env=env, catch_exceptions=False)
+    assert strict.exit_code == 1, strict.output  # four files of the folder could not be considered
+    summary = json.loads(strict.stdout)
+    assert (summary["videos_done"], summary["files_left_out"], summary["links_skipped"]) == (1, 4, expected)
+    # Named on the command line, a loop is skipped the same way, not "does not exist".
+    plain = runner.invoke(cli, ["ingest", str(folder / "self.mp4"), str(folder / "bikes.mp4")], env=env)
+    assert plain.exit_code == 0, plain.output
+    assert f"skipped: {folder / 'self.mp4'}: {loop}" in plain.stderr
+    assert "0 failed, 1 skipped (already done or duplicate content), 1 file(s) left out (named above)." in plain.stdout

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from annotator_core.shot_store import ShotStore
 from va_cli.main import cli
 
 pytestmark = pytest.mark.usefixtures("ray_local")
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _run(args: list[str], data_dir: Path):
@@ -53,3 +57,52 @@ def test_a_path_that_does_not_exist_is_one_clear_error(tmp_path):
     result = _run([str(tmp_path / "nowhere")], tmp_path)
     assert result.exit_code == 2
     assert "does not exist; give video files, folders, globs" in result.output
+
+
+def test_a_folder_scan_takes_dvd_rips_and_says_what_else_it_passed_over(tmp_path):
+    folder = tmp_path / "VIDEO_TS"
+    folder.mkdir()
+    scenes = ["-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=25", "-f", "lavfi",
+              "-i", "smptebars=duration=2:size=320x240:rate=25",
+              "-filter_complex", "[0:v][1:v]concat=n=2:v=1:a=0,format=yuv420p[v]", "-map", "[v]"]  # fmt: skip
+    ffmpeg = ["ffmpeg", "-v", "error", "-nostdin", *scenes]
+    subprocess.run([*ffmpeg, "-c:v", "mpeg2video", "-f", "vob", str(folder / "VTS_01_1.VOB")], check=True, timeout=120)
+    subprocess.run([*ffmpeg, "-t", "1", str(folder / "menu.gif")], check=True, timeout=120)
+    (folder / "notes.txt").write_text("disc 1 of 2\n")
+    result = _run([str(folder)], tmp_path / "va-data")
+    assert result.exit_code == 0, result.output
+    assert "ingested 1 video(s), 2 shots" in result.output
+    assert "2 file(s) with other suffixes (.gif, .txt) were not considered" in result.output
+    [video] = ShotStore.from_settings(Settings(data_dir=tmp_path / "va-data")).videos(status="done")
+    assert Path(video["uri"]).name == "VTS_01_1.VOB"
+
+
+def test_scripts_va_runs_in_the_callers_folder_and_keeps_the_default_data_in_the_repo(sample_videos_dir, tmp_path):
+    """`scripts/va ingest ./videos` from another folder used to look for videos in the repo (it cd'd there).
+
+    A copy of scripts/va in a repo of its own, whose bootstrap does nothing and whose .venv is this one.
+    """
+    repo, work = tmp_path / "repo", tmp_path / "work"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "va", repo / "scripts" / "va")
+    (repo / "scripts" / "bootstrap.sh").write_text("#!/bin/sh\n")
+    (repo / "scripts" / "bootstrap.sh").chmod(0o755)
+    (repo / ".venv").symlink_to(ROOT / ".venv")
+    (work / "videos").mkdir(parents=True)
+    shutil.copy(sample_videos_dir / "bikes.mp4", work / "videos" / "bikes.mp4")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VA_")} | {"VA_ENCODER": "handcrafted"}
+
+    def va(*args: str, **more_env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(repo / "scripts" / "va"), *args], cwd=work, env=env | more_env, capture_output=True, text=True,
+            timeout=240,
+        )  # fmt: skip
+
+    listed = va("ingest", "videos", "--dry-run", "--json")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert json.loads(listed.stdout)["planned"] == [str(work / "videos" / "bikes.mp4")]
+    assert (repo / "va-data" / "logs").is_dir() and not (work / "va-data").exists()  # the repo's data, as before
+    # A data folder the caller names, in the environment or the config file, is theirs: relative to where they are.
+    assert va("status", VA_DATA_DIR="mine").returncode == 0 and (work / "mine" / "annotations.db").is_file()
+    (work / "va.toml").write_text('data_dir = "from-config"\n')
+    assert va("--config", "va.toml", "status").returncode == 0 and (work / "from-config" / "annotations.db").is_file()
