@@ -94,7 +94,11 @@ def variable_frame_times(reader: decord.VideoReader, n_frames: int, fps: float) 
     if np.any(np.diff(times) <= 0):  # out of order or repeated (a broken index): no better than index / fps
         return None
     nominal = np.arange(n_frames + 1) / fps
-    if not 0.5 <= times[-1] / nominal[-1] <= 2.0:  # the average rate is frames / duration: far off, not times
+    # Far longer or shorter than frames / average rate: not times (a wrong time base), unless the frames do run at
+    # that rate and a few long steps make up the rest: a recording with a dropout (10 s without signal), whose
+    # later frames play, and are sought, at their own times.
+    steady = abs(float(np.median(np.diff(times))) * fps - 1.0) <= 0.1
+    if not 0.5 <= times[-1] / nominal[-1] <= 2.0 and not (steady and times[-1] > nominal[-1]):
         return None
     off = np.abs(times - nominal) > VFR_TOLERANCE_FRAMES / fps
     if not off.any():
