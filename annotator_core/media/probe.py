@@ -13,9 +13,11 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
+from typing import Any
 
 import decord
 import numpy as np
@@ -69,18 +71,22 @@ class VideoInfo:
         return float(self.frame_times[min(max(frame, 0), len(self.frame_times) - 1)])
 
 
-def variable_frame_times(reader: decord.VideoReader, n_frames: int, fps: float) -> np.ndarray | None:
-    """Each frame's start (and the last frame's end) in seconds where the frame rate varies, else None.
-
-    From decord's frame index (the container's timestamps; nothing is decoded). On a variable-rate
-    stream index / average fps drifts from the frames' real times by seconds, and a shot's start and
-    end are where the browser seeks to play it.
-    """
+def frame_stamps(reader: decord.VideoReader, n_frames: int) -> np.ndarray | None:
+    """Each frame's (start, end) in seconds from decord's frame index (the container's timestamps; nothing is
+    decoded), or None where the index gives none."""
     try:
-        stamps = np.asarray(reader.get_frame_timestamp(np.arange(n_frames)), dtype=np.float64)
+        return np.asarray(reader.get_frame_timestamp(np.arange(n_frames)), dtype=np.float64)
     except (RuntimeError, decord.DECORDError, IndexError):
         return None
-    if stamps.shape != (n_frames, 2) or not np.all(np.isfinite(stamps)):
+
+
+def variable_frame_times(stamps: np.ndarray | None, n_frames: int, fps: float) -> np.ndarray | None:
+    """Each frame's start (and the last frame's end) in seconds where the frame rate varies, else None.
+
+    From :func:`frame_stamps`. On a variable-rate stream index / average fps drifts from the frames' real times by
+    seconds, and a shot's start and end are where the browser seeks to play it.
+    """
+    if stamps is None or stamps.shape != (n_frames, 2) or not np.all(np.isfinite(stamps)):
         return None
     # Containers without per-frame times (AVI, MPEG program streams) give placeholders: FFmpeg's "no timestamp"
     # (about -3.7e17 s or -1.0e14 s) for some or all frames. Times that start before zero are not times.
@@ -108,12 +114,10 @@ def variable_frame_times(reader: decord.VideoReader, n_frames: int, fps: float) 
     return np.where(off, times, nominal)
 
 
-def last_frame_end_s(reader: decord.VideoReader, n_frames: int, fps: float) -> float:
-    """When the last frame ends, in seconds from the stream's first (decord's index of the container's timestamps;
-    nothing is decoded). n_frames / fps where the container gives no usable time."""
-    try:
-        stamps = np.asarray(reader.get_frame_timestamp(np.arange(n_frames)), dtype=np.float64)
-    except (RuntimeError, decord.DECORDError, IndexError):
+def last_frame_end_s(stamps: np.ndarray | None, n_frames: int, fps: float) -> float:
+    """When the last frame ends, in seconds from the stream's first (from :func:`frame_stamps`). n_frames / fps
+    where the container gives no usable time."""
+    if stamps is None:
         return n_frames / fps
     ends = stamps[np.isfinite(stamps)]
     return float(ends.max()) if ends.size and ends.max() > 0 else n_frames / fps
@@ -174,33 +178,36 @@ def ffprobe_command() -> str:
     return ffprobe
 
 
-def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> StreamHeader:
-    """The first video stream's size, duration and frame count from the container (ffprobe, no frame decoded)."""
-    try:
-        done = subprocess.run(
-            [ffprobe_command(), *FFPROBE_ARGS, path],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise VideoRefused(
-            f"its metadata took over {timeout_s:g} s to read (VA_PROBE_TIMEOUT_S); not a video worth decoding"
-        ) from None
+def run_ffprobe(args: Sequence[str], path: str, *, timeout_s: float) -> tuple[int, dict[str, Any]]:
+    """ffprobe's exit status and its JSON answer (``{}`` where it wrote none) for ``args`` (``-of json`` among them)
+    on ``path``; raises subprocess.TimeoutExpired after ``timeout_s``."""
+    done = subprocess.run(
+        [ffprobe_command(), *args, path], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+    )
     try:
         found = json.loads(done.stdout or "{}")
     except json.JSONDecodeError:
         found = {}
+    return done.returncode, found if isinstance(found, dict) else {}
+
+
+def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> StreamHeader:
+    """The first video stream's size, duration and frame count from the container (ffprobe, no frame decoded)."""
+    try:
+        returncode, found = run_ffprobe(FFPROBE_ARGS, path, timeout_s=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise VideoRefused(
+            f"its metadata took over {timeout_s:g} s to read (VA_PROBE_TIMEOUT_S); not a video worth decoding"
+        ) from None
     streams = found.get("streams") or []
     container = str((found.get("format") or {}).get("format_name") or "")
-    if done.returncode == 0 and container and not streams:
+    if returncode == 0 and container and not streams:
         # ffprobe read the container and found no video stream in it: e.g. an audio-only MP4 or M4A.
         raise VideoRefused(
             f"no video stream: the file holds only audio or data ({container} container); nothing to ingest"
         )
     sized = [s for s in streams if _number(s.get("width")) and _number(s.get("height"))]
-    if done.returncode != 0 or not sized:
+    if returncode != 0 or not sized:
         raise VideoRefused(f"not a readable video: {describe_unreadable(path)}")
     moving = [s for s in sized if not (s.get("disposition") or {}).get("attached_pic")] or sized
     stream = max(moving, key=lambda s: int(s["width"]) * int(s["height"]))
@@ -231,13 +238,10 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
 def _video_start_s(path: str, *, timeout_s: float) -> float:
     """When the first video stream starts (its start_time), 0 where unknown. ffprobe reads it only by decoding
     (skip_frame hides it), so this runs after the header passed the limits."""
-    args = ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=start_time", "-of", "json", path]
+    args = ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=start_time", "-of", "json"]
     try:
-        done = subprocess.run(
-            [ffprobe_command(), *args], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
-        )
-        streams = json.loads(done.stdout or "{}").get("streams") or [{}]
-    except (subprocess.TimeoutExpired, json.JSONDecodeError):
+        streams = run_ffprobe(args, path, timeout_s=timeout_s)[1].get("streams") or [{}]
+    except subprocess.TimeoutExpired:
         return 0.0
     return _number(streams[0].get("start_time")) or 0.0
 
@@ -359,7 +363,8 @@ def probe(
             "copy it again, or let the recording finish"
         )
     # Matroska: time, not frames (a variable-rate WebM's average fps is its fastest rate: length x fps over-counts).
-    held_s = last_frame_end_s(reader, n_frames, fps) if header.track_end_s else 0.0
+    stamps = frame_stamps(reader, n_frames)
+    held_s = last_frame_end_s(stamps, n_frames, fps) if header.track_end_s else 0.0
     if header.track_end_s and held_s < DECLARED_LENGTH_TOLERANCE * header.track_end_s:
         # Short of where the track ends: cut short, or a track that starts late (its first frame at 10 s).
         declared_s = header.track_end_s - _video_start_s(path, timeout_s=timeout_s)
@@ -378,7 +383,7 @@ def probe(
     # Non-square pixels: decode at the size a player shows (decord scales to a requested size), so thumbnails and
     # the encoder see the picture as it is meant to be seen, not squeezed.
     width, height = dict(header.shown_sizes).get((width, height), (width, height))
-    times = variable_frame_times(reader, n_frames, fps)
+    times = variable_frame_times(stamps, n_frames, fps)
     duration = n_frames / fps if times is None else float(times[-1])
     info = VideoInfo(duration_s=duration, fps=fps, width=width, height=height, n_frames=n_frames, frame_times=times)
     limits(width=info.width, height=info.height, duration_s=info.duration_s, n_frames=info.n_frames)

@@ -12,7 +12,6 @@ are copied; the original file is what the catalog keeps.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from annotator_core.errors import ConfigError
-from annotator_core.media.probe import DEFAULT_PROBE_TIMEOUT_S, VideoRefused, ffprobe_command
+from annotator_core.media.probe import DEFAULT_PROBE_TIMEOUT_S, VideoRefused, run_ffprobe
 
 TS_PACKET, M2TS_PACKET = 188, 192  # M2TS (Blu-ray, AVCHD) puts a 4-byte timecode before each TS packet
 TS_SYNC = 0x47
@@ -56,15 +55,13 @@ def is_streamed_matroska(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_
                 return False
     except OSError:
         return False  # unreadable: the probe says why
-    args = ["-v", "error", "-show_entries", "format=duration,format_name", "-of", "json", path]
+    args = ["-v", "error", "-show_entries", "format=duration,format_name", "-of", "json"]
     try:
-        done = subprocess.run(
-            [ffprobe_command(), *args], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
-        )
-        container = json.loads(done.stdout or "{}").get("format") or {}
-    except (subprocess.TimeoutExpired, json.JSONDecodeError):
+        returncode, found = run_ffprobe(args, path, timeout_s=timeout_s)
+    except subprocess.TimeoutExpired:
         return False
-    return done.returncode == 0 and "matroska" in str(container.get("format_name")) and not container.get("duration")
+    container = found.get("format") or {}
+    return returncode == 0 and "matroska" in str(container.get("format_name")) and not container.get("duration")
 
 
 def rewrap_reason(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> str | None:
