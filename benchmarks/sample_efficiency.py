@@ -475,15 +475,10 @@ def load_pool(size: int, components: int, data: str = "fashion-mnist") -> Pool:
     order = rng.permutation(len(images))
     size = min(size, len(images) * 9 // 10)
     pick, outside = order[:size], order[size:]
-    if components:
-        pca = PCA(min(components, size, images.shape[1]), random_state=0).fit(images[pick])
+    pca = PCA(min(components, size, images.shape[1]), random_state=0).fit(images[pick]) if components else None
 
-        def features(rows: np.ndarray) -> np.ndarray:
-            return l2_rows(pca.transform(images[rows]).astype(np.float32))
-    else:
-
-        def features(rows: np.ndarray) -> np.ndarray:
-            return l2_rows(images[rows])
+    def features(rows: np.ndarray) -> np.ndarray:
+        return l2_rows(images[rows] if pca is None else pca.transform(images[rows]).astype(np.float32))
 
     pool_x, pool_c = features(pick), classes[pick]
     n_test = size // 5

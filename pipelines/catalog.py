@@ -144,19 +144,22 @@ def _list_local(raw: str, catalog: Catalog, *, follow_external_links: bool) -> l
             return []
         return [CatalogEntry(resolved, path.stat().st_size)]
     if path.is_dir():
-        root, found_paths = path, sorted(path.rglob("*"))
+        root, found_paths = path, list(path.rglob("*"))
     elif glob.has_magic(raw):
         fixed = str(path).split("*")[0].split("?")[0].split("[")[0]  # the part of the pattern before any wildcard
         root = Path(os.path.dirname(fixed) or ".")
-        found_paths = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+        found_paths = [Path(p) for p in glob.glob(str(path), recursive=True)]
     else:
         raise ValidationFailed(
             f"path {shown(raw)!r} does not exist; give video files, folders, globs (quoted) or s3:// / gs:// prefixes."
         )
-    files = [p for p in found_paths if _is_video_name(p.name)]
-    for other in found_paths:
-        if not other.name.startswith(".") and not _is_video_name(other.name) and other.is_file():
-            catalog.other_suffixes[other.suffix.lower() or "(none)"] += 1
+    files: list[Path] = []
+    for found in found_paths:
+        if _is_video_name(found.name):
+            files.append(found)
+        elif not found.name.startswith(".") and found.is_file():
+            catalog.other_suffixes[found.suffix.lower() or "(none)"] += 1
+    files.sort()
     inside = root.resolve()
     out = []
     for found in files:
