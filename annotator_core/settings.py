@@ -115,7 +115,16 @@ class Settings(BaseSettings):
         "adaptive", description="PySceneDetect detector used for shot boundaries."
     )
     detector_threshold: float = Field(0.0, ge=0, description="Detector threshold; 0 uses the detector's own default.")
-    min_shot_frames: int = Field(8, ge=1, description="Shortest shot in frames (PySceneDetect min_scene_len).")
+    min_shot_seconds: float = Field(
+        0.32,
+        gt=0,
+        le=60,
+        description="Shortest shot in seconds (PySceneDetect min_scene_len, in frames at each title's rate, at "
+        "least 1): 8 frames at 25 fps, 2 at 6 fps, 1 in a 1 fps timelapse.",
+    )
+    min_shot_frames: int = Field(
+        0, ge=0, description="Shortest shot as a fixed count of frames at every frame rate; 0: from min_shot_seconds."
+    )
     detect_downscale: int = Field(
         0, ge=0, description="Downscale factor for shot detection; 0 picks one from the frame width."
     )

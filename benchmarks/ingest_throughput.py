@@ -293,7 +293,7 @@ def decode_ceiling(path: Path, *, chunk_seconds: float, cpus: int) -> dict[str, 
     options = SampleOptions.from_settings(Settings(), frame_size=load_encoder("handcrafted").frame_size)
     plan = plan_chunks(
         n_frames=info.n_frames, fps=info.fps, chunk_seconds=chunk_seconds,
-        min_shot_frames=options.detector.min_shot_frames,
+        min_shot_frames=options.detector.shortest_shot(info.fps),
     )  # fmt: skip
     t0 = time.perf_counter()
     for _ in decode_shots(str(path), info, options, DecodeStats()):

@@ -51,7 +51,7 @@ def decode_title_shots(
     """The shots of the title at ``path`` (``uri`` for the chunk tasks), chunked when longer than ``chunk_seconds``."""
     plan = plan_chunks(
         n_frames=info.n_frames, fps=info.fps, chunk_seconds=chunk_seconds,
-        min_shot_frames=options.detector.min_shot_frames,
+        min_shot_frames=options.detector.shortest_shot(info.fps),
     )  # fmt: skip
     if len(plan) == 1 or not ray.is_initialized():
         yield from decode_shots(path, info, options, stats)

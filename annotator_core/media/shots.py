@@ -7,6 +7,7 @@ frames the decode pass already made, so each title is decoded once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -27,27 +28,42 @@ class DetectorConfig:
 
     detector: str = "adaptive"
     threshold: float = 0.0  # 0: the detector's own default
-    min_shot_frames: int = 8
+    min_shot_seconds: float = 0.32  # 8 frames at 25 fps
+    min_shot_frames: int = 0  # > 0: a fixed count of frames at every frame rate instead of min_shot_seconds
     downscale: int = 0  # 0: pick from the frame width as PySceneDetect does
+
+    def shortest_shot(self, fps: float) -> int:
+        """The shortest shot in frames at ``fps`` (at least one), for planning a chunk's warm-up and overlap.
+
+        The shortest shot is a time, not a count of frames: 8 frames are 0.32 s at 25 fps but 8 s of a 1 fps
+        timelapse, whose cuts 2 s apart were all lost, and 67 ms at 120 fps, short enough for a flash to pass
+        as a shot. :class:`CutDetector` holds cuts to it by the frames' own times.
+        """
+        if self.min_shot_frames > 0:
+            return self.min_shot_frames
+        return max(1, round(self.min_shot_seconds * fps)) if fps > 0 else 8
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DetectorConfig:
         return cls(
             detector=settings.shot_detector,
             threshold=settings.detector_threshold,
+            min_shot_seconds=settings.min_shot_seconds,
             min_shot_frames=settings.min_shot_frames,
             downscale=settings.detect_downscale,
         )
 
 
 def make_detector(config: DetectorConfig) -> SceneDetector:
+    """The PySceneDetect detector, with no shortest shot of its own: :class:`CutDetector` holds cuts to
+    ``min_shot_seconds`` by the frames' own times, which a count of frames cannot do on a variable-rate title."""
     threshold = config.threshold or DEFAULT_THRESHOLDS.get(config.detector, 0.0)
     if config.detector == "adaptive":
-        return AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=config.min_shot_frames)
+        return AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=1)
     if config.detector == "content":
-        return ContentDetector(threshold=threshold, min_scene_len=config.min_shot_frames)
+        return ContentDetector(threshold=threshold, min_scene_len=1)
     if config.detector == "threshold":
-        return ThresholdDetector(threshold=threshold, min_scene_len=config.min_shot_frames)
+        return ThresholdDetector(threshold=threshold, min_scene_len=1)
     raise ValueError(f"unknown shot detector {config.detector!r}; expected adaptive, content or threshold")
 
 
@@ -64,11 +80,29 @@ class CutDetector:
     keeps that many recent frames so a late cut still splits the right frames.
     """
 
-    def __init__(self, config: DetectorConfig, *, fps: float, source_width: int) -> None:
+    def __init__(
+        self, config: DetectorConfig, *, fps: float, source_width: int, seconds: Callable[[int], float] | None = None
+    ) -> None:
         self.detector = make_detector(config)
         self.fps = fps
         self.width = detection_width(source_width, config.downscale)
         self.last_frame = -1
+        # When each frame starts (the title's own frame times on a variable-rate stream; frame / fps else).
+        self.seconds = seconds or (lambda frame: frame / fps)
+        self.min_frames = config.min_shot_frames  # > 0: the shortest shot as a count of frames instead
+        self.min_seconds = config.min_shot_seconds
+        self.last_cut: int | None = None  # the last cut kept, or the first frame seen
+
+    def _long_enough(self, cut: int) -> bool:
+        """Whether the shot ``cut`` ends (since the last cut kept) is long enough; keeps the cut if so."""
+        last = self.last_cut if self.last_cut is not None else cut
+        if self.min_frames > 0:
+            keep = cut - last >= self.min_frames
+        else:  # a little slack for timestamps rounded to the container's timebase
+            keep = self.seconds(cut) - self.seconds(last) >= self.min_seconds - 1e-6
+        if keep:
+            self.last_cut = cut
+        return keep
 
     @property
     def lag(self) -> int:
@@ -81,11 +115,14 @@ class CutDetector:
             rgb = cv2.resize(rgb, (self.width, max(1, round(h * self.width / w))), interpolation=cv2.INTER_LINEAR)
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # the detectors work on OpenCV's BGR order
         self.last_frame = index
+        if self.last_cut is None:
+            self.last_cut = index  # as PySceneDetect does: the first shot is timed from the first frame seen
         cuts = self.detector.process_frame(FrameTimecode(index, fps=self.fps), bgr)
-        return [c.frame_num for c in cuts]
+        return [c.frame_num for c in cuts if self._long_enough(c.frame_num)]
 
     def finish(self) -> list[int]:
         """Cuts a detector can only report once the last frame is known."""
         if self.last_frame < 0:
             return []
-        return [c.frame_num for c in self.detector.post_process(FrameTimecode(self.last_frame, fps=self.fps))]
+        late = self.detector.post_process(FrameTimecode(self.last_frame, fps=self.fps))
+        return [c.frame_num for c in late if self._long_enough(c.frame_num)]

@@ -386,3 +386,25 @@ def test_non_square_pixels_are_decoded_as_shown_not_squeezed(tmp_path: Path, sar
     assert (video["width"], video["height"]) == (info.width, info.height)
     thumb = cv2.imdecode(np.frombuffer(shots[0]["thumbnail"], np.uint8), cv2.IMREAD_COLOR)
     assert thumb.shape[1] / thumb.shape[0] == pytest.approx(seen.shape[1] / seen.shape[0], rel=0.02)
+
+
+@pytest.mark.parametrize(("fps", "seconds"), [(1, 3.0), (4, 2.0)])
+def test_a_timelapse_keeps_cuts_a_few_frames_apart(tmp_path: Path, fps: int, seconds: float) -> None:
+    """The shortest shot was 8 frames at every rate: 8 s of a 1 fps timelapse, so scenes 3 s apart made one shot."""
+    path = _make([*_scenes([fps] * 3, seconds=seconds), "-c:v", "libx264", "-r", str(fps)], tmp_path / "lapse.mp4")
+    video, shots = _decode(path)
+    assert "error" not in video and video["n_frames"] == round(3 * seconds * fps), video
+    assert _cut_times(shots) == [seconds, 2 * seconds]
+
+
+def test_a_flash_of_a_few_frames_at_a_high_rate_is_not_a_shot(tmp_path: Path) -> None:
+    """At 120 fps 8 frames are 67 ms: a 0.1 s flash of other content passed as a shot of its own."""
+    flash = ["-f", "lavfi", "-i", "color=white:s=320x240:r=120:d=0.1"]
+    scenes = [
+        *flash, "-f", "lavfi", "-i", "testsrc=d=2:s=320x240:r=120",
+        "-f", "lavfi", "-i", "smptebars=d=2:s=320x240:r=120",
+        "-filter_complex", "[1:v][0:v][2:v]concat=n=3:v=1:a=0,format=yuv420p[v]", "-map", "[v]",
+    ]  # fmt: skip
+    video, shots = _decode(_make([*scenes, "-c:v", "libx264"], tmp_path / "flash.mp4"))
+    assert "error" not in video and video["n_frames"] == 492, video
+    assert len(shots) == 2 and all(s["end_s"] - s["start_s"] > 0.32 for s in shots), _cut_times(shots)
