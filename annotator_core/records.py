@@ -36,7 +36,7 @@ class VideoRecord(LanceModel):
     n_shots: int = 0
     # A plain string column (LanceDB has no Arrow type for a Literal), checked against VideoStatus.
     status: str = "done"
-    error: str = ""
+    error: str = ""  # failed: why; done: what was left out (stretches the decoder could not read), else empty
     ingested_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     encoder: str = ""
 

@@ -39,6 +39,7 @@ class IngestSummary:
     seconds: float = 0.0
     video_seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # ingested with stretches it could not decode
     videos_total: int = 0  # videos this run set out to ingest (after skips and --limit)
     encoder: str = ""
     dry_run: bool = False
@@ -156,6 +157,8 @@ class ShotWriter:
                 s.videos_done += 1
                 s.shots += video.n_shots
                 s.video_seconds += video.duration_s
+                if video.error:
+                    s.damaged.append((video.uri, video.error))
             else:
                 s.videos_failed += 1
                 s.failures.append((video.uri, video.error))

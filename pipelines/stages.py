@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotator_core.encoders import load_encoder, spec_uses_torch
-from annotator_core.media.decode import DecodeStats
+from annotator_core.media.decode import MAX_LOST_SHARE, DecodeStats, lost_note
 from annotator_core.media.probe import VideoInfo, VideoRefused, probe
 from annotator_core.media.remux import decodable
 from annotator_core.media.sampling import SampleOptions
@@ -130,6 +130,14 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
                 if rows:
                     yield _table(rows)
                 video.update(n_shots=n_shots, n_frames=stats.frames, duration_s=info.seconds(stats.frames))
+                lost = sum(b - a for a, b in stats.lost)
+                if lost > MAX_LOST_SHARE * info.n_frames:  # chunks each under the share, the title over it
+                    raise VideoRefused(
+                        f"damaged: {lost} of its {info.n_frames} frames ({lost / info.n_frames:.0%}) cannot be "
+                        f"decoded, more than the {MAX_LOST_SHARE:.0%} ingest skips; re-encode it or copy it again"
+                    )
+                if stats.lost:
+                    video.update(error=lost_note(stats.lost, info))
         except VideoRefused as exc:
             video.update(failed_fields(str(exc)))
         except Exception as exc:  # any other fault of this one title is its failed row, not the job's end

@@ -222,6 +222,8 @@ def _print_summary(s: Any) -> None:
     if s.stage_seconds:
         stages = ", ".join(f"{name} {sec:.1f}s" for name, sec in s.stage_seconds.items())
         click.echo(f"time per stage (summed over workers): {stages}")
+    for uri, note in s.damaged:
+        click.secho(f"ingested with damage: {uri}: {note}", fg="yellow", err=True)
     for uri, error in s.failures:
         click.secho(f"failed: {uri}: {error}", fg="red", err=True)
 

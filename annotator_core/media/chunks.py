@@ -27,7 +27,7 @@ import decord
 import numpy as np
 
 from annotator_core.errors import first_line
-from annotator_core.media.decode import TRUNCATION_TOLERANCE, DecodeStats, rgb_frame
+from annotator_core.media.decode import TRUNCATION_TOLERANCE, DecodeStats, Frames
 from annotator_core.media.probe import VideoInfo, VideoRefused
 from annotator_core.media.sampling import OpenShot, SampleOptions, ShotSample, decode_size, sample_shot
 from annotator_core.media.shots import CutDetector
@@ -168,10 +168,11 @@ def iter_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chunk)
     width, height = decode_size(info, options)
     cv2.setNumThreads(1)
     try:
-        reader = decord.VideoReader(path, num_threads=1, width=width, height=height)
-        index = _keyframe_before(reader, chunk.warmup_from)
-        if index:
-            reader.seek_accurate(index)
+        frames = Frames(lambda: decord.VideoReader(path, num_threads=1, width=width, height=height), info)
+        index = _keyframe_before(frames.reader, chunk.warmup_from)
+        if index:  # a keyframe: a plain seek lands on it, and decodes nothing that could fail here
+            frames.reader.seek(index)
+            frames.index = index
     except (RuntimeError, decord.DECORDError) as exc:
         raise VideoRefused(f"not a video the decoder can read ({first_line(exc, limit=200)})") from None
     detector = CutDetector(options.detector, fps=info.fps, source_width=info.width, seconds=info.seconds)
@@ -211,17 +212,12 @@ def iter_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chunk)
         for i in sorted(after):
             shot.add(i, after[i])
 
-    while index < stop:
+    while frames.index < stop:
         t0 = time.perf_counter()
         try:
-            frame = rgb_frame(reader.next().asnumpy())
+            index, frame = next(frames)
         except StopIteration:
             break
-        except (RuntimeError, decord.DECORDError) as exc:
-            raise VideoRefused(
-                f"decoding failed at frame {index} of {info.n_frames} "
-                f"(truncated or corrupt: {first_line(exc, limit=200)})"
-            ) from None
         t1 = time.perf_counter()
         if chunk.start <= index < end:
             recent.append((index, frame))
@@ -233,7 +229,9 @@ def iter_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chunk)
             split(cut)
         yield from pieces[emitted:]
         emitted = len(pieces)
-        index += 1
+    index = frames.index
+    # the stretches this chunk owns (its warm-up's belong to the chunk before, which reports them)
+    stats.lost = [(max(a, chunk.start), min(b, end)) for a, b in frames.lost if b > chunk.start and a < end]
     if chunk.end is not None:
         if index < chunk.end:
             raise VideoRefused(f"truncated: decoded {index} frames, the chunk at {chunk.start} needs {chunk.end}")
@@ -280,6 +278,7 @@ def decode_chunked(
         stats.decode_s += result.stats.decode_s
         stats.detect_s += result.stats.detect_s
         stats.sample_s += result.stats.sample_s
+        stats.lost.extend(result.stats.lost)
         stats.frames = result.frames
     for pieces in stitcher.finish():
         yield shot_sample(pieces, options)
