@@ -132,7 +132,9 @@ def test_the_chunked_decode_skips_the_same_stretch_once(whole: Path, tmp_path: P
         chunked = DecodeStats()
         shots = decode_chunked((decode_chunk(str(path), info, OPTIONS, c) for c in plan), OPTIONS, chunked)
         assert [(s.start_frame, s.end_frame) for s in shots] == single
-        assert chunked.lost == one.lost and len(one.lost) == 1 and chunked.frames == N_FRAMES
+        # one stretch, to the same keyframe; where it starts may differ by the decoder's few frames of delay
+        [(start, end)], [(one_start, one_end)] = chunked.lost, one.lost
+        assert end == one_end and abs(start - one_start) <= 3 and chunked.frames == N_FRAMES
 
 
 def test_a_title_damaged_throughout_is_refused_with_where_and_how_much(whole: Path, tmp_path: Path) -> None:
