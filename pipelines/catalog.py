@@ -108,11 +108,27 @@ def _not_utf8(path: str) -> str | None:
 
 NOT_UTF8 = "its name is not UTF-8 text; rename it in UTF-8, e.g. convmv -f latin1 -t utf8 --notest FILE"
 SYMLINK_LOOP = "a symlink loop; remove or fix the link"
+UNREADABLE_FOLDER = (
+    "permission denied: a folder this user cannot list, so no video in it is ingested; check its owner and mode (chmod)"
+)
+# Folders a disk's file system keeps for itself, unreadable to users by design: not worth a word.
+SYSTEM_FOLDERS = frozenset({"lost+found", "System Volume Information", "$RECYCLE.BIN"})
 
 
 def shown(path: str | os.PathLike[str]) -> str:
     """A path as printable UTF-8 text: bytes that are not UTF-8 (surrogates, PEP 383) as ``\\xe9``."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _cannot_list(folder: Path) -> bool:
+    """Whether this process may not list ``folder`` (permission denied), which ``Path.rglob`` passes over."""
+    try:
+        with os.scandir(folder):
+            return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False  # gone since it was listed, or not a folder after all: nothing to report
 
 
 def _broken_link(path: Path) -> str | None:
@@ -154,11 +170,17 @@ def _list_local(raw: str, catalog: Catalog, *, follow_external_links: bool) -> l
             f"path {shown(raw)!r} does not exist; give video files, folders, globs (quoted) or s3:// / gs:// prefixes."
         )
     files: list[Path] = []
+    if path.is_dir() and _cannot_list(path):
+        skipped.append((shown(path), UNREADABLE_FOLDER))
     for found in found_paths:
         if _is_video_name(found.name):
             files.append(found)
-        elif not found.name.startswith(".") and found.is_file():
+        elif found.name.startswith("."):
+            continue
+        elif found.is_file():
             catalog.other_suffixes[found.suffix.lower() or "(none)"] += 1
+        elif found.name not in SYSTEM_FOLDERS and found.is_dir() and not found.is_symlink() and _cannot_list(found):
+            skipped.append((shown(found), UNREADABLE_FOLDER))  # rglob passes over it without a word
     files.sort()
     inside = root.resolve()
     out = []

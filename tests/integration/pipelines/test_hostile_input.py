@@ -243,6 +243,30 @@ def test_a_file_it_cannot_read_is_skipped_and_its_neighbours_ingest(sample_video
     ]
 
 
+def test_a_folder_it_cannot_list_is_named_not_passed_over(sample_videos_dir: Path, tmp_path: Path) -> None:
+    """A subfolder of mode 000 was passed over without a word (Path.rglob skips what it cannot list), so its
+    videos were missing from the catalog and --strict still exited 0. A disk's own lost+found is not worth one."""
+    folder = tmp_path / "catalog"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "lost+found").mkdir()
+    shutil.copy(sample_videos_dir / "bikes.mp4", folder / "open.mp4")
+    shutil.copy(sample_videos_dir / "carphone_pristine.mp4", folder / "locked" / "inside.mp4")
+    caps = "-dac_override,-dac_read_search"
+    as_user = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"] if os.geteuid() == 0 else []
+    for locked in (folder / "locked", folder / "lost+found"):
+        locked.chmod(0)
+    try:
+        done = _va_ingest([str(folder), "--dry-run", "--json"], tmp_path / "va-data", as_user=as_user)
+    finally:
+        for locked in (folder / "locked", folder / "lost+found"):
+            locked.chmod(0o755)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["planned"] == [str(folder / "open.mp4")] and summary["files_left_out"] == 1
+    [(path, why)] = summary["links_skipped"]
+    assert path == str(folder / "locked") and why.startswith("permission denied: a folder this user cannot list")
+
+
 @pytest.mark.usefixtures("ray_local")
 def test_a_symlink_loop_or_a_link_to_nothing_is_skipped_and_the_rest_ingest(
     sample_videos_dir: Path, tmp_path: Path
