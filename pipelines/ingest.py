@@ -27,6 +27,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -113,9 +114,11 @@ def run_ingest(
     summary = IngestSummary(encoder=encoder.name, dry_run=dry_run)
     # Ray starts (forking its processes) before LanceDB's runtime does in this process.
     with ray_session(address or settings.ray_address or None), data_context():
-        store = ShotStore.from_settings(settings)
-        existing = store.encoder()
-        if existing is not None and existing != encoder.name:
+        # A dry run writes nothing, the store's folder included: with none yet, nothing is done before.
+        fresh = dry_run and not settings.lancedb_uri and not Path(settings.resolved_lancedb_uri).exists()
+        store = ShotStore.from_settings(settings) if not fresh else None
+        existing = store.encoder() if store is not None else None
+        if store is not None and existing is not None and existing != encoder.name:
             raise ValidationFailed(
                 f"the shots table at {store.uri} was embedded with {existing!r}, not {encoder.name!r}; "
                 f"ingest with --encoder {existing}, or point VA_LANCEDB_URI at a new folder."
@@ -126,11 +129,11 @@ def run_ingest(
         summary.links_skipped = catalog.skipped
         summary.other_suffixes = dict(catalog.other_suffixes.most_common())
         summary.stage_seconds["catalog"] = time.perf_counter() - t0
-        done_uris = {v["video_id"]: v["uri"] for v in store.videos(status="done")}
+        done_uris = {v["video_id"]: v["uri"] for v in store.videos(status="done")} if store is not None else {}
         done = set(done_uris)
-        failed = set() if retry_failed else store.failed_video_ids()
+        failed = set() if retry_failed or store is None else store.failed_video_ids()
         moved = _moved(rows, done_uris)
-        if moved and not dry_run:
+        if moved and not dry_run and store is not None:
             store.relocate_videos([(video_id, uri, title_of(uri)) for video_id, uri in moved])
         summary.moved = [uri for _video_id, uri in moved]
         todo: list[dict[str, Any]] = []
@@ -147,7 +150,7 @@ def run_ingest(
             todo = todo[: max(0, limit)]
         summary.videos_total = len(todo)
         summary.planned = [row["uri"] for row in todo]
-        if dry_run or not todo:
+        if dry_run or not todo or store is None:
             summary.seconds = time.perf_counter() - started
             return summary
         store.ensure_tables(encoder.dim)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
@@ -98,7 +100,9 @@ def ingest(
         )
     models = _published_or_none(settings) if settings.ingest_score and not dry_run else None
     # One Ray session for the ingest and the scoring after it (both use the Ray running in this process).
-    quiet = None if verbose else ray_log_path(settings.data_dir)
+    # A dry run writes nothing into a data folder that is not there yet: Ray's log goes to the temp folder.
+    logs_in = settings.data_dir if not dry_run or settings.data_dir.exists() else Path(tempfile.gettempdir())
+    quiet = None if verbose else ray_log_path(logs_in)
     with (
         ray_output_to(quiet) as ray_log,
         ray_session(address or settings.ray_address or None),

@@ -25,11 +25,19 @@ def _run(args: list[str], data_dir: Path):
 
 
 def test_dry_run_lists_what_would_be_ingested_and_writes_nothing(catalog_dir, tmp_path):
-    result = _run([str(catalog_dir), "--dry-run"], tmp_path)
+    data = tmp_path / "va-data"  # not there yet: a dry run used to make it, with a LanceDB folder and Ray's log
+    result = _run([str(catalog_dir), "--dry-run"], data)
     assert result.exit_code == 0, result.output
     assert "dry run: 6 video(s) would be ingested with handcrafted" in result.output
     assert str(catalog_dir / "reel" / "composite.mp4") in result.output
-    assert ShotStore.from_settings(Settings(data_dir=tmp_path)).counts()["videos"] == 0
+    assert not data.exists()
+    # with a store already there, a dry run reads it (what is done is skipped) and still writes nothing to it
+    assert _run([str(catalog_dir / "bikes.mp4")], data).exit_code == 0
+    before = sorted(p.relative_to(data) for p in (data / "lancedb").rglob("*"))
+    again = _run([str(catalog_dir), "--dry-run"], data)
+    assert "dry run: 5 video(s) would be ingested with handcrafted, 1 skipped" in again.output, again.output
+    assert sorted(p.relative_to(data) for p in (data / "lancedb").rglob("*")) == before
+    assert ShotStore.from_settings(Settings(data_dir=data)).counts()["videos"] == 1
 
 
 def test_strict_run_with_a_failure_exits_1_and_a_normal_run_exits_0(catalog_dir, tmp_path):
@@ -101,7 +109,9 @@ def test_scripts_va_runs_in_the_callers_folder_and_keeps_the_default_data_in_the
     listed = va("ingest", "videos", "--dry-run", "--json")
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert json.loads(listed.stdout)["planned"] == [str(work / "videos" / "bikes.mp4")]
-    assert (repo / "va-data" / "logs").is_dir() and not (work / "va-data").exists()  # the repo's data, as before
+    assert not (repo / "va-data").exists() and not (work / "va-data").exists()  # a dry run makes no data folder
+    assert va("status").returncode == 0 and (repo / "va-data" / "annotations.db").is_file()  # the repo's, as before
+    assert not (work / "va-data").exists()
     # A data folder the caller names, in the environment or the config file, is theirs: relative to where they are.
     assert va("status", VA_DATA_DIR="mine").returncode == 0 and (work / "mine" / "annotations.db").is_file()
     (work / "va.toml").write_text('data_dir = "from-config"\n')
