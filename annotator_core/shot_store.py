@@ -165,6 +165,8 @@ class ShotStore:
             out[name] = int(self._table(name).count_rows()) if name in names else 0
         if VIDEOS_TABLE in names:
             out["videos_failed"] = int(self._table(VIDEOS_TABLE).count_rows("status = 'failed'"))
+            # ingested with stretches the decoder could not read (their seconds are in the row's error)
+            out["videos_damaged"] = int(self._table(VIDEOS_TABLE).count_rows("status = 'done' AND error != ''"))
         return out
 
     # -- writes ----------------------------------------------------------------

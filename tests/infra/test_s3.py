@@ -82,7 +82,7 @@ def test_shot_store_writes_reads_and_searches_on_s3(s3_endpoint: str) -> None:
     store.upsert_videos([video_row("vid-a", 30)])
     store.upsert_shots(rows)
     store.upsert_shots(rows[:10])  # keyed: writing again adds nothing
-    assert store.counts() == {"videos": 1, "shots": 30, "videos_failed": 0}
+    assert store.counts() == {"videos": 1, "shots": 30, "videos_failed": 0, "videos_damaged": 0}
 
     # A second process (another pod) opening the same URI sees the same data.
     reader = ShotStore(uri, storage_options=storage_options(s3_endpoint))

@@ -63,7 +63,7 @@ def test_upserting_the_same_rows_twice_leaves_counts_unchanged(store: ShotStore)
     store.upsert_shots(_shots("a", vectors))
     store.upsert_shots(_shots("a", vectors))
     store.upsert_videos([_video("a"), _video("b", "failed", "not a video")])
-    assert store.counts() == {"videos": 2, "shots": 30, "videos_failed": 1}
+    assert store.counts() == {"videos": 2, "shots": 30, "videos_failed": 1, "videos_damaged": 0}
     assert store.done_video_ids() == {"a"}
     assert store.get_video("b")["error"] == "not a video"
 

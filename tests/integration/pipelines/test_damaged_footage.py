@@ -157,5 +157,8 @@ def test_va_ingest_says_what_it_left_out_and_keeps_the_title(whole: Path, tmp_pa
     assert result.exit_code == 0, result.output
     assert "ingested 1 video(s), 3 shots" in result.output and "0 failed" in result.output
     assert f"ingested with damage: {path}: damaged: " in result.stderr
-    (video,) = ShotStore.from_settings(Settings(data_dir=tmp_path / "data")).videos()
+    store = ShotStore.from_settings(Settings(data_dir=tmp_path / "data"))
+    (video,) = store.videos()
     assert video["status"] == "done" and video["n_shots"] == 3 and video["error"].startswith("damaged: ")
+    counts = store.counts()  # what `va status` prints
+    assert (counts["videos"], counts["videos_failed"], counts["videos_damaged"]) == (1, 0, 1)
