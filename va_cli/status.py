@@ -38,7 +38,7 @@ def status(ctx: click.Context, show_settings: bool, as_json: bool, markdown: boo
     click.echo(f"data folder     {report['data_dir']}")
     click.echo(f"LanceDB         {report['lancedb']['uri']}")
     for table, count in report["lancedb"]["counts"].items():
-        click.echo(f"  {table:14}{count}")
+        click.echo(f"  {table:20}{count}")
     db = report["database"]
     click.echo(f"database        {db['url']}  ({'reachable' if db['ok'] else 'NOT reachable: ' + db['error']})")
     for table, count in db.get("counts", {}).items():
