@@ -31,7 +31,7 @@ from pipelines.catalog import local_copy
 
 
 def _decode_chunk(uri: str, info: VideoInfo, options: SampleOptions, chunk: Chunk) -> ChunkResult:
-    with local_copy(uri) as local, decodable(local) as path:
+    with local_copy(uri) as local, decodable(local, stream=info.stream) as path:  # the stream the title's task read
         return decode_chunk(path, info, options, chunk)
 
 

@@ -23,8 +23,8 @@ import pyarrow as pa
 
 from annotator_core.encoders import load_encoder, spec_uses_torch
 from annotator_core.media.decode import MAX_LOST_SHARE, DecodeStats, lost_note
-from annotator_core.media.probe import VideoInfo, VideoRefused, probe
-from annotator_core.media.remux import decodable
+from annotator_core.media.probe import VideoInfo, VideoRefused
+from annotator_core.media.remux import probed
 from annotator_core.media.sampling import SampleOptions
 from pipelines.catalog import local_copy, title_of
 from pipelines.chunked import decode_title_shots
@@ -106,11 +106,11 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
         video = video_fields(entry, job.encoder)
         stats = DecodeStats()
         try:
-            with local_copy(entry["uri"]) as local, decodable(local, timeout_s=job.probe_timeout_s) as path:
-                info = probe(
-                    path, max_duration_s=job.max_duration_s, max_pixels=job.max_pixels, max_frames=job.max_frames,
-                    timeout_s=job.probe_timeout_s,
-                )  # fmt: skip
+            limits = {"max_duration_s": job.max_duration_s, "max_pixels": job.max_pixels, "max_frames": job.max_frames}
+            with (
+                local_copy(entry["uri"]) as local,
+                probed(local, timeout_s=job.probe_timeout_s, **limits) as (path, info),
+            ):
                 video.update(
                     duration_s=info.duration_s, fps=info.fps, width=info.width, height=info.height,
                     n_frames=info.n_frames,

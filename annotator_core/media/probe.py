@@ -63,6 +63,10 @@ class VideoInfo:
     # timestamps, first frame at 0, and the end of the last frame after them (n_frames + 1 values). None for a
     # constant rate, where frame i starts at i / fps.
     frame_times: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # The file's video stream to decode (its index among the video streams, read from a rewrapped copy: see
+    # remux.probed), where it has a larger one than the stream the decoder picks (a small preview stored
+    # first); None: the one the decoder picks.
+    stream: int | None = None
 
     def seconds(self, frame: int) -> float:
         """When frame ``frame`` starts (``n_frames``: when the video ends), in seconds from the first frame."""
@@ -168,6 +172,10 @@ class StreamHeader:
     track_end_s: float | None = None
     # Streams whose pixels are not square (DV, DVD, HDV: 720x480 shown 16:9): each one's size as decoded, and as shown.
     shown_sizes: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = ()
+    # Where the file has several moving video streams: the largest one's index among the video streams, and its
+    # pixels per frame.
+    largest_stream: int | None = None
+    largest_area: int = 0
 
 
 def ffprobe_command() -> str:
@@ -222,6 +230,7 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
     )
     width, height = max(((_turned(s), s) for s in sized), key=lambda ts: ts[0][0] * ts[0][1])[0]
     codec = str(stream.get("codec_name") or "")
+    largest = streams.index(stream) if len(moving) > 1 else None
     shown = tuple((_turned(s), _shown(s)) for s in sized if _turned(s) != _shown(s))
     return StreamHeader(
         width=width,
@@ -232,6 +241,8 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
         declared_frames=committed,
         track_end_s=track_end,
         shown_sizes=shown,
+        largest_stream=largest,
+        largest_area=int(stream["width"]) * int(stream["height"]),
     )
 
 
@@ -380,11 +391,17 @@ def probe(
     except (RuntimeError, decord.DECORDError, StopIteration) as exc:
         raise VideoRefused(f"its first frame cannot be decoded ({first_line(exc, limit=200)})") from None
     height, width = first.shape[:2]
+    # A file with several video streams (a small preview first, several angles): the decoder may pick a smaller
+    # one than the largest, which the limits were checked on; the caller reads that one from a rewrapped copy.
+    smaller = header.largest_stream is not None and width * height < header.largest_area
+    stream = header.largest_stream if smaller else None
     # Non-square pixels: decode at the size a player shows (decord scales to a requested size), so thumbnails and
     # the encoder see the picture as it is meant to be seen, not squeezed.
     width, height = dict(header.shown_sizes).get((width, height), (width, height))
     times = variable_frame_times(stamps, n_frames, fps)
     duration = n_frames / fps if times is None else float(times[-1])
-    info = VideoInfo(duration_s=duration, fps=fps, width=width, height=height, n_frames=n_frames, frame_times=times)
+    info = VideoInfo(
+        duration_s=duration, fps=fps, width=width, height=height, n_frames=n_frames, frame_times=times, stream=stream
+    )
     limits(width=info.width, height=info.height, duration_s=info.duration_s, n_frames=info.n_frames)
     return info

@@ -17,10 +17,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from typing import Any
 
 from annotator_core.errors import ConfigError
-from annotator_core.media.probe import DEFAULT_PROBE_TIMEOUT_S, VideoRefused, run_ffprobe
+from annotator_core.media.probe import DEFAULT_PROBE_TIMEOUT_S, VideoInfo, VideoRefused, probe, run_ffprobe
 
 TS_PACKET, M2TS_PACKET = 188, 192  # M2TS (Blu-ray, AVCHD) puts a 4-byte timecode before each TS packet
 TS_SYNC = 0x47
@@ -74,13 +76,15 @@ def rewrap_reason(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> s
 
 
 @contextmanager
-def decodable(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Iterator[str]:
+def decodable(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S, stream: int | None = None) -> Iterator[str]:
     """``path`` itself, or where :func:`rewrap_reason` gives one a temporary Matroska copy of its video (removed
-    afterwards). ``timeout_s`` bounds the container check (the probe_timeout_s setting).
+    afterwards). ``timeout_s`` bounds the container check (the probe_timeout_s setting). ``stream`` (an index
+    among the video streams, :attr:`VideoInfo.stream`): a copy of that stream alone, whatever the container.
 
     Raises :class:`VideoRefused` when ffmpeg cannot rewrap it (no video stream, damaged beyond reading).
     """
-    reason = rewrap_reason(path, timeout_s=timeout_s)
+    several = f"a file with several video streams (its largest, v:{stream}, read alone)"
+    reason = rewrap_reason(path, timeout_s=timeout_s) if stream is None else several
     if reason is None:
         yield path
         return
@@ -90,7 +94,8 @@ def decodable(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Itera
     remux_timeout_s = 60.0 + os.path.getsize(path) / REMUX_BYTES_PER_S
     with tempfile.TemporaryDirectory(prefix="va-remux-") as folder:
         out = os.path.join(folder, "video.mkv")
-        args = ["-nostdin", "-v", "error", "-i", path, "-map", "0:v", "-c", "copy", "-f", "matroska", out]
+        picked = "0:v" if stream is None else f"0:v:{stream}"
+        args = ["-nostdin", "-v", "error", "-i", path, "-map", picked, "-c", "copy", "-f", "matroska", out]
         try:
             done = subprocess.run([ffmpeg, *args], capture_output=True, text=True, timeout=remux_timeout_s)
         except subprocess.TimeoutExpired:
@@ -99,3 +104,21 @@ def decodable(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Itera
             why = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
             raise VideoRefused(f"{reason} whose video could not be rewrapped for the decoder ({why})")
         yield out
+
+
+@contextmanager
+def probed(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S, **limits: Any) -> Iterator[tuple[str, VideoInfo]]:
+    """A path the decoder reads (:func:`decodable`) and its :func:`probe` (``limits``: its keyword arguments).
+
+    Where the decoder would read a smaller video stream than the file's largest (a preview stored first, one
+    angle of several), the path is a copy of the largest alone, and the info keeps that stream's index so that
+    other readers of the file (a long title's chunk tasks) read the same one: ``decodable(path, stream=...)``.
+    """
+    with ExitStack() as stack:
+        readable = stack.enter_context(decodable(path, timeout_s=timeout_s))
+        info = probe(readable, timeout_s=timeout_s, **limits)
+        if info.stream is not None:
+            chosen = info.stream
+            readable = stack.enter_context(decodable(path, timeout_s=timeout_s, stream=chosen))
+            info = replace(probe(readable, timeout_s=timeout_s, **limits), stream=chosen)
+        yield readable, info

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from annotator_core.media.decode import DecodeStats, decode_shots
-from annotator_core.media.probe import VideoRefused, probe
-from annotator_core.media.remux import decodable
+from annotator_core.media.probe import VideoRefused
+from annotator_core.media.remux import probed
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
 from serving.http_errors import ApiError
@@ -43,14 +43,13 @@ class EmbeddedClip:
 def embed_clip(path: Path, encoder: Any, *, settings: Settings) -> EmbeddedClip:
     """Shots of the clip at ``path`` and one ``encoder`` vector per shot; ApiError for a refused clip."""
     try:
-        with decodable(str(path), timeout_s=settings.probe_timeout_s) as readable:  # rewrapped as ingest does
-            info = probe(
-                readable,
-                max_duration_s=settings.max_clip_duration_s,
-                max_pixels=settings.max_video_pixels,
-                max_frames=settings.max_video_frames,
-                timeout_s=settings.probe_timeout_s,
-            )
+        limits = {
+            "max_duration_s": settings.max_clip_duration_s,
+            "max_pixels": settings.max_video_pixels,
+            "max_frames": settings.max_video_frames,
+        }
+        # rewrapped as ingest does; its largest video stream where the decoder would pick a smaller one
+        with probed(str(path), timeout_s=settings.probe_timeout_s, **limits) as (readable, info):
             options = SampleOptions.from_settings(settings, frame_size=encoder.frame_size)
             samples = list(decode_shots(readable, info, options, DecodeStats()))
     except VideoRefused as exc:

@@ -20,11 +20,13 @@ import pytest
 from proxy_formats import has_encoder
 
 from annotator_core.encoders import load_encoder
+from annotator_core.media.chunks import plan_chunks
 from annotator_core.media.decode import rgb_frame
 from annotator_core.media.probe import VideoRefused, decoder_reason, probe
-from annotator_core.media.remux import decodable, is_transport_stream, rewrap_reason
+from annotator_core.media.remux import decodable, is_transport_stream, probed, rewrap_reason
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
+from pipelines.chunked import _decode_chunk
 from pipelines.stages import DecodeJob, decode_title
 from serving.scoring.clips import embed_clip
 
@@ -408,3 +410,28 @@ def test_a_flash_of_a_few_frames_at_a_high_rate_is_not_a_shot(tmp_path: Path) ->
     video, shots = _decode(_make([*scenes, "-c:v", "libx264"], tmp_path / "flash.mp4"))
     assert "error" not in video and video["n_frames"] == 492, video
     assert len(shots) == 2 and all(s["end_s"] - s["start_s"] > 0.32 for s in shots), _cut_times(shots)
+
+
+def _varies(image: np.ndarray) -> bool:
+    """Whether a picture has content across it (a plain card's every channel is one value throughout)."""
+    return bool(np.std(image.reshape(-1, image.shape[-1]), axis=0).max() > 30)
+
+
+def test_a_small_preview_stored_first_is_not_what_is_decoded(tmp_path: Path) -> None:
+    """In Matroska the decoder reads the first video stream: a 160x90 preview before the 640x360 picture was
+    what every thumbnail and vector came from (upscaled, and here a plain red card, not the picture)."""
+    streams = ["-f", "lavfi", "-i", "color=red:s=160x90:r=25:d=3", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=3"]
+    x264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
+    path = _make([*streams, "-map", "0:v", "-map", "1:v", *x264], tmp_path / "preview-first.mkv")
+    assert decord.VideoReader(str(path), num_threads=1).next().shape[:2] == (90, 160), "the decoder's own pick"
+    assert probe(str(path), max_duration_s=3600.0, max_pixels=10**8).stream == 1
+    video, shots = _decode(path)
+    assert "error" not in video and (video["width"], video["height"]) == (640, 360) and shots, video
+    thumb = cv2.imdecode(np.frombuffer(shots[0]["thumbnail"], np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape[:2] == (180, 320) and _varies(thumb), "the picture, not the uniform red preview"
+    # a long title's chunk tasks read the file again: the same stream as the title's own task
+    options = SampleOptions.from_settings(Settings(), frame_size=load_encoder("handcrafted").frame_size)
+    with probed(str(path), max_duration_s=3600.0, max_pixels=10**8) as (_, info):
+        plan = plan_chunks(n_frames=info.n_frames, fps=info.fps, chunk_seconds=1.0, min_shot_frames=8)
+        (piece,) = _decode_chunk(str(path), info, options, plan[1]).pieces
+    assert info.stream == 1 and piece.kept and all(_varies(frame) for _, frame in piece.kept)
