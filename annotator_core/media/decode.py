@@ -90,6 +90,8 @@ class Frames:
         return self
 
     def __next__(self) -> tuple[int, np.ndarray]:
+        if self.index >= self.info.n_frames:  # the decoder's own count, or fewer (probe.edited_frame_count)
+            raise StopIteration
         while True:
             if self.held:
                 frame = self.held.popleft()

@@ -48,6 +48,8 @@ class VideoRefused(Exception):
     """The file is not a video we ingest (empty, not a video by content, over a limit, cannot decode)."""
 
 
+# The longest stretch before an edit list's start that it may skip: a GOP or two, never more.
+MAX_PREROLL_S = 30.0
 # A frame more than this share of a frame's duration away from index / fps makes the stream variable-rate.
 VFR_TOLERANCE_FRAMES = 0.5
 
@@ -116,6 +118,23 @@ def variable_frame_times(stamps: np.ndarray | None, n_frames: int, fps: float) -
     # Frames within half a frame of index / fps keep that time (a constant-rate stretch, or a last frame held
     # longer than the rest, stays exact); the rest take the container's. Both rise with the index, so the mix does.
     return np.where(off, times, nominal)
+
+
+def edited_frame_count(stamps: np.ndarray | None, n_frames: int, fps: float, duration_s: float | None) -> int:
+    """The frames a player shows of a file whose edit list starts after its first keyframe, else ``n_frames``.
+
+    An MP4/MOV cut with ``ffmpeg -ss T -i IN -c copy`` (or trimmed by an editor that keeps the packets) starts its
+    edit at T but keeps the packets from the keyframe before it. decord skips those frames yet counts them (their
+    times start below zero by as much) and hands over as many copies of the last frame at the end, so the title
+    ran that much past its (edited) duration, which the container gives.
+    """
+    if stamps is None or duration_s is None or stamps.shape != (n_frames, 2) or not np.isfinite(stamps[0, 0]):
+        return n_frames
+    early_s = -float(stamps[0, 0])
+    if not 0.5 / fps <= early_s <= MAX_PREROLL_S:  # no pre-roll (or FFmpeg's "no timestamp" placeholder)
+        return n_frames
+    shown = int(duration_s * fps + 1e-6)
+    return shown if abs((n_frames - shown) - early_s * fps) <= 2 else n_frames
 
 
 def last_frame_end_s(stamps: np.ndarray | None, n_frames: int, fps: float) -> float:
@@ -375,6 +394,9 @@ def probe(
         )
     # Matroska: time, not frames (a variable-rate WebM's average fps is its fastest rate: length x fps over-counts).
     stamps = frame_stamps(reader, n_frames)
+    shown_frames = edited_frame_count(stamps, n_frames, fps, header.duration_s)
+    if shown_frames < n_frames:  # decoded past the edit's end: a decode stops at the count (see decode.Frames)
+        n_frames, stamps = shown_frames, None
     held_s = last_frame_end_s(stamps, n_frames, fps) if header.track_end_s else 0.0
     if header.track_end_s and held_s < DECLARED_LENGTH_TOLERANCE * header.track_end_s:
         # Short of where the track ends: cut short, or a track that starts late (its first frame at 10 s).

@@ -435,3 +435,18 @@ def test_a_small_preview_stored_first_is_not_what_is_decoded(tmp_path: Path) -> 
         plan = plan_chunks(n_frames=info.n_frames, fps=info.fps, chunk_seconds=1.0, min_shot_frames=8)
         (piece,) = _decode_chunk(str(path), info, options, plan[1]).pieces
     assert info.stream == 1 and piece.kept and all(_varies(frame) for _, frame in piece.kept)
+
+
+def test_a_cut_made_without_re_encoding_ends_where_its_edit_list_does(tmp_path: Path) -> None:
+    """`ffmpeg -ss 2.5 -i IN -c copy OUT.mp4` keeps the packets from the keyframe at 2.0 s and an edit list that
+    starts at 2.5 s: the decoder skipped the 13 frames before it but counted them, and handed over 13 copies of the
+    last frame, so the title ran to 4.0 s, its last shot 0.5 s past the end a player shows (3.5 s)."""
+    whole = _make([*_scenes([25, 25, 25]), "-c:v", "libx264", "-g", "25"], tmp_path / "whole.mp4")
+    path = _make(["-ss", "2.5", "-i", str(whole), "-c", "copy"], tmp_path / "trimmed.mp4")
+    truth = _frame_times(path)  # what a player shows: ffprobe's frames, from the edit's start
+    assert len(decord.VideoReader(str(path), num_threads=1)) == 100 and len(truth) == 87
+    video, shots = _decode(path)
+    assert "error" not in video and video["n_frames"] == len(truth), video
+    assert video["duration_s"] == pytest.approx(len(truth) / 25) and shots[-1]["end_frame"] == len(truth)
+    # the cut at 4.0 s of the original is 1.5 s into the edit (to within a frame: the edit starts between frames)
+    assert [s["start_frame"] for s in shots] == [0, 37] and shots[1]["start_s"] == pytest.approx(1.5, abs=0.04)
