@@ -108,6 +108,13 @@ def _not_utf8(path: str) -> str | None:
 
 NOT_UTF8 = "its name is not UTF-8 text; rename it in UTF-8, e.g. convmv -f latin1 -t utf8 --notest FILE"
 SYMLINK_LOOP = "a symlink loop; remove or fix the link"
+UNREACHABLE = (
+    "permission denied: a folder on its way can be listed but not entered (its mode lacks x); chmod +x the folder"
+)
+UNREACHABLE_FOLDER = (
+    "permission denied: a folder this user can list but not enter (its mode lacks x, e.g. after chmod -R 644), so "
+    "no video in it is ingested; chmod +x it (chmod -R u+X for a tree)"
+)
 UNREADABLE_FOLDER = (
     "permission denied: a folder this user cannot list, so no video in it is ingested; check its owner and mode (chmod)"
 )
@@ -150,16 +157,21 @@ def _broken_link(path: Path) -> str | None:
 def _list_local(raw: str, catalog: Catalog, *, follow_external_links: bool) -> list[CatalogEntry]:
     skipped = catalog.skipped
     path = Path(raw).expanduser()
-    if (why := _broken_link(path)) is not None:  # named explicitly, or a folder or glob given as a link
-        skipped.append((shown(path), why))
-        return []
-    if path.is_file():  # named explicitly: taken as the user gave it, link or not
-        resolved = str(path.resolve())
-        if (why := _not_utf8(resolved)) is not None:
+    try:
+        if (why := _broken_link(path)) is not None:  # named explicitly, or a folder or glob given as a link
             skipped.append((shown(path), why))
             return []
-        return [CatalogEntry(resolved, path.stat().st_size)]
-    if path.is_dir():
+        if path.is_file():  # named explicitly: taken as the user gave it, link or not
+            resolved = str(path.resolve())
+            if (why := _not_utf8(resolved)) is not None:
+                skipped.append((shown(path), why))
+                return []
+            return [CatalogEntry(resolved, path.stat().st_size)]
+        is_dir = path.is_dir()
+    except PermissionError:  # a folder on its way can be listed but not entered
+        skipped.append((shown(path), UNREACHABLE))
+        return []
+    if is_dir:
         root, found_paths = path, list(path.rglob("*"))
     elif glob.has_magic(raw):
         fixed = str(path).split("*")[0].split("?")[0].split("[")[0]  # the part of the pattern before any wildcard
@@ -170,40 +182,50 @@ def _list_local(raw: str, catalog: Catalog, *, follow_external_links: bool) -> l
             f"path {shown(raw)!r} does not exist; give video files, folders, globs (quoted) or s3:// / gs:// prefixes."
         )
     files: list[Path] = []
-    if path.is_dir() and _cannot_list(path):
+    if is_dir and _cannot_list(path):
         skipped.append((shown(path), UNREADABLE_FOLDER))
+    unreachable: set[Path] = set()  # folders that can be listed but not entered (read without execute)
     for found in found_paths:
-        if _is_video_name(found.name):
-            files.append(found)
-        elif found.name.startswith("."):
-            continue
-        elif found.is_file():
-            catalog.other_suffixes[found.suffix.lower() or "(none)"] += 1
-        elif found.name not in SYSTEM_FOLDERS and found.is_dir() and not found.is_symlink() and _cannot_list(found):
-            skipped.append((shown(found), UNREADABLE_FOLDER))  # rglob passes over it without a word
+        try:
+            if _is_video_name(found.name):
+                files.append(found)
+            elif found.name.startswith("."):
+                continue
+            elif found.is_file():
+                catalog.other_suffixes[found.suffix.lower() or "(none)"] += 1
+            elif found.name not in SYSTEM_FOLDERS and found.is_dir() and not found.is_symlink() and _cannot_list(found):
+                skipped.append((shown(found), UNREADABLE_FOLDER))  # rglob passes over it without a word
+        except PermissionError:
+            unreachable.add(found.parent)
     files.sort()
     inside = root.resolve()
     out = []
     for found in files:
-        if (why := _broken_link(found)) is not None:
-            skipped.append((shown(found), why))
+        try:
+            entry = _entry(found, inside, skipped, follow_external_links=follow_external_links)
+        except PermissionError:
+            unreachable.add(found.parent)
             continue
-        target = found.resolve()
-        if not follow_external_links and not target.is_relative_to(inside):
-            skipped.append(
-                (
-                    shown(found),
-                    f"a link to {shown(target)}, outside {shown(inside)}; "
-                    "set VA_FOLLOW_EXTERNAL_LINKS=true to ingest it",
-                )
-            )
-            continue
-        if (why := _not_utf8(str(target))) is not None:
-            skipped.append((shown(found), why))
-            continue
-        if target.is_file():
-            out.append(CatalogEntry(str(target), target.stat().st_size))
+        if entry is not None:
+            out.append(entry)
+    skipped.extend((shown(folder), UNREACHABLE_FOLDER) for folder in sorted(unreachable))
     return out
+
+
+def _entry(
+    found: Path, inside: Path, skipped: list[tuple[str, str]], *, follow_external_links: bool
+) -> CatalogEntry | None:
+    """A file a folder or glob found, as a catalog entry; None when it is left out (why, in ``skipped``)."""
+    why = _broken_link(found)
+    target = found.resolve() if why is None else found
+    if why is None and not follow_external_links and not target.is_relative_to(inside):
+        why = f"a link to {shown(target)}, outside {shown(inside)}; set VA_FOLLOW_EXTERNAL_LINKS=true to ingest it"
+    if why is None:
+        why = _not_utf8(str(target))
+    if why is not None:
+        skipped.append((shown(found), why))
+        return None
+    return CatalogEntry(str(target), target.stat().st_size) if target.is_file() else None
 
 
 def _list_remote(raw: str) -> list[CatalogEntry]:

@@ -249,22 +249,34 @@ def test_a_folder_it_cannot_list_is_named_not_passed_over(sample_videos_dir: Pat
     folder = tmp_path / "catalog"
     (folder / "locked").mkdir(parents=True)
     (folder / "lost+found").mkdir()
+    (folder / "no-entry").mkdir()  # can be listed, not entered (`chmod -R 644`): a traceback, the whole run lost
     shutil.copy(sample_videos_dir / "bikes.mp4", folder / "open.mp4")
     shutil.copy(sample_videos_dir / "carphone_pristine.mp4", folder / "locked" / "inside.mp4")
+    shutil.copy(sample_videos_dir / "carphone_pristine.mp4", folder / "no-entry" / "inside.mp4")
+    (folder / "no-entry" / "notes.txt").write_text("not a video")
     caps = "-dac_override,-dac_read_search"
     as_user = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"] if os.geteuid() == 0 else []
-    for locked in (folder / "locked", folder / "lost+found"):
-        locked.chmod(0)
+    modes = {folder / "locked": 0, folder / "lost+found": 0, folder / "no-entry": 0o644}
+    for locked, mode in modes.items():
+        locked.chmod(mode)
     try:
         done = _va_ingest([str(folder), "--dry-run", "--json"], tmp_path / "va-data", as_user=as_user)
+        named = _va_ingest([str(folder / "no-entry" / "inside.mp4"), "--dry-run", "--json"], tmp_path / "va-data",
+                           as_user=as_user)  # fmt: skip
     finally:
-        for locked in (folder / "locked", folder / "lost+found"):
+        for locked in modes:
             locked.chmod(0o755)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
-    assert summary["planned"] == [str(folder / "open.mp4")] and summary["files_left_out"] == 1
-    [(path, why)] = summary["links_skipped"]
-    assert path == str(folder / "locked") and why.startswith("permission denied: a folder this user cannot list")
+    assert summary["planned"] == [str(folder / "open.mp4")] and summary["files_left_out"] == 2
+    [(locked, why), (no_entry, why_not)] = summary["links_skipped"]
+    assert locked == str(folder / "locked") and why.startswith("permission denied: a folder this user cannot list")
+    assert no_entry == str(folder / "no-entry") and "can list but not enter" in why_not and "chmod +x" in why_not
+    # named alone, it is the only file given: one clear usage error with the reason, no traceback
+    assert named.returncode == 2 and "Traceback" not in named.stderr, named.stderr[-3000:]
+    assert f"{folder / 'no-entry' / 'inside.mp4'}: permission denied: a folder on its way can be listed but not " in (
+        named.stderr
+    )
 
 
 @pytest.mark.usefixtures("ray_local")
