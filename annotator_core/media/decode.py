@@ -146,7 +146,10 @@ class Frames:
                 f"({decoder_reason(exc)}), and {lost} of its frames ({lost / max(n_frames, 1):.0%}) cannot be read, "
                 f"more than the {MAX_LOST_SHARE:.0%} ingest skips; re-encode it or copy it again"
             ) from None
-        self.lost.append((damaged, resume))
+        if self.lost and self.lost[-1][1] == damaged:  # damage again where the last stretch resumed: one stretch
+            self.lost[-1] = (self.lost[-1][0], resume)
+        else:
+            self.lost.append((damaged, resume))
         self._gap = (damaged, resume)
         if after is None:  # damaged to its end: the frames before it are the title
             self.reader = _Ended()

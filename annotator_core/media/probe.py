@@ -120,6 +120,23 @@ def variable_frame_times(stamps: np.ndarray | None, n_frames: int, fps: float) -
     return np.where(off, times, nominal)
 
 
+def _frame_after_damaged_start(path: str, n_frames: int, *, tries: int = 3) -> np.ndarray | None:
+    """The first frame that decodes from one of the first keyframes after the first, within the tenth of the
+    title that ingest may skip as damaged; None where none does."""
+    try:
+        keys = [int(k) for k in decord.VideoReader(path, num_threads=1).get_key_indices()]
+    except (RuntimeError, decord.DECORDError):
+        return None
+    for key in [k for k in keys if 0 < k <= n_frames // 10][:tries]:
+        try:
+            reader = decord.VideoReader(path, num_threads=1)
+            reader.seek(key)
+            return np.asarray(reader.next().asnumpy())
+        except (RuntimeError, decord.DECORDError, StopIteration):
+            continue
+    return None
+
+
 def edited_frame_count(stamps: np.ndarray | None, n_frames: int, fps: float, duration_s: float | None) -> int:
     """The frames a player shows of a file whose edit list starts after its first keyframe, else ``n_frames``.
 
@@ -411,7 +428,12 @@ def probe(
         # frame as displayed. Every video stream was within the pixel limit, so this frame is too.
         first = reader.next().asnumpy()
     except (RuntimeError, decord.DECORDError, StopIteration) as exc:
-        raise VideoRefused(f"its first frame cannot be decoded ({first_line(exc, limit=200)})") from None
+        # Damage at the very start (the first keyframe) loses its GOP, as damage anywhere does (decode.Frames):
+        # the size comes from the first keyframe after it that decodes.
+        later = _frame_after_damaged_start(path, n_frames)
+        if later is None:
+            raise VideoRefused(f"its first frame cannot be decoded ({decoder_reason(exc)})") from None
+        first = later
     height, width = first.shape[:2]
     # A file with several video streams (a small preview first, several angles): the decoder may pick a smaller
     # one than the largest, which the limits were checked on; the caller reads that one from a rewrapped copy.

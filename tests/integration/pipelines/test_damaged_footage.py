@@ -122,6 +122,18 @@ def test_a_damaged_frame_skips_to_the_next_keyframe_and_the_title_ingests(whole:
     assert failed_at - 3 <= lost_from <= failed_at and float(said[2]) == pytest.approx(lost_from / FPS), said[0]
 
 
+def test_damage_at_the_very_start_loses_its_first_second_not_the_title(whole: Path, tmp_path: Path) -> None:
+    """The first keyframe damaged: the probe's first frame failed, and the title was refused with decord's internal
+    check text ("threaded_decoder.cc:104: Check failed: run_.load()") for 25 of 300 frames."""
+    path = _damage(whole, tmp_path / "bad-start.mp4", [0])
+    assert _decoder_gives_up(path) == 0, "the damage should stop a plain decode at once"
+    video, shots = _record(path)
+    assert video.get("status", "done") == "done" and video["n_frames"] == N_FRAMES, video
+    assert video["error"].startswith(f"damaged: {GOP} of {N_FRAMES} frames could not be decoded (0.00–1.00 s)")
+    assert [s["start_frame"] for s in shots] == [0, SCENE_S * FPS, 2 * SCENE_S * FPS]
+    assert shots[-1]["end_frame"] == N_FRAMES
+
+
 def test_the_chunked_decode_skips_the_same_stretch_once(whole: Path, tmp_path: Path) -> None:
     path = _damage(whole, tmp_path / "one-bad-packet.mp4", [160])
     info = _info(path)
