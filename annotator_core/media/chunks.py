@@ -175,7 +175,9 @@ def iter_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chunk)
             frames.index = index
     except (RuntimeError, decord.DECORDError) as exc:
         raise VideoRefused(f"not a video the decoder can read ({first_line(exc, limit=200)})") from None
-    detector = CutDetector(options.detector, fps=info.fps, source_width=info.width, seconds=info.seconds)
+    detector = CutDetector(
+        options.detector, fps=info.fps, source_width=info.width, seconds=info.seconds, slowest_fps=info.slowest_fps()
+    )
     end = chunk.end if chunk.end is not None else info.n_frames * 2 + 1_000_000  # the last chunk: to the end
     stop = end + detector.lag + options.detector.shortest_shot(info.fps) + 2 if chunk.end is not None else end
     recent: deque[tuple[int, np.ndarray]] = deque(maxlen=detector.lag + 2)

@@ -196,7 +196,9 @@ def decode_shots(path: str, info: VideoInfo, options: SampleOptions, stats: Deco
         frames = Frames(lambda: decord.VideoReader(path, num_threads=1, width=width, height=height), info)
     except (RuntimeError, decord.DECORDError) as exc:
         raise VideoRefused(f"not a video the decoder can read ({first_line(exc, limit=200)})") from None
-    detector = CutDetector(options.detector, fps=info.fps, source_width=info.width, seconds=info.seconds)
+    detector = CutDetector(
+        options.detector, fps=info.fps, source_width=info.width, seconds=info.seconds, slowest_fps=info.slowest_fps()
+    )
     recent: deque[tuple[int, np.ndarray]] = deque(maxlen=detector.lag + 2)
     shot = OpenShot(0)
 

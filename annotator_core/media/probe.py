@@ -70,6 +70,12 @@ class VideoInfo:
     # first); None: the one the decoder picks.
     stream: int | None = None
 
+    def slowest_fps(self) -> float:
+        """The rate of the title's longest frame (on a variable-rate stream, a slow stretch); fps on a constant one."""
+        if self.frame_times is None or len(self.frame_times) < 2:
+            return self.fps
+        return min(self.fps, 1.0 / max(float(np.diff(self.frame_times).max()), 1e-6))
+
     def seconds(self, frame: int) -> float:
         """When frame ``frame`` starts (``n_frames``: when the video ends), in seconds from the first frame."""
         if self.frame_times is None:

@@ -54,12 +54,23 @@ class DetectorConfig:
         )
 
 
-def make_detector(config: DetectorConfig) -> SceneDetector:
+ADAPTIVE_WINDOW = 2  # PySceneDetect's own: frames each side of a frame whose scores it is compared with
+
+
+def adaptive_window(config: DetectorConfig, slowest_fps: float) -> int:
+    """Frames each side the adaptive detector compares a frame with: its own 2, but no more than a shortest shot
+    at the title's slowest rate holds less one, so the window of one cut never reaches the next. In a 1 fps
+    timelapse a window of 2 frames spans 4 s and swallowed the cuts of scenes 2 s long."""
+    return max(1, min(ADAPTIVE_WINDOW, config.shortest_shot(slowest_fps) - 1))
+
+
+def make_detector(config: DetectorConfig, *, slowest_fps: float = 25.0) -> SceneDetector:
     """The PySceneDetect detector, with no shortest shot of its own: :class:`CutDetector` holds cuts to
     ``min_shot_seconds`` by the frames' own times, which a count of frames cannot do on a variable-rate title."""
     threshold = config.threshold or DEFAULT_THRESHOLDS.get(config.detector, 0.0)
     if config.detector == "adaptive":
-        return AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=1)
+        window = adaptive_window(config, slowest_fps)
+        return AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=1, window_width=window)
     if config.detector == "content":
         return ContentDetector(threshold=threshold, min_scene_len=1)
     if config.detector == "threshold":
@@ -81,9 +92,15 @@ class CutDetector:
     """
 
     def __init__(
-        self, config: DetectorConfig, *, fps: float, source_width: int, seconds: Callable[[int], float] | None = None
+        self,
+        config: DetectorConfig,
+        *,
+        fps: float,
+        source_width: int,
+        seconds: Callable[[int], float] | None = None,
+        slowest_fps: float | None = None,
     ) -> None:
-        self.detector = make_detector(config)
+        self.detector = make_detector(config, slowest_fps=slowest_fps or fps)
         self.fps = fps
         self.width = detection_width(source_width, config.downscale)
         self.last_frame = -1
