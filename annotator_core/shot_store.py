@@ -213,6 +213,19 @@ class ShotStore:
         for video_id, uri, title in moves:
             table.update(where=f"video_id = {_sql_str(video_id)}", values={"uri": uri, "title": title})
 
+    def delete_stale_failures(self, current: Mapping[str, str]) -> None:
+        """Drop ``failed`` rows of the paths in ``current`` (uri -> the video_id now written for it) that are of
+        another content: a file refused while still being written, or replaced since, is not still failing once
+        its new content has a row. Done rows of older content stay (their shots may carry labels)."""
+        if VIDEOS_TABLE not in self.table_names() or not current:
+            return
+        table = self._table(VIDEOS_TABLE)
+        items = list(current.items())
+        for start in range(0, len(items), 500):
+            chunk = items[start : start + 500]
+            at = " OR ".join(f"(uri = {_sql_str(uri)} AND video_id != {_sql_str(vid)})" for uri, vid in chunk)
+            table.delete(f"status = 'failed' AND ({at})")
+
     def delete_video_shots(self, video_id: str) -> None:
         if self.has_shots():
             self._table(SHOTS_TABLE).delete(f"video_id = {_sql_str(video_id)}")

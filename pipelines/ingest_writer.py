@@ -150,6 +150,7 @@ class ShotWriter:
             failed = [v.video_id for v in self.video_buffer if v.status == "failed"]
             for vid in failed:  # shots an earlier, interrupted run wrote for a video that now fails
                 self.store.delete_video_shots(vid)
+            self.store.delete_stale_failures({v.uri: v.video_id for v in self.video_buffer})
             self.store.upsert_videos([{**v.model_dump(), "ingested_at": now} for v in self.video_buffer])
         s = self.summary
         for video in self.video_buffer:

@@ -116,3 +116,19 @@ def test_scripts_va_runs_in_the_callers_folder_and_keeps_the_default_data_in_the
     assert va("status", VA_DATA_DIR="mine").returncode == 0 and (work / "mine" / "annotations.db").is_file()
     (work / "va.toml").write_text('data_dir = "from-config"\n')
     assert va("--config", "va.toml", "status").returncode == 0 and (work / "from-config" / "annotations.db").is_file()
+
+
+def test_a_file_that_failed_while_being_copied_leaves_no_failed_row_once_it_ingests(sample_videos_dir, tmp_path):
+    """A file refused half-copied got a new fingerprint once whole and ingested, but its failed row stayed beside
+    the done one: `va status` kept counting a failure that was gone."""
+    folder, data = tmp_path / "in", tmp_path / "va-data"
+    folder.mkdir()
+    whole = (sample_videos_dir / "bikes.mp4").read_bytes()
+    (folder / "bikes.mp4").write_bytes(whole[: len(whole) // 3])  # still being copied
+    assert _run([str(folder)], data).exit_code == 0
+    store = ShotStore.from_settings(Settings(data_dir=data))
+    assert [v["status"] for v in store.videos()] == ["failed"]
+    (folder / "bikes.mp4").write_bytes(whole)  # the copy finished
+    assert _run([str(folder)], data).exit_code == 0
+    assert [(v["uri"], v["status"]) for v in store.videos()] == [(str(folder / "bikes.mp4"), "done")]
+    assert store.counts()["videos_failed"] == 0
