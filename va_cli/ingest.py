@@ -101,7 +101,7 @@ def ingest(
     models = _published_or_none(settings) if settings.ingest_score and not dry_run else None
     # One Ray session for the ingest and the scoring after it (both use the Ray running in this process).
     # A dry run writes nothing into a data folder that is not there yet: Ray's log goes to the temp folder.
-    logs_in = settings.data_dir if not dry_run or settings.data_dir.exists() else Path(tempfile.gettempdir())
+    logs_in = settings.data_dir if not dry_run or settings.data_dir.exists() else Path(tempfile.gettempdir()) / "va"
     quiet = None if verbose else ray_log_path(logs_in)
     with (
         ray_output_to(quiet) as ray_log,
@@ -209,7 +209,7 @@ def _print_summary(s: Any) -> None:
         click.echo(f"{s.failed_before} video(s) failed before and are unchanged: not retried (use --retry-failed).")
     if s.other_suffixes:
         click.echo(_other_suffixes_line(s.other_suffixes))
-    left_out = f", {s.files_left_out} file(s) left out (named above)" if s.files_left_out else ""
+    left_out = f", {s.files_left_out} file(s) or folder(s) left out (named above)" if s.files_left_out else ""
     if s.dry_run:
         click.echo(
             f"dry run: {s.videos_total} video(s) would be ingested with {s.encoder}, "

@@ -112,15 +112,16 @@ class Frames:
         if self._keys is None:
             self._keys = sorted(int(k) for k in self.reader.get_key_indices())
         self.reader = _Ended()  # the old reader (and its decoding thread) goes before decoding again
+        stuck_at = -1  # where a pass last failed at its first frame
         for _ in range(self.PASSES):  # each pass from where the last one's error surfaced, closer to the damage
+            at = self.index + len(self.held)
             try:
                 reader = self.open_reader()
-                reader.seek_accurate(self.index + len(self.held))
-            except (RuntimeError, decord.DECORDError) as again:
-                exc = again
-                break
+                reader.seek_accurate(at)
+            except (RuntimeError, decord.DECORDError) as again:  # the seek itself decoded into the damage
+                exc, reader = again, None
             taken = 0
-            while len(self.held) < self.LOOKAHEAD:
+            while reader is not None and len(self.held) < self.LOOKAHEAD:
                 try:
                     self.held.append(rgb_frame(reader.next().asnumpy()))
                     taken += 1
@@ -131,11 +132,14 @@ class Frames:
                     exc = again
                     break
             else:  # no damage within the look-ahead: it was further on; go on with this reader
-                self.reader = reader
-                return
+                if reader is not None:
+                    self.reader = reader
+                    return
             del reader
-            if taken == 0:
-                break
+            if taken == 0:  # the damage is here, unless the decoding thread raced to it again: look twice
+                if stuck_at == at:
+                    break
+                stuck_at = at
         damaged = self.index + len(self.held)
         after = next((k for k in self._keys if k > damaged), None)
         resume = after if after is not None else n_frames

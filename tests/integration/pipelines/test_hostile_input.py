@@ -308,4 +308,7 @@ def test_a_symlink_loop_or_a_link_to_nothing_is_skipped_and_the_rest_ingest(
     plain = runner.invoke(cli, ["ingest", str(folder / "self.mp4"), str(folder / "bikes.mp4")], env=env)
     assert plain.exit_code == 0, plain.output
     assert f"skipped: {folder / 'self.mp4'}: {loop}" in plain.stderr
-    assert "0 failed, 1 skipped (already done or duplicate content), 1 file(s) left out (named above)." in plain.stdout
+    assert (
+        "0 failed, 1 skipped (already done or duplicate content), 1 file(s) or folder(s) left out (named above)."
+        in plain.stdout
+    )
