@@ -280,7 +280,11 @@ def decode_chunked(
         stats.decode_s += result.stats.decode_s
         stats.detect_s += result.stats.detect_s
         stats.sample_s += result.stats.sample_s
-        stats.lost.extend(result.stats.lost)
+        for start, end in result.stats.lost:  # one stretch across a chunk edge is one stretch
+            if stats.lost and stats.lost[-1][1] == start:
+                stats.lost[-1] = (stats.lost[-1][0], end)
+            else:
+                stats.lost.append((start, end))
         stats.frames = result.frames
     for pieces in stitcher.finish():
         yield shot_sample(pieces, options)

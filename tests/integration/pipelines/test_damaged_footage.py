@@ -152,6 +152,19 @@ def test_the_chunked_decode_skips_the_same_stretch_once(whole: Path, tmp_path: P
         assert end == one_end == 175 and min(start, one_start) >= 150 and chunked.frames == N_FRAMES
 
 
+def test_damage_on_a_chunk_edge_is_one_stretch(whole: Path, tmp_path: Path) -> None:
+    """The keyframe at 6 s damaged, chunks of 6 s: the chunk before the edge lost the frames the decoder held back
+    before it, the chunk after lost its first GOP, and the note listed "5.92–6.00 s, 6.00–7.00 s"."""
+    path = _damage(whole, tmp_path / "bad-edge.mp4", [150])
+    info = _info(path)
+    plan = plan_chunks(n_frames=info.n_frames, fps=info.fps, chunk_seconds=6.0, min_shot_frames=8)
+    assert [c.start for c in plan] == [0, 150]
+    stats = DecodeStats()
+    shots = list(decode_chunked((decode_chunk(str(path), info, OPTIONS, c) for c in plan), OPTIONS, stats))
+    [(start, end)] = stats.lost
+    assert 125 <= start <= 150 and end == 175 and shots[-1].end_frame == N_FRAMES
+
+
 def test_a_title_damaged_throughout_is_refused_with_where_and_how_much(whole: Path, tmp_path: Path) -> None:
     every_gop = list(range(2 * GOP, N_FRAMES, GOP))  # one packet after each keyframe from 2 s on
     path = _damage(whole, tmp_path / "bad-throughout.mp4", [i + 5 for i in every_gop])
