@@ -213,18 +213,20 @@ class ShotStore:
         for video_id, uri, title in moves:
             table.update(where=f"video_id = {_sql_str(video_id)}", values={"uri": uri, "title": title})
 
-    def delete_stale_failures(self, current: Mapping[str, str]) -> None:
-        """Drop ``failed`` rows of the paths in ``current`` (uri -> the video_id now written for it) that are of
-        another content: a file refused while still being written, or replaced since, is not still failing once
-        its new content has a row. Done rows of older content stay (their shots may carry labels)."""
-        if VIDEOS_TABLE not in self.table_names() or not current:
+    def failed_at(self) -> dict[str, set[str]]:
+        """The paths of the ``failed`` rows, each with the video ids that failed there (one read of those rows)."""
+        found: dict[str, set[str]] = {}
+        for row in self.videos(status="failed"):
+            found.setdefault(row["uri"], set()).add(row["video_id"])
+        return found
+
+    def delete_failed_videos(self, video_ids: Sequence[str]) -> None:
+        """Drop these ``failed`` rows (done rows with the same ids are left alone)."""
+        if VIDEOS_TABLE not in self.table_names():
             return
-        table = self._table(VIDEOS_TABLE)
-        items = list(current.items())
-        for start in range(0, len(items), 500):
-            chunk = items[start : start + 500]
-            at = " OR ".join(f"(uri = {_sql_str(uri)} AND video_id != {_sql_str(vid)})" for uri, vid in chunk)
-            table.delete(f"status = 'failed' AND ({at})")
+        for start in range(0, len(video_ids), 1000):
+            chunk = video_ids[start : start + 1000]
+            self._table(VIDEOS_TABLE).delete(f"status = 'failed' AND {sql_in('video_id', chunk)}")
 
     def delete_video_shots(self, video_id: str) -> None:
         if self.has_shots():

@@ -99,6 +99,7 @@ class ShotWriter:
         self.shot_buffer: list[dict[str, Any]] = []
         self.video_buffer: list[VideoRecord] = []  # written right after the shots buffered before them
         self.seen: set[str] = set()
+        self.failed_at = store.failed_at()  # path -> ids of failed rows there, read once per run
 
     def add(self, batch: pa.Table) -> None:
         for row in batch.to_pylist():
@@ -150,7 +151,12 @@ class ShotWriter:
             failed = [v.video_id for v in self.video_buffer if v.status == "failed"]
             for vid in failed:  # shots an earlier, interrupted run wrote for a video that now fails
                 self.store.delete_video_shots(vid)
-            self.store.delete_stale_failures({v.uri: v.video_id for v in self.video_buffer})
+            # A file refused while still being copied (or replaced since) is not still failing once its new
+            # content has a row at its path: its old failed row goes. Done rows of older content stay (their
+            # shots may carry labels).
+            stale = [old for v in self.video_buffer for old in self.failed_at.pop(v.uri, set()) if old != v.video_id]
+            if stale:
+                self.store.delete_failed_videos(stale)
             self.store.upsert_videos([{**v.model_dump(), "ingested_at": now} for v in self.video_buffer])
         s = self.summary
         for video in self.video_buffer:
