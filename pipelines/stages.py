@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotator_core.encoders import load_encoder, spec_uses_torch
-from annotator_core.media.decode import MAX_LOST_SHARE, DecodeStats, lost_note
+from annotator_core.media.decode import MAX_LOST_SHARE, DecodeStats, frames_lost, lost_note
 from annotator_core.media.probe import VideoInfo, VideoRefused
 from annotator_core.media.remux import probed
 from annotator_core.media.sampling import SampleOptions
@@ -130,7 +130,7 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
                 if rows:
                     yield _table(rows)
                 video.update(n_shots=n_shots, n_frames=stats.frames, duration_s=info.seconds(stats.frames))
-                lost = sum(b - a for a, b in stats.lost)
+                lost = frames_lost(stats.lost)
                 if lost > MAX_LOST_SHARE * info.n_frames:  # chunks each under the share, the title over it
                     raise VideoRefused(
                         f"damaged: {lost} of its {info.n_frames} frames ({lost / info.n_frames:.0%}) cannot be "

@@ -27,7 +27,7 @@ import decord
 import numpy as np
 
 from annotator_core.errors import first_line
-from annotator_core.media.decode import TRUNCATION_TOLERANCE, DecodeStats, Frames
+from annotator_core.media.decode import TRUNCATION_TOLERANCE, DecodeStats, Frames, add_stretch
 from annotator_core.media.probe import VideoInfo, VideoRefused
 from annotator_core.media.sampling import OpenShot, SampleOptions, ShotSample, decode_size, sample_shot
 from annotator_core.media.shots import CutDetector
@@ -170,9 +170,8 @@ def iter_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chunk)
     try:
         frames = Frames(lambda: decord.VideoReader(path, num_threads=1, width=width, height=height), info)
         index = _keyframe_before(frames.reader, chunk.warmup_from)
-        if index:  # a keyframe: a plain seek lands on it, and decodes nothing that could fail here
-            frames.reader.seek(index)
-            frames.index = index
+        if index:
+            frames.start_at(index)
     except (RuntimeError, decord.DECORDError) as exc:
         raise VideoRefused(f"not a video the decoder can read ({first_line(exc, limit=200)})") from None
     detector = CutDetector(
@@ -281,10 +280,7 @@ def decode_chunked(
         stats.detect_s += result.stats.detect_s
         stats.sample_s += result.stats.sample_s
         for start, end in result.stats.lost:  # one stretch across a chunk edge is one stretch
-            if stats.lost and stats.lost[-1][1] == start:
-                stats.lost[-1] = (stats.lost[-1][0], end)
-            else:
-                stats.lost.append((start, end))
+            add_stretch(stats.lost, start, end)
         stats.frames = result.frames
     for pieces in stitcher.finish():
         yield shot_sample(pieces, options)

@@ -57,6 +57,18 @@ class DecodeStats:
     lost: list[tuple[int, int]] = field(default_factory=list)  # [start, end) stretches the decoder could not read
 
 
+def add_stretch(lost: list[tuple[int, int]], start: int, end: int) -> None:
+    """Note ``[start, end)`` as lost; a stretch that starts where the last one ended extends it (one stretch)."""
+    if lost and lost[-1][1] == start:
+        lost[-1] = (lost[-1][0], end)
+    else:
+        lost.append((start, end))
+
+
+def frames_lost(lost: list[tuple[int, int]]) -> int:
+    return sum(end - start for start, end in lost)
+
+
 class Frames:
     """A title's frames in order from a decord reader, each with its index in the title.
 
@@ -80,11 +92,16 @@ class Frames:
         self.open_reader = open_reader
         self.reader = open_reader()
         self.info = info
-        self.index = 0  # the index of the next frame (set it after seeking the reader)
+        self.index = 0  # the index of the next frame (see start_at)
         self.lost: list[tuple[int, int]] = []
         self.held: deque[np.ndarray] = deque()  # frames self.index, self.index + 1, ... decoded ahead of the damage
         self._keys: list[int] | None = None
         self._gap: tuple[int, int] | None = None  # (damaged, resume): where the held frames end, where to go on
+
+    def start_at(self, keyframe: int) -> None:
+        """Begin at ``keyframe`` (a plain seek lands on a keyframe, and decodes nothing that could fail here)."""
+        self.reader.seek(keyframe)
+        self.index = keyframe
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         return self
@@ -143,17 +160,14 @@ class Frames:
         damaged = self.index + len(self.held)
         after = next((k for k in self._keys if k > damaged), None)
         resume = after if after is not None else n_frames
-        lost = sum(b - a for a, b in self.lost) + max(0, resume - damaged)
+        lost = frames_lost(self.lost) + max(0, resume - damaged)
         if lost > MAX_LOST_SHARE * n_frames:
             raise VideoRefused(
                 f"decoding failed at frame {damaged} of {n_frames}: the file is damaged there "
                 f"({decoder_reason(exc)}), and {lost} of its frames ({lost / max(n_frames, 1):.0%}) cannot be read, "
                 f"more than the {MAX_LOST_SHARE:.0%} ingest skips; re-encode it or copy it again"
             ) from None
-        if self.lost and self.lost[-1][1] == damaged:  # damage again where the last stretch resumed: one stretch
-            self.lost[-1] = (self.lost[-1][0], resume)
-        else:
-            self.lost.append((damaged, resume))
+        add_stretch(self.lost, damaged, resume)  # damage again where the last stretch resumed: one stretch
         self._gap = (damaged, resume)
         if after is None:  # damaged to its end: the frames before it are the title
             self.reader = _Ended()
@@ -179,7 +193,7 @@ def lost_note(lost: list[tuple[int, int]], info: VideoInfo) -> str:
     """What a title's ``error`` says when it ingested with damaged stretches left out (empty when none)."""
     if not lost:
         return ""
-    frames = sum(b - a for a, b in lost)
+    frames = frames_lost(lost)
     where = ", ".join(f"{info.seconds(a):.2f}–{info.seconds(b):.2f} s" for a, b in lost[:5])
     more = f" and {len(lost) - 5} more" if len(lost) > 5 else ""
     return (

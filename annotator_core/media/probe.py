@@ -126,11 +126,13 @@ def variable_frame_times(stamps: np.ndarray | None, n_frames: int, fps: float) -
     return np.where(off, times, nominal)
 
 
-def _frame_after_damaged_start(path: str, n_frames: int, *, tries: int = 3) -> np.ndarray | None:
-    """The first frame that decodes from one of the first keyframes after the first, within the tenth of the
-    title that ingest may skip as damaged; None where none does."""
+def _frame_after_damaged_start(
+    path: str, reader: decord.VideoReader, n_frames: int, *, tries: int = 3
+) -> np.ndarray | None:
+    """The first frame that decodes from one of the first keyframes after the first (from ``reader``'s index, read
+    when it opened), within the tenth of the title that ingest may skip as damaged; None where none does."""
     try:
-        keys = [int(k) for k in decord.VideoReader(path, num_threads=1).get_key_indices()]
+        keys = [int(k) for k in reader.get_key_indices()]
     except (RuntimeError, decord.DECORDError):
         return None
     for key in [k for k in keys if 0 < k <= n_frames // 10][:tries]:
@@ -302,15 +304,15 @@ def _video_start_s(path: str, *, timeout_s: float) -> float:
 def _turned(stream: dict) -> tuple[int, int]:
     """A stream's (width, height) as displayed: decord hands frames over turned, and a requested size means the
     turned frame's, so with the stored width and height a phone's portrait video was decoded squashed."""
-    width, height = int(stream["width"]), int(stream["height"])
-    return (height, width) if _quarter_turn(stream) else (width, height)
+    return _shown(stream, stretch=False)
 
 
-def _shown(stream: dict) -> tuple[int, int]:
-    """A stream's (width, height) as a player shows it: turned as :func:`_turned`, and stretched by its sample
-    aspect ratio (a 720x480 DVD frame of SAR 32:27 is shown 854x480, 16:9). Even sizes, as the decoder asks."""
+def _shown(stream: dict, *, stretch: bool = True) -> tuple[int, int]:
+    """A stream's (width, height) as a player shows it: turned as :func:`_turned`, and (``stretch``) stretched by
+    its sample aspect ratio (a 720x480 DVD frame of SAR 32:27 is shown 854x480, 16:9). Even sizes, as the decoder
+    asks."""
     width, height = int(stream["width"]), int(stream["height"])
-    sar = _rate(str(stream.get("sample_aspect_ratio") or "").replace(":", "/"))  # ffprobe writes 4:3
+    sar = _rate(str(stream.get("sample_aspect_ratio") or "").replace(":", "/")) if stretch else None
     if sar and 0.25 <= sar <= 4.0 and abs(sar - 1.0) > 0.01:  # 0:1 or absent: square; beyond 4x: a broken tag
         width = max(2, round(width * sar / 2) * 2)
     return (height, width) if _quarter_turn(stream) else (width, height)
@@ -436,7 +438,7 @@ def probe(
     except (RuntimeError, decord.DECORDError, StopIteration) as exc:
         # Damage at the very start (the first keyframe) loses its GOP, as damage anywhere does (decode.Frames):
         # the size comes from the first keyframe after it that decodes.
-        later = _frame_after_damaged_start(path, n_frames)
+        later = _frame_after_damaged_start(path, reader, n_frames)
         if later is None:
             raise VideoRefused(f"its first frame cannot be decoded ({decoder_reason(exc)})") from None
         first = later
