@@ -48,9 +48,13 @@ def decode_title_shots(
     chunk_seconds: float,
     retries: int,
 ) -> Iterator[ShotSample]:
-    """The shots of the title at ``path`` (``uri`` for the chunk tasks), chunked when longer than ``chunk_seconds``."""
+    """The shots of the title at ``path`` (``uri`` for the chunk tasks), chunked when longer than ``chunk_seconds``.
+
+    A transcoded title (``info.transcoded``) is decoded here in one pass: its copy exists only in this task, and
+    each chunk task would transcode the whole title again.
+    """
     plan = plan_chunks(
-        n_frames=info.n_frames, fps=info.fps, chunk_seconds=chunk_seconds,
+        n_frames=info.n_frames, fps=info.fps, chunk_seconds=0.0 if info.transcoded else chunk_seconds,
         min_shot_frames=options.detector.shortest_shot(info.fps),
     )  # fmt: skip
     if len(plan) == 1 or not ray.is_initialized():

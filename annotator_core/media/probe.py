@@ -48,6 +48,32 @@ class VideoRefused(Exception):
     """The file is not a video we ingest (empty, not a video by content, over a limit, cannot decode)."""
 
 
+class NeedsTranscode(VideoRefused):
+    """ffmpeg reads this video stream but the ingest decoder (decord) does not, or reads it wrongly.
+
+    :func:`~annotator_core.media.remux.probed` decodes a transcoded copy instead; a caller that decodes the file as
+    it is gets a plain refusal whose text names the fix (``problem`` is the text without it). ``shown`` is the
+    stream's (width, height) as displayed (rotation and non-square pixels applied), from the container;
+    ``duration_s`` its length where it says; ``stream`` the largest moving stream's index among the video streams
+    where the file has several.
+    """
+
+    def __init__(self, problem: str, *, shown: tuple[int, int], duration_s: float | None, stream: int | None) -> None:
+        super().__init__(f"{problem}; transcode it, {TRANSCODE_HINT}")
+        self.problem = problem
+        self.shown = shown
+        self.duration_s = duration_s
+        self.stream = stream
+
+
+# Codecs decord's FFmpeg decodes without an error but wrongly. Found by decoding 38 codecs both ways, decord and
+# ffmpeg's own decoder, and comparing every frame (2026-12-08): QuickTime Animation puts another scene's frames
+# in place of a still one's (an unchanged frame is an empty packet), QuickTime Graphics comes out in the wrong
+# colours. Screen recordings and motion-graphics exports use them. Ingest decodes a transcoded copy.
+MISREAD_CODECS = {"qtrle": "QuickTime Animation", "smc": "QuickTime Graphics"}
+TRANSCODE_HINT = "e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4"
+
+
 # The longest stretch before an edit list's start that it may skip: a GOP or two, never more.
 MAX_PREROLL_S = 30.0
 # A frame more than this share of a frame's duration away from index / fps makes the stream variable-rate.
@@ -69,6 +95,9 @@ class VideoInfo:
     # remux.probed), where it has a larger one than the stream the decoder picks (a small preview stored
     # first); None: the one the decoder picks.
     stream: int | None = None
+    # Decoded from a transcoded copy (remux.transcoded: a codec the decoder lacks or misreads). The copy lives
+    # only as long as the title's own task, so such a title is decoded in one pass, never in chunks.
+    transcoded: bool = False
 
     def slowest_fps(self) -> float:
         """The rate of the title's longest frame (on a variable-rate stream, a slow stretch); fps on a constant one."""
@@ -391,6 +420,17 @@ def probe(
     header = read_header(path, timeout_s=timeout_s)
     limits = partial(check_limits, max_duration_s=max_duration_s, max_pixels=max_pixels, max_frames=max_frames)
     limits(width=header.width, height=header.height, duration_s=header.duration_s, n_frames=header.n_frames)
+    needs_transcode = partial(
+        NeedsTranscode,
+        shown=dict(header.shown_sizes).get((header.width, header.height), (header.width, header.height)),
+        duration_s=header.duration_s,
+        stream=header.largest_stream,
+    )
+    if header.codec in MISREAD_CODECS:
+        raise needs_transcode(
+            f"its video codec ({MISREAD_CODECS[header.codec]}, {header.codec}) is decoded wrongly by the ingest "
+            "decoder (decord)"
+        )
     try:
         reader = decord.VideoReader(path, num_threads=1)
         n_frames = len(reader)
@@ -398,15 +438,13 @@ def probe(
     except (RuntimeError, decord.DECORDError) as exc:
         if header.codec and "cannot find video stream" in str(exc):
             # The container holds a video stream (ffprobe read it) that decord's FFmpeg has no decoder for.
-            raise VideoRefused(
-                f"its video codec ({header.codec}) cannot be decoded by the ingest decoder (decord); transcode it, "
-                f"e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4"
+            raise needs_transcode(
+                f"its video codec ({header.codec}) cannot be decoded by the ingest decoder (decord)"
             ) from None
         if header.codec and "duration/frame-count" in str(exc):
             # A stream ffprobe sized (Theora in Ogg, GIF, a raw elementary stream) that decord cannot index.
-            raise VideoRefused(
-                f"the ingest decoder (decord) cannot count the frames of its {header.codec} video stream; transcode "
-                f"it, e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4"
+            raise needs_transcode(
+                f"the ingest decoder (decord) cannot count the frames of its {header.codec} video stream"
             ) from None
         raise VideoRefused(f"not a readable video: {describe_unreadable(path)}") from None
     if n_frames < 2 or not fps > 0:

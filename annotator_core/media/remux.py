@@ -8,6 +8,11 @@ stream (a browser's MediaRecorder, ``ffmpeg ... -f matroska -`` into a pipe) has
 decord refuses what it cannot count. Rewrapped into Matroska with its packets copied (no re-encoding: as fast
 as the disk), the same frames decode from the first, and the copy has its duration. Only the video streams
 are copied; the original file is what the catalog keeps.
+
+A stream the decoder cannot read at all (AV1: decord's FFmpeg has no decoder for it) or reads wrongly
+(:data:`~annotator_core.media.probe.MISREAD_CODECS`) is transcoded instead (:func:`transcoded`): ffmpeg decodes it
+and writes H.264, each frame with its own timestamp, at most :data:`TRANSCODE_SHORT_SIDE` pixels on the short
+side (ingest decodes far smaller: the encoder's input, a 320-pixel thumbnail, the detector's frame).
 """
 
 from __future__ import annotations
@@ -22,13 +27,26 @@ from dataclasses import replace
 from typing import Any
 
 from annotator_core.errors import ConfigError
-from annotator_core.media.probe import DEFAULT_PROBE_TIMEOUT_S, VideoInfo, VideoRefused, probe, run_ffprobe
+from annotator_core.media.probe import (
+    DEFAULT_PROBE_TIMEOUT_S,
+    NeedsTranscode,
+    VideoInfo,
+    VideoRefused,
+    probe,
+    run_ffprobe,
+)
 
 TS_PACKET, M2TS_PACKET = 188, 192  # M2TS (Blu-ray, AVCHD) puts a 4-byte timecode before each TS packet
 TS_SYNC = 0x47
 SNIFF_PACKETS = 4  # sync bytes this many packets apart: a transport stream, not chance
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # the first four bytes of every Matroska and WebM file
 REMUX_BYTES_PER_S = 20e6  # the slowest disk the remux timeout allows for, on top of a fixed minute
+# The transcoded copy's short side, at most: twice the largest encoder input (336), over twice a 16:9
+# thumbnail's height. 10 s of 1080p AV1 took 2.5 s to transcode on the 2-vCPU dev machine (other work running).
+TRANSCODE_SHORT_SIDE = 720
+# The transcode's timeout: a fixed two minutes plus this many seconds per second of video (a 4K AV1 decodes at
+# about real time on two cores); where the container gives no duration, a second per megabyte.
+TRANSCODE_S_PER_S = 4.0
 
 
 def is_transport_stream(path: str) -> bool:
@@ -88,9 +106,7 @@ def decodable(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S, stream: 
     if reason is None:
         yield path
         return
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise ConfigError(f"ffmpeg is not installed; ingesting {reason} needs it (apt-get install ffmpeg).")
+    ffmpeg = _ffmpeg(reason)
     remux_timeout_s = 60.0 + os.path.getsize(path) / REMUX_BYTES_PER_S
     with tempfile.TemporaryDirectory(prefix="va-remux-") as folder:
         out = os.path.join(folder, "video.mkv")
@@ -101,8 +117,53 @@ def decodable(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S, stream: 
         except subprocess.TimeoutExpired:
             raise VideoRefused(f"{reason} that took over {remux_timeout_s:.0f} s to rewrap for the decoder") from None
         if done.returncode != 0 or not os.path.exists(out) or os.path.getsize(out) == 0:
-            why = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
-            raise VideoRefused(f"{reason} whose video could not be rewrapped for the decoder ({why})")
+            raise VideoRefused(
+                f"{reason} whose video could not be rewrapped for the decoder ({_last_error(done.stderr)})"
+            )
+        yield out
+
+
+def _last_error(stderr: str) -> str:
+    """ffmpeg's last error line, not its "Last message repeated N times" (at most 200 characters)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith("Last message repeated")]
+    return (said or ["no output"])[-1][:200]
+
+
+def _ffmpeg(reason: str) -> str:
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise ConfigError(f"ffmpeg is not installed; ingesting {reason} needs it (apt-get install ffmpeg).")
+    return ffmpeg
+
+
+@contextmanager
+def transcoded(path: str, need: NeedsTranscode) -> Iterator[str]:
+    """A temporary H.264 copy of ``path``'s video that the decoder reads right (removed afterwards).
+
+    Every frame is kept with its own timestamp (``-fps_mode passthrough``: a variable-rate title stays one), turned
+    upright as players show it, and scaled down to :data:`TRANSCODE_SHORT_SIDE` pixels on its short side where
+    larger (even sides, as H.264 needs). Raises :class:`VideoRefused` naming ffmpeg's reason where it cannot.
+    """
+    ffmpeg = _ffmpeg(f"a file the decoder cannot read as it is ({need.problem})")
+    length = need.duration_s if need.duration_s else os.path.getsize(path) / 1e6
+    timeout_s = 120.0 + TRANSCODE_S_PER_S * length
+    factor = f"min(1\\,{TRANSCODE_SHORT_SIDE}/min(iw\\,ih))"
+    scale = f"scale=w=trunc(iw*{factor}/2)*2:h=trunc(ih*{factor}/2)*2"
+    picked = "0:V:0" if need.stream is None else f"0:v:{need.stream}"  # V: not a cover picture
+    with tempfile.TemporaryDirectory(prefix="va-transcode-") as folder:
+        out = os.path.join(folder, "video.mp4")
+        args = [
+            "-nostdin", "-v", "error", "-i", path, "-map", picked, "-an", "-sn", "-dn", "-map_metadata", "-1",
+            "-vf", scale, "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18",
+            "-pix_fmt", "yuv420p", out,
+        ]  # fmt: skip
+        try:
+            done = subprocess.run([ffmpeg, *args], capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise VideoRefused(f"{need.problem}, and ffmpeg took over {timeout_s:.0f} s to transcode it") from None
+        if done.returncode != 0 or not os.path.exists(out) or os.path.getsize(out) == 0:
+            raise VideoRefused(f"{need.problem}, and ffmpeg could not transcode it either ({_last_error(done.stderr)})")
         yield out
 
 
@@ -113,10 +174,27 @@ def probed(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S, **limits: A
     Where the decoder would read a smaller video stream than the file's largest (a preview stored first, one
     angle of several), the path is a copy of the largest alone, and the info keeps that stream's index so that
     other readers of the file (a long title's chunk tasks) read the same one: ``decodable(path, stream=...)``.
+
+    Where the decoder cannot read the stream right (:class:`NeedsTranscode`), the path is a transcoded copy
+    (:func:`transcoded`) and the info says so (``transcoded``), with the size the file shows, not the copy's.
     """
     with ExitStack() as stack:
         readable = stack.enter_context(decodable(path, timeout_s=timeout_s))
-        info = probe(readable, timeout_s=timeout_s, **limits)
+        try:
+            info = probe(readable, timeout_s=timeout_s, **limits)
+        except NeedsTranscode as need:
+            readable = stack.enter_context(transcoded(readable, need))
+            try:
+                copy = probe(readable, timeout_s=timeout_s, **limits)
+            except VideoRefused as refused:
+                if str(refused).startswith("too "):  # a limit the decoded frames are over: said as for any file
+                    raise
+                # The copy holds what ffmpeg could decode: none of the frames, or too few, of a damaged stream.
+                raise VideoRefused(
+                    f"{need.problem}, and ffmpeg decoded no usable video from it either (its copy: {refused})"
+                ) from None
+            width, height = need.shown
+            info = replace(copy, width=width, height=height, transcoded=True)
         if info.stream is not None:
             chosen = info.stream
             readable = stack.enter_context(decodable(path, timeout_s=timeout_s, stream=chosen))

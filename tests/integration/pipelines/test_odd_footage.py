@@ -17,6 +17,7 @@ import decord
 import numpy as np
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 from proxy_formats import has_encoder
 
 from annotator_core.encoders import load_encoder
@@ -26,9 +27,11 @@ from annotator_core.media.probe import VideoRefused, decoder_reason, probe
 from annotator_core.media.remux import decodable, is_transport_stream, probed, rewrap_reason
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
+from annotator_core.shot_store import ShotStore
 from pipelines.chunked import _decode_chunk
 from pipelines.stages import DecodeJob, decode_title
 from serving.scoring.clips import embed_clip
+from va_cli.main import cli
 
 FFMPEG = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
 FIRST_PART_S, FIRST_FPS, SLOW = 4.0, 25, 3  # 4 s at 25 fps, then bigbuckbunny with each frame held 3x as long
@@ -182,13 +185,16 @@ def test_a_transport_stream_decodes_from_its_first_frame(footage: dict[str, Path
     assert [s["start_frame"] for s in shots] == [s["start_frame"] for s in mp4_shots]
 
 
-def test_a_stream_the_decoder_cannot_index_is_named_with_the_fix(footage: dict[str, Path]) -> None:
+def test_a_stream_the_decoder_cannot_index_is_transcoded_and_named_to_other_callers(footage: dict[str, Path]) -> None:
     """An animated GIF (or Theora, or a raw elementary stream) once read "unrecognised content, not a video
-    container the decoder knows", though ffprobe names its codec."""
+    container the decoder knows", though ffprobe names its codec. Ingest decodes it from a transcoded copy."""
     with pytest.raises(
         VideoRefused, match=r"cannot count the frames of its gif video stream; transcode it, e\.g\. ffmpeg"
     ):
         probe(str(footage["gif"]), max_duration_s=3600.0, max_pixels=10**8)
+    video, shots = _decode(footage["gif"])
+    assert "error" not in video and shots and video["n_frames"] == len(_frame_times(footage["gif"])), video
+    assert (video["width"], video["height"]) == (80, 34)
 
 
 def test_a_decoder_error_is_told_without_its_native_log_prefixes() -> None:
@@ -333,19 +339,91 @@ def test_a_file_with_no_video_stream_is_refused_as_such(footage: dict[str, Path]
     assert video["error"].startswith("no video stream")
 
 
-def test_a_codec_the_decoder_lacks_is_named_with_the_fix(sample_videos_dir: Path, tmp_path: Path) -> None:
+def test_a_codec_the_decoder_lacks_is_ingested_from_a_transcoded_copy(footage: dict[str, Path], tmp_path: Path) -> None:
+    """AV1 (decord's FFmpeg has no decoder for it) was refused with "transcode it"; now ingest transcodes it. The
+    variable-rate title keeps each frame's own time, and the video row the file's own size."""
+    if not has_encoder("libaom-av1"):
+        pytest.skip("the local ffmpeg has no libaom-av1, so no AV1 file can be made")
+    source = footage["vfr"]
+    path = _make(
+        ["-i", str(source), "-fps_mode", "passthrough", "-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "300k"],
+        tmp_path / "av1.mkv",
+    )
+    with pytest.raises(VideoRefused, match=r"its video codec \(av1\) cannot be decoded by the ingest decoder"):
+        probe(str(path), max_duration_s=3600.0, max_pixels=10**8)  # as it is: what a caller without the copy gets
+    with probed(str(path), max_duration_s=3600.0, max_pixels=10**8) as (readable, info):
+        assert readable != str(path) and info.transcoded and info.frame_times is not None
+    truth = _frame_times(path)
+    video, shots = _decode(path)
+    assert "error" not in video and video["n_shots"] == len(shots) and video["n_frames"] == len(truth), video
+    assert (video["width"], video["height"]) == (480, 270)
+    for shot in shots:
+        assert shot["start_s"] == pytest.approx(truth[shot["start_frame"]], abs=1e-3), shot["start_frame"]
+    _, h264_shots = _decode(source)  # the same frames, decoded from the H.264 file they were made from
+    assert [s["start_frame"] for s in shots] == [s["start_frame"] for s in h264_shots]
+    # the clip-scoring service decodes an upload through the same copy
+    clip = embed_clip(path, load_encoder("handcrafted"), settings=Settings())
+    assert clip.n_frames == len(truth) and [s.start_frame for s in clip.shots] == [s["start_frame"] for s in shots]
+
+
+def test_a_stream_neither_decoder_reads_is_refused_with_both_reasons(sample_videos_dir: Path, tmp_path: Path) -> None:
     if not has_encoder("libaom-av1"):
         pytest.skip("the local ffmpeg has no libaom-av1, so no AV1 file can be made")
     path = _make(
-        ["-i", str(sample_videos_dir / "bikes.mp4"), "-t", "2", "-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "200k"],
-        tmp_path / "av1.mkv",
-    )
+        ["-i", str(sample_videos_dir / "bikes.mp4"), "-t", "2", "-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "200k",
+         "-movflags", "+faststart"],
+        tmp_path / "av1.mp4",
+    )  # fmt: skip
+    data = bytearray(path.read_bytes())
+    start = data.index(b"mdat") + 100  # the header (moov, first with +faststart) stays whole, the frames do not
+    data[start:] = bytes((b * 31 + 7) % 256 for b in data[start:])
+    path.write_bytes(bytes(data))
     video, shots = _decode(path)
-    if "error" not in video:  # a decord built with an AV1 decoder ingests it like any title
-        assert shots and video["n_shots"] == len(shots)
-        return
-    assert video["error"].startswith("its video codec (av1) cannot be decoded by the ingest decoder (decord)")
-    assert "ffmpeg -i IN -c:v libx264" in video["error"]
+    assert (video["status"], shots) == ("failed", []), video
+    assert video["error"].startswith(
+        "its video codec (av1) cannot be decoded by the ingest decoder (decord), and ffmpeg could not transcode it "
+        "either (Error while decoding stream"
+    ), video["error"]
+
+
+@pytest.mark.parametrize(("codec", "pix_fmt"), [("qtrle", "rgb24"), ("smc", "pal8")])
+def test_a_codec_the_decoder_misreads_is_ingested_from_a_transcoded_copy(
+    tmp_path: Path, codec: str, pix_fmt: str
+) -> None:
+    """QuickTime Animation decoded without an error but wrongly: a still scene (smptebars, between two moving
+    ones) came back as the next scene's frames, so its cut was lost and its thumbnail showed the wrong scene.
+    QuickTime Graphics came back in the wrong colours. Both now decode from a transcoded copy."""
+    path = _make([*_scenes([25, 25, 25]), "-c:v", codec, "-pix_fmt", pix_fmt], tmp_path / f"{codec}.mov")
+    video, shots = _decode(path)
+    assert "error" not in video and [s["start_frame"] for s in shots] == [0, 50, 100], (video, shots)
+    for shot in shots:  # each thumbnail is its own scene's middle frame, as ffmpeg decodes it from the file
+        middle = (shot["start_frame"] + shot["end_frame"]) // 2
+        thumb = cv2.imdecode(np.frombuffer(shot["thumbnail"], np.uint8), cv2.IMREAD_COLOR)
+        raw = subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{middle})",
+             "-frames:v", "1", "-s", f"{thumb.shape[1]}x{thumb.shape[0]}", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"],
+            capture_output=True, check=True, timeout=60,
+        ).stdout  # fmt: skip
+        seen = np.frombuffer(raw, np.uint8).reshape(thumb.shape)
+        assert np.abs(seen.astype(int) - thumb.astype(int)).mean() < 12, (shot["start_frame"], middle)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_transcoded_title_is_decoded_in_one_pass_not_in_chunks(footage: dict[str, Path], tmp_path: Path) -> None:
+    """A chunk task reads the file itself, which the decoder cannot: a transcoded title is not split."""
+    if not has_encoder("libaom-av1"):
+        pytest.skip("the local ffmpeg has no libaom-av1, so no AV1 file can be made")
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    _make(["-i", str(footage["vfr"]), "-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "300k"], folder / "av1.webm")
+    env = {
+        "VA_DATA_DIR": str(tmp_path / "data"), "VA_ENCODER": "handcrafted", "VA_N_CLUSTERS": "2",
+        "VA_CHUNK_SECONDS": "2",
+    }  # fmt: skip
+    result = CliRunner().invoke(cli, ["ingest", str(folder)], env=env, catch_exceptions=False)
+    assert result.exit_code == 0 and "0 failed" in result.output, result.output
+    (video,) = ShotStore.from_settings(Settings(data_dir=tmp_path / "data")).videos()
+    assert video["status"] == "done" and video["n_shots"] >= 2 and not video.get("error"), video
 
 
 def test_a_turned_recording_is_decoded_as_shown_not_squashed(footage: dict[str, Path]) -> None:
