@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import decord
@@ -33,8 +33,8 @@ DEFAULT_PROBE_TIMEOUT_S = 60.0  # the probe_timeout_s setting's default
 FFPROBE_ARGS = (
     "-v", "error", "-skip_frame", "all", "-select_streams", "v",
     "-show_entries",
-    "stream=codec_name,width,height,sample_aspect_ratio,nb_frames,avg_frame_rate,r_frame_rate,duration,start_time"
-    ":stream_disposition=attached_pic:stream_side_data=rotation:stream_tags=rotate,DURATION"
+    "stream=codec_name,width,height,sample_aspect_ratio,nb_frames,avg_frame_rate,r_frame_rate,duration,start_time,"
+    "color_transfer:stream_disposition=attached_pic:stream_side_data=rotation:stream_tags=rotate,DURATION"
     ":format=duration,format_name",
     "-of", "json",
 )  # fmt: skip
@@ -55,15 +55,24 @@ class NeedsTranscode(VideoRefused):
     it is gets a plain refusal whose text names the fix (``problem`` is the text without it). ``shown`` is the
     stream's (width, height) as displayed (rotation and non-square pixels applied), from the container;
     ``duration_s`` its length where it says; ``stream`` the largest moving stream's index among the video streams
-    where the file has several.
+    where the file has several; ``tone_map``: HDR, to be brought to SDR (:data:`HDR_TRANSFERS`).
     """
 
-    def __init__(self, problem: str, *, shown: tuple[int, int], duration_s: float | None, stream: int | None) -> None:
-        super().__init__(f"{problem}; transcode it, {TRANSCODE_HINT}")
+    def __init__(
+        self,
+        problem: str,
+        *,
+        shown: tuple[int, int],
+        duration_s: float | None,
+        stream: int | None,
+        tone_map: bool = False,
+    ) -> None:
+        super().__init__(f"{problem}; transcode it, {TONE_MAP_HINT if tone_map else TRANSCODE_HINT}")
         self.problem = problem
         self.shown = shown
         self.duration_s = duration_s
         self.stream = stream
+        self.tone_map = tone_map
 
 
 # Codecs decord's FFmpeg decodes without an error but wrongly. Found by decoding 38 codecs both ways, decord and
@@ -72,6 +81,33 @@ class NeedsTranscode(VideoRefused):
 # colours. Screen recordings and motion-graphics exports use them. Ingest decodes a transcoded copy.
 MISREAD_CODECS = {"qtrle": "QuickTime Animation", "smc": "QuickTime Graphics"}
 TRANSCODE_HINT = "e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4"
+# HDR transfers. The decoder hands HDR frames over as if they were SDR: a PQ (HDR10, Dolby Vision's HDR10 base) or
+# HLG (phones' HDR default) picture comes out dark and flat, and so do its thumbnail and the frames the encoder
+# sees (mean absolute difference from the SDR picture ~45 of 255 on a converted clip). Ingest decodes a copy tone
+# mapped to SDR BT.709 (remux.transcoded).
+HDR_TRANSFERS = {"smpte2084": "HDR10/PQ", "arib-std-b67": "HLG"}
+TONE_MAP_FILTERS = ("zscale", "tonemap")
+
+
+@cache
+def can_tone_map() -> bool:
+    """Whether the local ffmpeg has the filters the HDR tone map needs (zimg's zscale and tonemap). Without them an
+    HDR title is decoded as it is, dark and flat, rather than refused."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        return False
+    try:
+        listed = subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    names = {line.split()[1] for line in listed.stdout.splitlines() if len(line.split()) > 2}
+    return all(name in names for name in TONE_MAP_FILTERS)
+
+
+TONE_MAP_HINT = (
+    "e.g. ffmpeg -i IN -vf zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=mobius,"
+    "zscale=t=bt709:m=bt709:r=tv,format=yuv420p -c:v libx264 -crf 18 OUT.mp4"
+)
 
 
 # The longest stretch before an edit list's start that it may skip: a GOP or two, never more.
@@ -249,6 +285,7 @@ class StreamHeader:
     # pixels per frame.
     largest_stream: int | None = None
     largest_area: int = 0
+    transfer: str = ""  # the stream's transfer characteristic as ffprobe names it (smpte2084: HDR10's PQ), "" unknown
 
 
 def ffprobe_command() -> str:
@@ -316,6 +353,7 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
         shown_sizes=shown,
         largest_stream=largest,
         largest_area=int(stream["width"]) * int(stream["height"]),
+        transfer=str(stream.get("color_transfer") or ""),
     )
 
 
@@ -426,6 +464,11 @@ def probe(
         duration_s=header.duration_s,
         stream=header.largest_stream,
     )
+    if header.transfer in HDR_TRANSFERS and can_tone_map():
+        raise needs_transcode(
+            f"HDR video ({HDR_TRANSFERS[header.transfer]}), which the ingest decoder (decord) shows dark and flat",
+            tone_map=True,
+        )
     if header.codec in MISREAD_CODECS:
         raise needs_transcode(
             f"its video codec ({MISREAD_CODECS[header.codec]}, {header.codec}) is decoded wrongly by the ingest "

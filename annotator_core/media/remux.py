@@ -10,7 +10,8 @@ as the disk), the same frames decode from the first, and the copy has its durati
 are copied; the original file is what the catalog keeps.
 
 A stream the decoder cannot read at all (AV1: decord's FFmpeg has no decoder for it) or reads wrongly
-(:data:`~annotator_core.media.probe.MISREAD_CODECS`) is transcoded instead (:func:`transcoded`): ffmpeg decodes it
+(:data:`~annotator_core.media.probe.MISREAD_CODECS`, and HDR, which it shows dark and flat:
+:data:`~annotator_core.media.probe.HDR_TRANSFERS`) is transcoded instead (:func:`transcoded`): ffmpeg decodes it
 and writes H.264, each frame with its own timestamp, at most :data:`TRANSCODE_SHORT_SIDE` pixels on the short
 side (ingest decodes far smaller: the encoder's input, a 320-pixel thumbnail, the detector's frame).
 """
@@ -44,6 +45,14 @@ REMUX_BYTES_PER_S = 20e6  # the slowest disk the remux timeout allows for, on to
 # The transcoded copy's short side, at most: twice the largest encoder input (336), over twice a 16:9
 # thumbnail's height. 10 s of 1080p AV1 took 2.5 s to transcode on the 2-vCPU dev machine (other work running).
 TRANSCODE_SHORT_SIDE = 720
+# HDR to SDR BT.709: the signal to linear light (100 nits as 1.0), the BT.2020 primaries to BT.709, and Möbius's
+# curve, which leaves the SDR range nearly as it is and rolls off the highlights above it (Hable's darkens the
+# whole picture: on a PQ clip made from an SDR one, mean absolute difference from the SDR frames 6 with Möbius,
+# 46 with Hable, 45 decoded as it is).
+TONE_MAP = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv"
+# The tone map's output is BT.709 YUV, tagged so: the decoder converts by the tag (BT.601 where there is none, which
+# is what ffmpeg converts RGB sources such as QuickTime Animation with, so those copies carry no tag).
+BT709_TAGS = ("-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709")
 # The transcode's timeout: a fixed two minutes plus this many seconds per second of video (a 4K AV1 decodes at
 # about real time on two cores); where the container gives no duration, a second per megabyte.
 TRANSCODE_S_PER_S = 4.0
@@ -150,13 +159,15 @@ def transcoded(path: str, need: NeedsTranscode) -> Iterator[str]:
     timeout_s = 120.0 + TRANSCODE_S_PER_S * length
     factor = f"min(1\\,{TRANSCODE_SHORT_SIDE}/min(iw\\,ih))"
     scale = f"scale=w=trunc(iw*{factor}/2)*2:h=trunc(ih*{factor}/2)*2"
+    if need.tone_map:  # scaled first: the tone map runs in float, on a quarter of a 1080p frame's pixels
+        scale += f",{TONE_MAP}"
     picked = "0:V:0" if need.stream is None else f"0:v:{need.stream}"  # V: not a cover picture
     with tempfile.TemporaryDirectory(prefix="va-transcode-") as folder:
         out = os.path.join(folder, "video.mp4")
         args = [
             "-nostdin", "-v", "error", "-i", path, "-map", picked, "-an", "-sn", "-dn", "-map_metadata", "-1",
             "-vf", scale, "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18",
-            "-pix_fmt", "yuv420p", out,
+            "-pix_fmt", "yuv420p", *(BT709_TAGS if need.tone_map else ()), out,
         ]  # fmt: skip
         try:
             done = subprocess.run([ffmpeg, *args], capture_output=True, text=True, timeout=timeout_s)

@@ -23,7 +23,7 @@ from proxy_formats import has_encoder
 from annotator_core.encoders import load_encoder
 from annotator_core.media.chunks import plan_chunks
 from annotator_core.media.decode import rgb_frame
-from annotator_core.media.probe import VideoRefused, decoder_reason, probe
+from annotator_core.media.probe import VideoRefused, can_tone_map, decoder_reason, probe
 from annotator_core.media.remux import decodable, is_transport_stream, probed, rewrap_reason
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings
@@ -406,6 +406,34 @@ def test_a_codec_the_decoder_misreads_is_ingested_from_a_transcoded_copy(
         ).stdout  # fmt: skip
         seen = np.frombuffer(raw, np.uint8).reshape(thumb.shape)
         assert np.abs(seen.astype(int) - thumb.astype(int)).mean() < 12, (shot["start_frame"], middle)
+
+
+@pytest.mark.parametrize("transfer", ["smpte2084", "arib-std-b67"])
+def test_hdr_footage_is_tone_mapped_not_shown_dark_and_flat(
+    sample_videos_dir: Path, tmp_path: Path, transfer: str
+) -> None:
+    """An HDR10 (PQ) or HLG title was decoded as if it were SDR: every thumbnail and encoder frame dark and flat
+    (mean absolute difference ~45 of 255 from the picture it was made from). Made here from an SDR clip, so that
+    clip is the truth: SDR white as 100 nits, 10-bit BT.2020, tagged as HDR footage is."""
+    if not (has_encoder("libx265") and can_tone_map()):
+        pytest.skip("the local ffmpeg lacks libx265 or the zscale and tonemap filters")
+    sdr = _make(["-i", str(sample_videos_dir / "bikes.mp4"), "-t", "2", "-c:v", "libx264", "-crf", "10"],
+                tmp_path / "sdr.mp4")  # fmt: skip
+    to_hdr = (
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv,zscale=t=linear:npl=100,"
+        f"format=gbrpf32le,zscale=t={transfer}:p=bt2020:m=bt2020nc:r=tv:npl=100,format=yuv420p10le"
+    )
+    params = f"colorprim=bt2020:transfer={transfer}:colormatrix=bt2020nc:log-level=error"
+    path = _make(["-i", str(sdr), "-vf", to_hdr, "-c:v", "libx265", "-x265-params", params, "-tag:v", "hvc1"],
+                 tmp_path / "hdr.mp4")  # fmt: skip
+    video, shots = _decode(path)
+    _, sdr_shots = _decode(sdr)
+    assert "error" not in video and (video["width"], video["height"]) == (640, 272), video
+    assert [s["start_frame"] for s in shots] == [s["start_frame"] for s in sdr_shots]
+    for shot, truth in zip(shots, sdr_shots, strict=True):
+        seen = cv2.imdecode(np.frombuffer(shot["thumbnail"], np.uint8), cv2.IMREAD_COLOR).astype(int)
+        meant = cv2.imdecode(np.frombuffer(truth["thumbnail"], np.uint8), cv2.IMREAD_COLOR).astype(int)
+        assert np.abs(seen - meant).mean() < 12, shot["start_frame"]
 
 
 @pytest.mark.usefixtures("ray_local")
