@@ -136,8 +136,9 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
                         f"damaged: {lost} of its {info.n_frames} frames ({lost / info.n_frames:.0%}) cannot be "
                         f"decoded, more than the {MAX_LOST_SHARE:.0%} ingest skips; re-encode it or copy it again"
                     )
-                if stats.lost:
-                    video.update(error=lost_note(stats.lost, info))
+                note = lost_note(stats.lost, info) or info.note
+                if note:
+                    video.update(error=note)
         except VideoRefused as exc:
             video.update(failed_fields(str(exc)))
         except Exception as exc:  # any other fault of this one title is its failed row, not the job's end

@@ -52,26 +52,15 @@ class NeedsTranscode(VideoRefused):
     """ffmpeg reads this video stream but the ingest decoder (decord) does not, or reads it wrongly.
 
     :func:`~annotator_core.media.remux.probed` decodes a transcoded copy instead; a caller that decodes the file as
-    it is gets a plain refusal whose text names the fix (``problem`` is the text without it). ``shown`` is the
-    stream's (width, height) as displayed (rotation and non-square pixels applied), from the container;
-    ``duration_s`` its length where it says; ``stream`` the largest moving stream's index among the video streams
-    where the file has several; ``tone_map``: HDR, to be brought to SDR (:data:`HDR_TRANSFERS`).
+    it is gets a plain refusal whose text names the fix (``problem`` is the text without it). ``header`` is what
+    the container says (the size it shows, its length, which stream), which the copy's own header no longer
+    does; ``tone_map``: HDR, to be brought to SDR (:data:`HDR_TRANSFERS`).
     """
 
-    def __init__(
-        self,
-        problem: str,
-        *,
-        shown: tuple[int, int],
-        duration_s: float | None,
-        stream: int | None,
-        tone_map: bool = False,
-    ) -> None:
+    def __init__(self, problem: str, *, header: StreamHeader, tone_map: bool = False) -> None:
         super().__init__(f"{problem}; transcode it, {TONE_MAP_HINT if tone_map else TRANSCODE_HINT}")
         self.problem = problem
-        self.shown = shown
-        self.duration_s = duration_s
-        self.stream = stream
+        self.header = header
         self.tone_map = tone_map
 
 
@@ -114,6 +103,7 @@ TONE_MAP_HINT = (
 MAX_PREROLL_S = 30.0
 # A frame more than this share of a frame's duration away from index / fps makes the stream variable-rate.
 VFR_TOLERANCE_FRAMES = 0.5
+NOMINAL_TIME_TOLERANCE_S = 0.001  # a frame this close to index / fps keeps that time (see variable_frame_times)
 
 
 @dataclass(frozen=True)
@@ -134,6 +124,9 @@ class VideoInfo:
     # Decoded from a transcoded copy (remux.transcoded: a codec the decoder lacks or misreads). The copy lives
     # only as long as the title's own task, so such a title is decoded in one pass, never in chunks.
     transcoded: bool = False
+    # What the video row's error says of damage the decode cannot see (a transcoded copy holds only the frames
+    # ffmpeg could decode): empty when none.
+    note: str = field(default="", compare=False)
 
     def slowest_fps(self) -> float:
         """The rate of the title's longest frame (on a variable-rate stream, a slow stretch); fps on a constant one."""
@@ -186,9 +179,11 @@ def variable_frame_times(stamps: np.ndarray | None, n_frames: int, fps: float) -
     off = np.abs(times - nominal) > VFR_TOLERANCE_FRAMES / fps
     if not off.any():
         return None
-    # Frames within half a frame of index / fps keep that time (a constant-rate stretch, or a last frame held
-    # longer than the rest, stays exact); the rest take the container's. Both rise with the index, so the mix does.
-    return np.where(off, times, nominal)
+    # Frames within a millisecond of index / fps keep that time (a constant-rate stretch stays exact where the
+    # container rounds to the millisecond, as Matroska does); the rest take the container's. Half a frame at the
+    # average rate, as above, is too loose here: with 25 and 8 fps parts (13.9 fps on average) frame 1 at 0.040 s
+    # took 1 / 13.9 = 0.072 s. Both rise with the index, so the mix does.
+    return np.where(np.abs(times - nominal) > min(VFR_TOLERANCE_FRAMES / fps, NOMINAL_TIME_TOLERANCE_S), times, nominal)
 
 
 def _frame_after_damaged_start(
@@ -285,6 +280,9 @@ class StreamHeader:
     # pixels per frame.
     largest_stream: int | None = None
     largest_area: int = 0
+    # The (largest moving) stream's size as shown (turned, non-square pixels stretched); (0, 0) where not read. A
+    # cover picture can be larger than the video: width and height above count it, for the limits.
+    shown: tuple[int, int] = (0, 0)
     transfer: str = ""  # the stream's transfer characteristic as ffprobe names it (smpte2084: HDR10's PQ), "" unknown
 
 
@@ -353,6 +351,7 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
         shown_sizes=shown,
         largest_stream=largest,
         largest_area=int(stream["width"]) * int(stream["height"]),
+        shown=_shown(stream),
         transfer=str(stream.get("color_transfer") or ""),
     )
 
@@ -439,6 +438,19 @@ def check_limits(
         raise VideoRefused(f"too many frames: {n_frames} over the limit of {max_frames} (VA_MAX_VIDEO_FRAMES)")
 
 
+def refuse_if_cut_short(declared_s: float, held_s: float, n_frames: int, *, path: str, timeout_s: float) -> None:
+    """VideoRefused where the frames end (``held_s`` from the first) well before the ``declared_s`` the container
+    gives from time zero: cut short. A track that starts late (its first frame at 10 s) is measured from its start."""
+    if held_s >= DECLARED_LENGTH_TOLERANCE * declared_s:
+        return
+    declared_s -= _video_start_s(path, timeout_s=timeout_s)
+    if held_s < DECLARED_LENGTH_TOLERANCE * declared_s:
+        raise VideoRefused(
+            f"truncated: its container declares {declared_s:.1f} s of video, the file holds {held_s:.1f} s "
+            f"({n_frames} frames); copy it again, or let the recording finish"
+        )
+
+
 def probe(
     path: str,
     *,
@@ -458,12 +470,7 @@ def probe(
     header = read_header(path, timeout_s=timeout_s)
     limits = partial(check_limits, max_duration_s=max_duration_s, max_pixels=max_pixels, max_frames=max_frames)
     limits(width=header.width, height=header.height, duration_s=header.duration_s, n_frames=header.n_frames)
-    needs_transcode = partial(
-        NeedsTranscode,
-        shown=dict(header.shown_sizes).get((header.width, header.height), (header.width, header.height)),
-        duration_s=header.duration_s,
-        stream=header.largest_stream,
-    )
+    needs_transcode = partial(NeedsTranscode, header=header)
     if header.transfer in HDR_TRANSFERS and can_tone_map():
         raise needs_transcode(
             f"HDR video ({HDR_TRANSFERS[header.transfer]}), which the ingest decoder (decord) shows dark and flat",
@@ -503,15 +510,9 @@ def probe(
     shown_frames = edited_frame_count(stamps, n_frames, fps, header.duration_s)
     if shown_frames < n_frames:  # decoded past the edit's end: a decode stops at the count (see decode.Frames)
         n_frames, stamps = shown_frames, None
-    held_s = last_frame_end_s(stamps, n_frames, fps) if header.track_end_s else 0.0
-    if header.track_end_s and held_s < DECLARED_LENGTH_TOLERANCE * header.track_end_s:
-        # Short of where the track ends: cut short, or a track that starts late (its first frame at 10 s).
-        declared_s = header.track_end_s - _video_start_s(path, timeout_s=timeout_s)
-        if held_s < DECLARED_LENGTH_TOLERANCE * declared_s:
-            raise VideoRefused(
-                f"truncated: its container declares {declared_s:.1f} s of video, the file holds {held_s:.1f} s "
-                f"({n_frames} frames); copy it again, or let the recording finish"
-            )
+    if header.track_end_s:
+        held_s = last_frame_end_s(stamps, n_frames, fps)
+        refuse_if_cut_short(header.track_end_s, held_s, n_frames, path=path, timeout_s=timeout_s)
     try:
         # The size of the stream the decoder reads (it picks the "best" one, not always the first); its first
         # frame as displayed. Every video stream was within the pixel limit, so this frame is too.

@@ -19,12 +19,13 @@ side (ingest decodes far smaller: the encoder's input, a 320-pixel thumbnail, th
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from annotator_core.errors import ConfigError
@@ -34,6 +35,7 @@ from annotator_core.media.probe import (
     VideoInfo,
     VideoRefused,
     probe,
+    refuse_if_cut_short,
     run_ffprobe,
 )
 
@@ -42,9 +44,9 @@ TS_SYNC = 0x47
 SNIFF_PACKETS = 4  # sync bytes this many packets apart: a transport stream, not chance
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # the first four bytes of every Matroska and WebM file
 REMUX_BYTES_PER_S = 20e6  # the slowest disk the remux timeout allows for, on top of a fixed minute
-# The transcoded copy's short side, at most: twice the largest encoder input (336), over twice a 16:9
-# thumbnail's height. 10 s of 1080p AV1 took 2.5 s to transcode on the 2-vCPU dev machine (other work running).
-TRANSCODE_SHORT_SIDE = 720
+# The transcoded copy's short side, at most: above the largest encoder input (336) and a portrait thumbnail's
+# width (320), and the temporary copy stays small (H.264 at CRF 18 takes ~1.2 MB a second at 720p).
+TRANSCODE_SHORT_SIDE = 480
 # HDR to SDR BT.709: the signal to linear light (100 nits as 1.0), the BT.2020 primaries to BT.709, and Möbius's
 # curve, which leaves the SDR range nearly as it is and rolls off the highlights above it (Hable's darkens the
 # whole picture: on a PQ clip made from an SDR one, mean absolute difference from the SDR frames 6 with Möbius,
@@ -53,6 +55,8 @@ TONE_MAP = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=mobi
 # The tone map's output is BT.709 YUV, tagged so: the decoder converts by the tag (BT.601 where there is none, which
 # is what ffmpeg converts RGB sources such as QuickTime Animation with, so those copies carry no tag).
 BT709_TAGS = ("-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709")
+# ffmpeg's line for each packet its decoder rejected (a damaged stretch left out or concealed in the copy).
+DECODE_ERROR = re.compile(r"^Error while decoding stream", re.MULTILINE)
 # The transcode's timeout: a fixed two minutes plus this many seconds per second of video (a 4K AV1 decodes at
 # about real time on two cores); where the container gives no duration, a second per megabyte.
 TRANSCODE_S_PER_S = 4.0
@@ -146,28 +150,41 @@ def _ffmpeg(reason: str) -> str:
     return ffmpeg
 
 
+@dataclass(frozen=True)
+class Copy:
+    """A transcoded copy: where it is, and how many decode errors ffmpeg reported making it."""
+
+    path: str
+    errors: int
+
+
 @contextmanager
-def transcoded(path: str, need: NeedsTranscode) -> Iterator[str]:
+def transcoded(path: str, need: NeedsTranscode) -> Iterator[Copy]:
     """A temporary H.264 copy of ``path``'s video that the decoder reads right (removed afterwards).
 
-    Every frame is kept with its own timestamp (``-fps_mode passthrough``: a variable-rate title stays one), turned
-    upright as players show it, and scaled down to :data:`TRANSCODE_SHORT_SIDE` pixels on its short side where
-    larger (even sides, as H.264 needs). Raises :class:`VideoRefused` naming ffmpeg's reason where it cannot.
+    Every frame is kept with its own timestamp (``-fps_mode passthrough`` in the input's time base: a
+    variable-rate title stays one, to the tick), turned upright as players show it, and scaled down to
+    :data:`TRANSCODE_SHORT_SIDE` pixels on its short side where larger (even sides, as H.264 needs). The input is
+    decoded on one thread: with frame threads ffmpeg 5.1's dav1d stopped at the first damaged packet of an AV1
+    stream and still exited 0, keeping 102 of 147 frames. Raises :class:`VideoRefused` naming ffmpeg's reason
+    where it cannot.
     """
     ffmpeg = _ffmpeg(f"a file the decoder cannot read as it is ({need.problem})")
-    length = need.duration_s if need.duration_s else os.path.getsize(path) / 1e6
+    length = need.header.duration_s if need.header.duration_s else os.path.getsize(path) / 1e6
     timeout_s = 120.0 + TRANSCODE_S_PER_S * length
     factor = f"min(1\\,{TRANSCODE_SHORT_SIDE}/min(iw\\,ih))"
     scale = f"scale=w=trunc(iw*{factor}/2)*2:h=trunc(ih*{factor}/2)*2"
     if need.tone_map:  # scaled first: the tone map runs in float, on a quarter of a 1080p frame's pixels
         scale += f",{TONE_MAP}"
-    picked = "0:V:0" if need.stream is None else f"0:v:{need.stream}"  # V: not a cover picture
+    stream = need.header.largest_stream
+    picked = "0:V:0" if stream is None else f"0:v:{stream}"  # V: not a cover picture
     with tempfile.TemporaryDirectory(prefix="va-transcode-") as folder:
         out = os.path.join(folder, "video.mp4")
         args = [
-            "-nostdin", "-v", "error", "-i", path, "-map", picked, "-an", "-sn", "-dn", "-map_metadata", "-1",
-            "-vf", scale, "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18",
-            "-pix_fmt", "yuv420p", *(BT709_TAGS if need.tone_map else ()), out,
+            "-nostdin", "-v", "error", "-threads", "1", "-i", path, "-map", picked, "-an", "-sn", "-dn",
+            "-map_metadata", "-1", "-vf", scale, "-fps_mode", "passthrough", "-enc_time_base", "-1",
+            "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p",
+            *(BT709_TAGS if need.tone_map else ()), out,
         ]  # fmt: skip
         try:
             done = subprocess.run([ffmpeg, *args], capture_output=True, text=True, timeout=timeout_s)
@@ -175,7 +192,34 @@ def transcoded(path: str, need: NeedsTranscode) -> Iterator[str]:
             raise VideoRefused(f"{need.problem}, and ffmpeg took over {timeout_s:.0f} s to transcode it") from None
         if done.returncode != 0 or not os.path.exists(out) or os.path.getsize(out) == 0:
             raise VideoRefused(f"{need.problem}, and ffmpeg could not transcode it either ({_last_error(done.stderr)})")
-        yield out
+        yield Copy(out, errors=len(DECODE_ERROR.findall(done.stderr)))
+
+
+def _from_copy(
+    stack: ExitStack, path: str, need: NeedsTranscode, *, timeout_s: float, limits: dict[str, Any]
+) -> tuple[str, VideoInfo]:
+    """The transcoded copy of ``path`` (held open by ``stack``) and its info, as the file itself would give it."""
+    copy = stack.enter_context(transcoded(path, need))
+    try:
+        info = probe(copy.path, timeout_s=timeout_s, **limits)
+    except VideoRefused as refused:
+        if str(refused).startswith(("too ", "a still image")):  # said of the frames ffmpeg decoded, as of any file
+            raise
+        # The copy holds what ffmpeg could decode: none of the frames, or too few, of a damaged stream.
+        raise VideoRefused(
+            f"{need.problem}, and ffmpeg decoded no usable video from it either (its copy: {refused})"
+        ) from None
+    header = need.header
+    if header.duration_s:  # the copy's own header is whole however much of the file was missing: check the file's
+        refuse_if_cut_short(header.duration_s, info.duration_s, info.n_frames, path=path, timeout_s=timeout_s)
+    width, height = header.shown if all(header.shown) else (info.width, info.height)
+    note = (
+        f"damaged: ffmpeg reported {copy.errors} decode error(s) while transcoding it for the decoder; the frames it "
+        "could not decode are left out or concealed (where is not known). Re-encode or copy the file again"
+        if copy.errors
+        else ""
+    )
+    return copy.path, replace(info, width=width, height=height, transcoded=True, note=note)
 
 
 @contextmanager
@@ -194,20 +238,12 @@ def probed(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S, **limits: A
         try:
             info = probe(readable, timeout_s=timeout_s, **limits)
         except NeedsTranscode as need:
-            readable = stack.enter_context(transcoded(readable, need))
-            try:
-                copy = probe(readable, timeout_s=timeout_s, **limits)
-            except VideoRefused as refused:
-                if str(refused).startswith("too "):  # a limit the decoded frames are over: said as for any file
-                    raise
-                # The copy holds what ffmpeg could decode: none of the frames, or too few, of a damaged stream.
-                raise VideoRefused(
-                    f"{need.problem}, and ffmpeg decoded no usable video from it either (its copy: {refused})"
-                ) from None
-            width, height = need.shown
-            info = replace(copy, width=width, height=height, transcoded=True)
+            readable, info = _from_copy(stack, readable, need, timeout_s=timeout_s, limits=limits)
         if info.stream is not None:
             chosen = info.stream
             readable = stack.enter_context(decodable(path, timeout_s=timeout_s, stream=chosen))
-            info = replace(probe(readable, timeout_s=timeout_s, **limits), stream=chosen)
+            try:
+                info = replace(probe(readable, timeout_s=timeout_s, **limits), stream=chosen)
+            except NeedsTranscode as need:  # the largest is one the decoder cannot read (AV1 beside an H.264 preview)
+                readable, info = _from_copy(stack, readable, need, timeout_s=timeout_s, limits=limits)
         yield readable, info

@@ -382,8 +382,73 @@ def test_a_stream_neither_decoder_reads_is_refused_with_both_reasons(sample_vide
     assert (video["status"], shots) == ("failed", []), video
     assert video["error"].startswith(
         "its video codec (av1) cannot be decoded by the ingest decoder (decord), and ffmpeg could not transcode it "
-        "either (Error while decoding stream"
+        "either ("
     ), video["error"]
+
+
+AV1 = ["-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "300k"]
+
+
+def _av1(args: list[str], out: Path) -> Path:
+    if not has_encoder("libaom-av1"):
+        pytest.skip("the local ffmpeg has no libaom-av1, so no AV1 file can be made")
+    return _make([*args, *AV1], out)
+
+
+def test_a_transcoded_variable_rate_title_keeps_each_frames_time_to_the_tick(tmp_path: Path) -> None:
+    """The copy's encoder took the stream's nominal rate (25 fps) as its time base: a frame at 2.125 s of the
+    8 fps part was stored at 2.12 s, and a browser seeking to a shot there showed the shot before it."""
+    path = _av1([*_scenes([25, 8, 8]), "-fps_mode", "passthrough"], tmp_path / "vfr-av1.mkv")
+    truth = _frame_times(path)
+    with probed(str(path), max_duration_s=3600.0, max_pixels=10**8) as (_readable, info):
+        assert info.transcoded and info.frame_times is not None and info.n_frames == len(truth)
+        assert np.abs(info.frame_times[:-1] - np.asarray(truth)).max() < 1e-3
+    assert any(t % 0.04 > 1e-3 for t in truth), "frames off the 25 fps grid: what a coarse time base rounds"
+
+
+def test_a_transcoded_title_cut_short_is_refused_as_truncated(tmp_path: Path) -> None:
+    """The copy has a whole header of its own, so a download stopped part-way ingested as a shorter title."""
+    whole = _av1(_scenes([25, 25, 25]), tmp_path / "whole.mkv")
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    video, shots = _decode(cut)
+    assert (video["status"], shots) == ("failed", []), video
+    assert video["error"].startswith("truncated: its container declares 6.0 s of video, the file holds"), video
+
+
+def test_a_damaged_transcoded_title_keeps_every_frame_ffmpeg_decodes_and_says_so(tmp_path: Path) -> None:
+    """ffmpeg's AV1 decoder on frame threads stopped at the first damaged packet and still exited 0: the copy
+    held 102 of 147 frames and the title lost its end without a word."""
+    path = _av1(_scenes([25, 25, 25], seconds=3.0), tmp_path / "damaged.mkv")
+    data = bytearray(path.read_bytes())
+    for share in (0.3, 0.55, 0.8):  # three stretches of 3 KB overwritten
+        at = int(len(data) * share)
+        data[at : at + 3000] = bytes((b * 31 + 7) % 256 for b in data[at : at + 3000])
+    path.write_bytes(bytes(data))
+    counted = subprocess.run(
+        ["ffprobe", "-v", "error", "-threads", "1", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    video, shots = _decode(path)
+    assert video.get("status") != "failed" and video["n_frames"] == int(counted) and shots, video
+    assert video["error"].startswith("damaged: ffmpeg reported "), video
+    assert shots[-1]["end_s"] > 8.0, "the title keeps its end"
+
+
+def test_av1_beside_a_smaller_stream_or_under_a_larger_cover_is_read_at_its_own_size(tmp_path: Path) -> None:
+    av1 = _av1(_scenes([25, 25, 25]), tmp_path / "av1.mkv")
+    preview = _make(["-i", str(av1), "-vf", "scale=160:120", "-c:v", "libx264"], tmp_path / "preview.mp4")
+    two = _make(["-i", str(preview), "-i", str(av1), "-map", "0:v", "-map", "1:v", "-c", "copy"], tmp_path / "two.mkv")
+    cover = _make(["-f", "lavfi", "-i", "color=red:s=1280x720", "-frames:v", "1"], tmp_path / "cover.jpg")
+    covered = _make(
+        ["-i", str(cover), "-i", str(av1), "-map", "0", "-map", "1", "-c", "copy", "-disposition:v:0", "attached_pic"],
+        tmp_path / "covered.mp4",
+    )
+    for path in (two, covered):
+        video, shots = _decode(path)
+        assert "error" not in video and (video["width"], video["height"]) == (320, 240), (path.name, video)
+        assert [s["start_frame"] for s in shots] == [0, 50, 100], path.name
 
 
 @pytest.mark.parametrize(("codec", "pix_fmt"), [("qtrle", "rgb24"), ("smc", "pal8")])
