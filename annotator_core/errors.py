@@ -70,3 +70,8 @@ def first_line(exc: BaseException, *, limit: int = 300) -> str:
         if line.strip():
             return line.strip()[:limit]
     return type(exc).__name__
+
+
+# How a failed videos row's error starts when the machine, not the file, was at fault (a ConfigError: ffmpeg not
+# installed): such a title is tried again on the next ingest run, without --retry-failed.
+SETUP_FAILURE = "setup: "

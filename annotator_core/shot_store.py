@@ -20,7 +20,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-from annotator_core.errors import DimensionMismatch, NotFoundError, StoreUnavailable
+from annotator_core.errors import SETUP_FAILURE, DimensionMismatch, NotFoundError, StoreUnavailable
 from annotator_core.records import (
     DUPLICATES_TABLE,
     SCORES_TABLE,
@@ -285,8 +285,10 @@ class ShotStore:
         return {v["video_id"] for v in self.videos(status="done")}
 
     def failed_video_ids(self) -> set[str]:
-        """Fingerprints of the videos whose last ingest failed (a changed file has a new fingerprint)."""
-        return {v["video_id"] for v in self.videos(status="failed")}
+        """Fingerprints of the videos whose last ingest failed (a changed file has a new fingerprint), but for
+        failures of this machine's setup (:data:`~annotator_core.errors.SETUP_FAILURE`), which the next run
+        tries again."""
+        return {v["video_id"] for v in self.videos(status="failed") if not v["error"].startswith(SETUP_FAILURE)}
 
     def vectors(self) -> VectorMatrix:
         """All shot vectors as one float32 matrix with their ids, cached by table version."""

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotator_core.encoders import load_encoder, spec_uses_torch
+from annotator_core.errors import SETUP_FAILURE, ConfigError
 from annotator_core.media.decode import MAX_LOST_SHARE, DecodeStats, frames_lost, lost_note
 from annotator_core.media.probe import VideoInfo, VideoRefused
 from annotator_core.media.remux import probed
@@ -141,6 +142,8 @@ def decode_title(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
                     video.update(error=note)
         except VideoRefused as exc:
             video.update(failed_fields(str(exc)))
+        except ConfigError as exc:  # this machine lacks a tool (ffmpeg): not the file's fault, retried next run
+            video.update(failed_fields(f"{SETUP_FAILURE}{exc}"))
         except Exception as exc:  # any other fault of this one title is its failed row, not the job's end
             video.update(failed_fields(f"{type(exc).__name__}: {exc}"[:500]))
         timings = {"decode": stats.decode_s, "detect": stats.detect_s, "sample": stats.sample_s}

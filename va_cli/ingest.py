@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ def ingest(
             "only; pass --allow-random-weights-benchmark to ingest with it anyway (into a store of its own), "
             "or use clip:<hub id or local folder> or handcrafted."
         )
+    if not (address or settings.ray_address):  # on a cluster the workers' tools count, not this machine's
+        _check_media_tools(dry_run=dry_run)
     models = _published_or_none(settings) if settings.ingest_score and not dry_run else None
     # One Ray session for the ingest and the scoring after it (both use the Ray running in this process).
     # A dry run writes nothing into a data folder that is not there yet: Ray's log goes to the temp folder.
@@ -141,6 +144,22 @@ def _exit(ctx: click.Context, summary: Any, settings: Any) -> None:
     # a file left out is a title the catalog loses just the same
     if (summary.videos_failed or summary.failed_before or summary.files_left_out) and settings.strict:
         ctx.exit(1)
+
+
+def _check_media_tools(*, dry_run: bool) -> None:
+    """Stop before any work where ffprobe is missing (every title needs it); warn where ffmpeg is (only some do)."""
+    if shutil.which("ffprobe") is None:
+        raise click.ClickException(
+            "ffprobe is not installed; ingest reads every file's header with it (apt-get install ffmpeg)."
+        )
+    if shutil.which("ffmpeg") is None and not dry_run:
+        click.secho(
+            "warning: ffmpeg is not installed. MPEG-TS, AV1, HDR, GIF and QuickTime Animation files, and files with "
+            "several video streams, need it and will fail; they are tried again on the next run once it is "
+            "(apt-get install ffmpeg).",
+            fg="yellow",
+            err=True,
+        )
 
 
 def _published_or_none(settings: Any) -> list[Any] | None:

@@ -132,3 +132,18 @@ def test_a_file_that_failed_while_being_copied_leaves_no_failed_row_once_it_inge
     assert _run([str(folder)], data).exit_code == 0
     assert [(v["uri"], v["status"]) for v in store.videos()] == [(str(folder / "bikes.mp4"), "done")]
     assert store.counts()["videos_failed"] == 0
+
+
+def test_ingest_stops_without_ffprobe_and_warns_without_ffmpeg(sample_videos_dir, tmp_path):
+    folder, tools = tmp_path / "in", tmp_path / "bin"
+    folder.mkdir()
+    tools.mkdir()
+    shutil.copy(sample_videos_dir / "bikes.mp4", folder / "bikes.mp4")
+    env = {"VA_DATA_DIR": str(tmp_path / "data"), "VA_ENCODER": "handcrafted", "VA_N_CLUSTERS": "2", "PATH": str(tools)}
+    result = CliRunner().invoke(cli, ["ingest", str(folder)], env=env)
+    assert result.exit_code == 1 and "ffprobe is not installed; ingest reads every file's header" in result.output
+    assert not (tmp_path / "data").exists(), "it stopped before any work"
+    (tools / "ffprobe").symlink_to(shutil.which("ffprobe"))
+    result = CliRunner().invoke(cli, ["ingest", str(folder)], env=env, catch_exceptions=False)
+    assert result.exit_code == 0 and "ingested 1 video(s)" in result.output, result.output
+    assert "warning: ffmpeg is not installed. MPEG-TS, AV1, HDR" in result.stderr

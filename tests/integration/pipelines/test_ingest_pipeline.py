@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,3 +233,39 @@ def test_a_decoder_crash_fails_that_video_after_bounded_retries_and_the_job_goes
     assert crashed["status"] == "failed" and "crashed" in crashed["error"] and "2 attempts" in crashed["error"]
     assert store.shots_of_video(crashed["video_id"]) == []
     assert store.get_video(_video_id(sample_videos_dir / "bikes.mp4"))["status"] == "done"
+
+
+def without_ffmpeg(batch: pa.Table, job: DecodeJob) -> Iterator[pa.Table]:
+    """The real per-title UDF on a worker whose PATH has ffprobe but no ffmpeg (as a machine without it)."""
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"va-no-ffmpeg-{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    if not (folder / "ffprobe").exists():
+        (folder / "ffprobe").symlink_to(shutil.which("ffprobe") or "ffprobe")
+    before = os.environ["PATH"]
+    os.environ["PATH"] = str(folder)
+    try:
+        yield from decode_title(batch, job)
+    finally:
+        os.environ["PATH"] = before
+
+
+def test_a_title_failed_for_want_of_ffmpeg_is_tried_again_once_it_is_there(tmp_path):
+    """A missing tool is the machine's fault, not the file's: the title's failed row said "ConfigError: ffmpeg is
+    not installed" and stayed failed after ffmpeg was installed, until --retry-failed."""
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    transport = tmp_path / "in" / "recording.ts"  # MPEG-TS: decoded from a rewrapped copy, which ffmpeg makes
+    transport.parent.mkdir()
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=d=2:s=320x240:r=25", "-c:v", "libx264",
+         str(transport)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    settings = _settings(tmp_path)
+    summary = run_ingest([str(transport)], settings=settings, encoder_spec="handcrafted", decode_fn=without_ffmpeg)
+    assert (summary.videos_done, summary.videos_failed) == (0, 1)
+    store = ShotStore.from_settings(settings)
+    (row,) = store.videos()
+    assert row["status"] == "failed" and row["error"].startswith("setup: ffmpeg is not installed;"), row["error"]
+    again = run_ingest([str(transport)], settings=settings, encoder_spec="handcrafted")  # no --retry-failed
+    assert (again.videos_done, again.videos_failed, again.failed_before) == (1, 0, 0)
+    assert [v["status"] for v in store.videos()] == ["done"]
