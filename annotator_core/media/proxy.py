@@ -52,12 +52,17 @@ WEBM_VIDEO = {"vp8", "vp9", "av1"}
 WEBM_AUDIO = {"opus", "vorbis"}
 # Chromium and Safari decode 8-bit 4:2:0 H.264 only; High 10 or 4:4:4 fail like an unknown codec.
 H264_PIXEL_FORMATS = {"yuv420p", "yuvj420p"}
+# WebM: 8-bit 4:2:0, with alpha too (VP8/VP9); 10-bit and 4:4:4 VP9/AV1 play in some browsers only (Safari's AV1
+# needs the hardware decoder), so those get a proxy.
+WEBM_PIXEL_FORMATS = {"yuv420p", "yuva420p"}
 FFPROBE_STREAMS = (
     "-v", "error", "-show_entries", "stream=codec_type,codec_name,pix_fmt:format=format_name", "-of", "json",
 )  # fmt: skip
 KEYFRAME_EVERY_S = 1.0
 FAILED_FOLDER = "failed"  # one <video_id>.json per title whose last proxy failed: cheap to count
-PLAYABILITY_FILE = "playability.json"
+# v2: Matroska files not named .webm, and WebM at 10 bits or 4:4:4, are no longer judged playable; the verdicts
+# of the first rules (playability.json) are judged again.
+PLAYABILITY_FILE = "playability-v2.json"
 
 
 class ProxyUnavailable(Exception):
@@ -147,9 +152,14 @@ def judge_playability(path: str, *, timeout_s: float = 60.0) -> Playability:
             reason = f"H.264 with pixel format {video.get('pix_fmt')} (browsers play 8-bit 4:2:0 only)"
         elif acodec is not None and acodec not in MP4_AUDIO:
             reason = f"{acodec} audio in MP4/MOV (browsers play AAC or MP3 there)"
-    elif any(f in WEBM_FAMILY for f in families):
+    elif any(f in WEBM_FAMILY for f in families):  # ffprobe names Matroska and WebM alike: "matroska,webm"
+        suffix = os.path.splitext(path)[1].lower()
         if vcodec not in WEBM_VIDEO:
             reason = f"{vcodec} video in WebM/Matroska (browsers play VP8, VP9 or AV1 there)"
+        elif suffix != ".webm":  # served as video/x-matroska, which Firefox and Safari do not play
+            reason = f"a Matroska file named {suffix or 'without a suffix'} (browsers play WebM files, named .webm)"
+        elif str(video.get("pix_fmt")) not in WEBM_PIXEL_FORMATS:
+            reason = f"{vcodec} with pixel format {video.get('pix_fmt')} (browsers play 8-bit 4:2:0 WebM)"
         elif acodec is not None and acodec not in WEBM_AUDIO:
             reason = f"{acodec} audio in WebM/Matroska (browsers play Opus or Vorbis there)"
     else:
@@ -220,7 +230,7 @@ class ProxyStore:
 
     # -- playability, cached beside the proxies ------------------------------
     def playability(self, video_id: str, source: str) -> Playability:
-        """The source's playability, probed once per fingerprint and kept in ``playability.json``."""
+        """The source's playability, probed once per fingerprint and kept in ``playability-v2.json``."""
         path = f"{self._folder(video_id)}/{PLAYABILITY_FILE}"
         try:
             with self.fs.open_input_stream(path) as fh:

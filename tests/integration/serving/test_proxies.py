@@ -199,3 +199,26 @@ def test_va_proxies_reuses_what_is_made_and_va_status_counts_unplayable_titles(c
     assert runner.invoke(cli, ["proxies"], env=rushed).exit_code == 1
     status = runner.invoke(cli, ["status", "--json"], env=rushed)
     assert json.loads(status.output)["proxies"]["unplayable"] == n_unplayable
+
+
+@pytest.mark.parametrize(
+    ("name", "pix_fmt", "playable"),
+    [("clip.webm", "yuv420p", True), ("clip.mkv", "yuv420p", False), ("deep.webm", "yuv444p", False)],
+)
+def test_webm_codecs_play_as_they_are_only_in_a_webm_file_at_8_bit_4_2_0(
+    tmp_path: Path, name: str, pix_fmt: str, playable: bool
+) -> None:
+    """ffprobe names Matroska and WebM alike ("matroska,webm"), so a VP9 or AV1 .mkv was served as it is, as
+    video/x-matroska, which Firefox and Safari do not play; 4:4:4 VP9 plays in few browsers."""
+    from annotator_core.media.proxy import judge_playability
+
+    path = tmp_path / name
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=d=1:s=320x240:r=25", "-c:v",
+         "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-pix_fmt", pix_fmt, str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    judged = judge_playability(str(path))
+    assert (judged.playable, judged.video_codec) == (playable, "vp9"), judged
+    if name.endswith(".mkv"):
+        assert judged.reason == "a Matroska file named .mkv (browsers play WebM files, named .webm)"
