@@ -45,7 +45,8 @@ SNIFF_PACKETS = 4  # sync bytes this many packets apart: a transport stream, not
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # the first four bytes of every Matroska and WebM file
 REMUX_BYTES_PER_S = 20e6  # the slowest disk the remux timeout allows for, on top of a fixed minute
 # The transcoded copy's short side, at most: above the largest encoder input (336) and a portrait thumbnail's
-# width (320), and the temporary copy stays small (H.264 at CRF 18 takes ~1.2 MB a second at 720p).
+# width (320), and the temporary copy stays small: 0.5 MB a second of 1080p footage (benchmarks/transcode_cost.py),
+# against 1.2 MB with a short side of 720.
 TRANSCODE_SHORT_SIDE = 480
 # HDR to SDR BT.709: the signal to linear light (100 nits as 1.0), the BT.2020 primaries to BT.709, and Möbius's
 # curve, which leaves the SDR range nearly as it is and rolls off the highlights above it (Hable's darkens the
@@ -57,8 +58,8 @@ TONE_MAP = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=mobi
 BT709_TAGS = ("-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709")
 # ffmpeg's line for each packet its decoder rejected (a damaged stretch left out or concealed in the copy).
 DECODE_ERROR = re.compile(r"^Error while decoding stream", re.MULTILINE)
-# The transcode's timeout: a fixed two minutes plus this many seconds per second of video (a 4K AV1 decodes at
-# about real time on two cores); where the container gives no duration, a second per megabyte.
+# The transcode's timeout: a fixed two minutes plus this many seconds per second of video (30 s of 1080p AV1 took
+# ~3 s on the dev machine; 4K on one decoding thread was not measured); without a duration, a second per megabyte.
 TRANSCODE_S_PER_S = 4.0
 
 
