@@ -16,13 +16,14 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cache, partial
+from functools import partial
 from typing import Any
 
 import decord
 import numpy as np
 
 from annotator_core.errors import ConfigError, first_line
+from annotator_core.media.hdr import HDR_TRANSFERS, TONE_MAP_HINT, can_tone_map
 
 SNIFF_BYTES = 4096
 DEFAULT_MAX_FRAMES = 1_000_000  # the max_video_frames setting's default
@@ -54,7 +55,7 @@ class NeedsTranscode(VideoRefused):
     :func:`~annotator_core.media.remux.probed` decodes a transcoded copy instead; a caller that decodes the file as
     it is gets a plain refusal whose text names the fix (``problem`` is the text without it). ``header`` is what
     the container says (the size it shows, its length, which stream), which the copy's own header no longer
-    does; ``tone_map``: HDR, to be brought to SDR (:data:`HDR_TRANSFERS`).
+    does; ``tone_map``: HDR, to be brought to SDR (:data:`~annotator_core.media.hdr.HDR_TRANSFERS`).
     """
 
     def __init__(self, problem: str, *, header: StreamHeader, tone_map: bool = False) -> None:
@@ -70,35 +71,6 @@ class NeedsTranscode(VideoRefused):
 # colours. Screen recordings and motion-graphics exports use them. Ingest decodes a transcoded copy.
 MISREAD_CODECS = {"qtrle": "QuickTime Animation", "smc": "QuickTime Graphics"}
 TRANSCODE_HINT = "e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4"
-# HDR transfers. The decoder hands HDR frames over as if they were SDR: a PQ (HDR10, Dolby Vision's HDR10 base) or
-# HLG (phones' HDR default) picture comes out dark and flat, and so do its thumbnail and the frames the encoder
-# sees (mean absolute difference from the SDR picture ~45 of 255 on a converted clip). Ingest decodes a copy tone
-# mapped to SDR BT.709 (remux.transcoded).
-HDR_TRANSFERS = {"smpte2084": "HDR10/PQ", "arib-std-b67": "HLG"}
-TONE_MAP_FILTERS = ("zscale", "tonemap")
-
-
-@cache
-def can_tone_map() -> bool:
-    """Whether the local ffmpeg has the filters the HDR tone map needs (zimg's zscale and tonemap). Without them an
-    HDR title is decoded as it is, dark and flat, rather than refused."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        return False
-    try:
-        listed = subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    names = {line.split()[1] for line in listed.stdout.splitlines() if len(line.split()) > 2}
-    return all(name in names for name in TONE_MAP_FILTERS)
-
-
-TONE_MAP_HINT = (
-    "e.g. ffmpeg -i IN -vf zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=mobius,"
-    "zscale=t=bt709:m=bt709:r=tv,format=yuv420p -c:v libx264 -crf 18 OUT.mp4"
-)
-
-
 # The longest stretch before an edit list's start that it may skip: a GOP or two, never more.
 MAX_PREROLL_S = 30.0
 # A frame more than this share of a frame's duration away from index / fps makes the stream variable-rate.

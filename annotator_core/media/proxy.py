@@ -40,6 +40,7 @@ from typing import Literal
 import pyarrow.fs as pafs
 
 from annotator_core.errors import ConfigError
+from annotator_core.media.hdr import BT709_TAGS, HDR_TRANSFERS, TONE_MAP, can_tone_map
 from annotator_core.settings import Settings
 
 ProxyCodec = Literal["h264", "vp9"]
@@ -56,12 +57,13 @@ H264_PIXEL_FORMATS = {"yuv420p", "yuvj420p"}
 # needs the hardware decoder), so those get a proxy.
 WEBM_PIXEL_FORMATS = {"yuv420p", "yuva420p"}
 FFPROBE_STREAMS = (
-    "-v", "error", "-show_entries", "stream=codec_type,codec_name,pix_fmt:format=format_name", "-of", "json",
+    "-v", "error", "-show_entries", "stream=codec_type,codec_name,pix_fmt,color_transfer:format=format_name",
+    "-of", "json",
 )  # fmt: skip
 KEYFRAME_EVERY_S = 1.0
 FAILED_FOLDER = "failed"  # one <video_id>.json per title whose last proxy failed: cheap to count
-# v2: Matroska files not named .webm, and WebM at 10 bits or 4:4:4, are no longer judged playable; the verdicts
-# of the first rules (playability.json) are judged again.
+# v2: Matroska files not named .webm, and WebM at 10 bits or 4:4:4, are no longer judged playable, and HDR is
+# noted (its proxy is tone mapped); the verdicts of the first rules (playability.json) are judged again.
 PLAYABILITY_FILE = "playability-v2.json"
 
 
@@ -78,6 +80,7 @@ class Playability:
     video_codec: str
     audio_codec: str | None
     reason: str  # empty when playable
+    hdr: bool = False  # PQ or HLG video: its proxy is tone mapped to SDR (annotator_core.media.hdr)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -86,6 +89,7 @@ class Playability:
             "video_codec": self.video_codec,
             "audio_codec": self.audio_codec,
             "reason": self.reason,
+            "hdr": self.hdr,
         }
 
 
@@ -164,13 +168,21 @@ def judge_playability(path: str, *, timeout_s: float = 60.0) -> Playability:
             reason = f"{acodec} audio in WebM/Matroska (browsers play Opus or Vorbis there)"
     else:
         reason = f"the {families[0]} container with {vcodec} video (browsers play MP4 and WebM)"
-    return Playability(not reason, container, vcodec, acodec, reason)
+    hdr = str(video.get("color_transfer")) in HDR_TRANSFERS
+    return Playability(not reason, container, vcodec, acodec, reason, hdr=hdr)
 
 
 def ffmpeg_args(
-    source: str, output: str, *, options: ProxyOptions, start_s: float | None = None, end_s: float | None = None
+    source: str,
+    output: str,
+    *,
+    options: ProxyOptions,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    tone_map: bool = False,
 ) -> list[str]:
-    """The ffmpeg command that writes a proxy of ``source`` (a span of it when start/end are given)."""
+    """The ffmpeg command that writes a proxy of ``source`` (a span of it when start/end are given); ``tone_map``:
+    an HDR source, brought to SDR BT.709 (an 8-bit proxy of HDR frames plays dark and flat)."""
     args = [_tool("ffmpeg"), "-nostdin", "-v", "error", "-y"]
     if start_s is not None:
         args += ["-ss", f"{start_s:.3f}"]  # before -i: seek in the demuxer, decode from the keyframe before
@@ -178,8 +190,9 @@ def ffmpeg_args(
     if start_s is not None and end_s is not None:
         args += ["-t", f"{max(end_s - start_s, 0.04):.3f}", "-output_ts_offset", f"{start_s:.3f}"]
     # Even dimensions (4:2:0 needs them); never upscale a source smaller than the proxy height.
-    scale = f"scale=-2:'2*trunc(min({options.height},ih)/2)',format=yuv420p"
-    args += ["-map", "0:v:0", "-map", "0:a:0?", "-vf", scale, "-sn", "-dn"]
+    scale = f"scale=-2:'2*trunc(min({options.height},ih)/2)'"
+    scale += f",{TONE_MAP},format=yuv420p" if tone_map else ",format=yuv420p"
+    args += ["-map", "0:v:0", "-map", "0:a:0?", "-vf", scale, "-sn", "-dn", *(BT709_TAGS if tone_map else ())]
     keyframes = f"expr:gte(t,n_forced*{KEYFRAME_EVERY_S})"
     if options.codec == "h264":
         args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-force_key_frames", keyframes]
@@ -277,14 +290,17 @@ class ProxyStore:
             if self.exists(path):
                 return path
             try:
-                self._make(path, source, start_s, end_s)
+                tone_map = self.playability(video_id, source).hdr and can_tone_map()
+                self._make(path, source, start_s, end_s, tone_map=tone_map)
             except ProxyUnavailable as exc:
                 self._record_failure(video_id, str(exc))
                 raise
             self._clear_failure(video_id)
             return path
 
-    def _make(self, path: str, source: str, start_s: float | None, end_s: float | None) -> None:
+    def _make(
+        self, path: str, source: str, start_s: float | None, end_s: float | None, *, tone_map: bool = False
+    ) -> None:
         suffix = self.options.suffix
         local_out = isinstance(self.fs, pafs.LocalFileSystem)
         if local_out:
@@ -297,7 +313,7 @@ class ProxyStore:
         with _local_source(source) as local, tempfile.TemporaryDirectory(prefix="va-proxy-") as scratch:
             # The temporary name sits beside the target locally (os.replace is atomic on one file system).
             tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp" if local_out else f"{scratch}/proxy{suffix}"
-            args = ffmpeg_args(local, tmp, options=self.options, start_s=start_s, end_s=end_s)
+            args = ffmpeg_args(local, tmp, options=self.options, start_s=start_s, end_s=end_s, tone_map=tone_map)
             try:
                 done = subprocess.run(
                     args, capture_output=True, text=True, timeout=self.options.timeout_s, stdin=subprocess.DEVNULL

@@ -11,7 +11,7 @@ are copied; the original file is what the catalog keeps.
 
 A stream the decoder cannot read at all (AV1: decord's FFmpeg has no decoder for it) or reads wrongly
 (:data:`~annotator_core.media.probe.MISREAD_CODECS`, and HDR, which it shows dark and flat:
-:data:`~annotator_core.media.probe.HDR_TRANSFERS`) is transcoded instead (:func:`transcoded`): ffmpeg decodes it
+:data:`~annotator_core.media.hdr.HDR_TRANSFERS`) is transcoded instead (:func:`transcoded`): ffmpeg decodes it
 and writes H.264, each frame with its own timestamp, at most :data:`TRANSCODE_SHORT_SIDE` pixels on the short
 side (ingest decodes far smaller: the encoder's input, a 320-pixel thumbnail, the detector's frame).
 """
@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from annotator_core.errors import ConfigError
+from annotator_core.media.hdr import BT709_TAGS, TONE_MAP
 from annotator_core.media.probe import (
     DEFAULT_PROBE_TIMEOUT_S,
     NeedsTranscode,
@@ -48,14 +49,6 @@ REMUX_BYTES_PER_S = 20e6  # the slowest disk the remux timeout allows for, on to
 # width (320), and the temporary copy stays small: 0.5 MB a second of 1080p footage (benchmarks/transcode_cost.py),
 # against 1.2 MB with a short side of 720.
 TRANSCODE_SHORT_SIDE = 480
-# HDR to SDR BT.709: the signal to linear light (100 nits as 1.0), the BT.2020 primaries to BT.709, and Möbius's
-# curve, which leaves the SDR range nearly as it is and rolls off the highlights above it (Hable's darkens the
-# whole picture: on a PQ clip made from an SDR one, mean absolute difference from the SDR frames 6 with Möbius,
-# 46 with Hable, 45 decoded as it is).
-TONE_MAP = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv"
-# The tone map's output is BT.709 YUV, tagged so: the decoder converts by the tag (BT.601 where there is none, which
-# is what ffmpeg converts RGB sources such as QuickTime Animation with, so those copies carry no tag).
-BT709_TAGS = ("-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709")
 # ffmpeg's line for each packet its decoder rejected (a damaged stretch left out or concealed in the copy).
 DECODE_ERROR = re.compile(r"^Error while decoding stream", re.MULTILINE)
 # The transcode's timeout: a fixed two minutes plus this many seconds per second of video (30 s of 1080p AV1 took

@@ -23,7 +23,8 @@ from proxy_formats import has_encoder
 from annotator_core.encoders import load_encoder
 from annotator_core.media.chunks import plan_chunks
 from annotator_core.media.decode import rgb_frame
-from annotator_core.media.probe import VideoRefused, can_tone_map, decoder_reason, probe
+from annotator_core.media.hdr import can_tone_map
+from annotator_core.media.probe import VideoRefused, decoder_reason, probe
 from annotator_core.media.remux import decodable, is_transport_stream, probed, rewrap_reason
 from annotator_core.media.sampling import SampleOptions
 from annotator_core.settings import Settings

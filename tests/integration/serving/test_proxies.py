@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from proxy_formats import make_format_clips, require_hevc
 from va_testing import assert_error, serve_annotation_app
@@ -222,3 +223,38 @@ def test_webm_codecs_play_as_they_are_only_in_a_webm_file_at_8_bit_4_2_0(
     assert (judged.playable, judged.video_codec) == (playable, "vp9"), judged
     if name.endswith(".mkv"):
         assert judged.reason == "a Matroska file named .mkv (browsers play WebM files, named .webm)"
+
+
+def test_an_hdr_title_plays_from_a_tone_mapped_proxy_not_a_dark_flat_one(
+    sample_videos_dir: Path, tmp_path: Path
+) -> None:
+    """An 8-bit proxy of HDR frames played dark and flat: 45/255 from the picture, as the ingest decode did."""
+    from annotator_core.media.hdr import can_tone_map
+    from annotator_core.media.proxy import ProxyOptions, ProxyStore
+    from annotator_core.settings import Settings
+
+    if not can_tone_map():
+        pytest.skip("the local ffmpeg lacks the zscale and tonemap filters")
+    ffmpeg = ["ffmpeg", "-nostdin", "-v", "error"]
+    sdr, hdr = tmp_path / "sdr.mp4", tmp_path / "hdr.mp4"
+    subprocess.run([*ffmpeg, "-i", str(sample_videos_dir / "bikes.mp4"), "-t", "2", "-c:v", "libx264", "-crf", "10",
+                    str(sdr)], check=True, timeout=120)  # fmt: skip
+    to_pq = (
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv,zscale=t=linear:npl=100,"
+        "format=gbrpf32le,zscale=t=smpte2084:p=bt2020:m=bt2020nc:r=tv:npl=100,format=yuv420p10le"
+    )
+    params = "colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:log-level=error"
+    subprocess.run([*ffmpeg, "-i", str(sdr), "-vf", to_pq, "-c:v", "libx265", "-x265-params", params, "-tag:v", "hvc1",
+                    str(hdr)], check=True, timeout=300)  # fmt: skip
+    store = ProxyStore(ProxyOptions.from_settings(Settings(data_dir=tmp_path / "data")))
+    judged = store.playability("hdr-title", str(hdr))
+    assert (judged.playable, judged.hdr) == (False, True), judged
+    proxy, made = store.ensure_title(video_id="hdr-title", source=str(hdr))
+    assert made
+
+    def frame(path: str) -> np.ndarray:
+        args = ["-ss", "1", "-i", path, "-frames:v", "1", "-s", "320x136", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        raw = subprocess.run([*ffmpeg, *args], capture_output=True, check=True, timeout=60).stdout
+        return np.frombuffer(raw, np.uint8).reshape(136, 320, 3).astype(int)
+
+    assert np.abs(frame(store.uri(proxy)) - frame(str(sdr))).mean() < 12
