@@ -42,6 +42,19 @@ TONE_MAP_HINT = (
 # whole picture: on a PQ clip made from an SDR one, mean absolute difference from the SDR frames 6 with Möbius,
 # 46 with Hable, 45 decoded as it is).
 TONE_MAP = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv"
+UNSPECIFIED = {"", "unknown", "unspecified", "reserved"}  # ffprobe's words for a colour property not given
+
+
+def tone_map_filter(primaries: str = "", matrix: str = "") -> str:
+    """:data:`TONE_MAP` for a stream with these colour primaries and matrix (ffprobe's names). zscale refuses a
+    frame whose primaries or matrix are not given (its own ``pin``/``min`` options did not help), so where the
+    stream does not say, BT.2100's are set on the frames first (BT.2020 primaries, its non-constant-luminance
+    matrix): a PQ-tagged file without them was refused outright."""
+    unset = ["color_primaries=bt2020"] if primaries in UNSPECIFIED else []
+    unset += ["colorspace=bt2020nc"] if matrix in UNSPECIFIED else []
+    return f"setparams={':'.join(unset)},{TONE_MAP}" if unset else TONE_MAP
+
+
 # The tone map's output is BT.709 YUV, tagged so: the decoder converts by the tag (BT.601 where there is none, which
 # is what ffmpeg converts RGB sources such as QuickTime Animation with, so those copies carry no tag).
 BT709_TAGS = ("-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709")

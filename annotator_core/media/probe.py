@@ -35,7 +35,7 @@ FFPROBE_ARGS = (
     "-v", "error", "-skip_frame", "all", "-select_streams", "v",
     "-show_entries",
     "stream=codec_name,width,height,sample_aspect_ratio,nb_frames,avg_frame_rate,r_frame_rate,duration,start_time,"
-    "color_transfer:stream_disposition=attached_pic:stream_side_data=rotation:stream_tags=rotate,DURATION"
+    "color_transfer,color_primaries,color_space:stream_disposition=attached_pic:stream_side_data=rotation:stream_tags=rotate,DURATION"
     ":format=duration,format_name",
     "-of", "json",
 )  # fmt: skip
@@ -256,6 +256,8 @@ class StreamHeader:
     # cover picture can be larger than the video: width and height above count it, for the limits.
     shown: tuple[int, int] = (0, 0)
     transfer: str = ""  # the stream's transfer characteristic as ffprobe names it (smpte2084: HDR10's PQ), "" unknown
+    primaries: str = ""  # its colour primaries (bt2020, ...), and the matrix below, as ffprobe names them
+    matrix: str = ""
 
 
 def ffprobe_command() -> str:
@@ -325,6 +327,8 @@ def read_header(path: str, *, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> Str
         largest_area=int(stream["width"]) * int(stream["height"]),
         shown=_shown(stream),
         transfer=str(stream.get("color_transfer") or ""),
+        primaries=str(stream.get("color_primaries") or ""),
+        matrix=str(stream.get("color_space") or ""),
     )
 
 

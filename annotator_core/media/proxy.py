@@ -40,7 +40,7 @@ from typing import Literal
 import pyarrow.fs as pafs
 
 from annotator_core.errors import ConfigError
-from annotator_core.media.hdr import BT709_TAGS, HDR_TRANSFERS, TONE_MAP, can_tone_map
+from annotator_core.media.hdr import BT709_TAGS, HDR_TRANSFERS, can_tone_map, tone_map_filter
 from annotator_core.settings import Settings
 
 ProxyCodec = Literal["h264", "vp9"]
@@ -57,7 +57,8 @@ H264_PIXEL_FORMATS = {"yuv420p", "yuvj420p"}
 # needs the hardware decoder), so those get a proxy.
 WEBM_PIXEL_FORMATS = {"yuv420p", "yuva420p"}
 FFPROBE_STREAMS = (
-    "-v", "error", "-show_entries", "stream=codec_type,codec_name,pix_fmt,color_transfer:format=format_name",
+    "-v", "error", "-show_entries", "stream=codec_type,codec_name,pix_fmt,color_transfer,color_primaries,color_space"
+    ":format=format_name",
     "-of", "json",
 )  # fmt: skip
 KEYFRAME_EVERY_S = 1.0
@@ -81,6 +82,8 @@ class Playability:
     audio_codec: str | None
     reason: str  # empty when playable
     hdr: bool = False  # PQ or HLG video: its proxy is tone mapped to SDR (annotator_core.media.hdr)
+    primaries: str = ""  # the video's colour primaries and matrix as ffprobe names them (for the tone map)
+    matrix: str = ""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -90,6 +93,8 @@ class Playability:
             "audio_codec": self.audio_codec,
             "reason": self.reason,
             "hdr": self.hdr,
+            "primaries": self.primaries,
+            "matrix": self.matrix,
         }
 
 
@@ -169,7 +174,8 @@ def judge_playability(path: str, *, timeout_s: float = 60.0) -> Playability:
     else:
         reason = f"the {families[0]} container with {vcodec} video (browsers play MP4 and WebM)"
     hdr = str(video.get("color_transfer")) in HDR_TRANSFERS
-    return Playability(not reason, container, vcodec, acodec, reason, hdr=hdr)
+    primaries, matrix = str(video.get("color_primaries") or ""), str(video.get("color_space") or "")
+    return Playability(not reason, container, vcodec, acodec, reason, hdr=hdr, primaries=primaries, matrix=matrix)
 
 
 def ffmpeg_args(
@@ -179,10 +185,11 @@ def ffmpeg_args(
     options: ProxyOptions,
     start_s: float | None = None,
     end_s: float | None = None,
-    tone_map: bool = False,
+    tone_map: str = "",
 ) -> list[str]:
     """The ffmpeg command that writes a proxy of ``source`` (a span of it when start/end are given); ``tone_map``:
-    an HDR source, brought to SDR BT.709 (an 8-bit proxy of HDR frames plays dark and flat)."""
+    for an HDR source, the filters that bring it to SDR BT.709 (:func:`~annotator_core.media.hdr.tone_map_filter`;
+    an 8-bit proxy of HDR frames plays dark and flat)."""
     args = [_tool("ffmpeg"), "-nostdin", "-v", "error", "-y"]
     if start_s is not None:
         args += ["-ss", f"{start_s:.3f}"]  # before -i: seek in the demuxer, decode from the keyframe before
@@ -191,7 +198,7 @@ def ffmpeg_args(
         args += ["-t", f"{max(end_s - start_s, 0.04):.3f}", "-output_ts_offset", f"{start_s:.3f}"]
     # Even dimensions (4:2:0 needs them); never upscale a source smaller than the proxy height.
     scale = f"scale=-2:'2*trunc(min({options.height},ih)/2)'"
-    scale += f",{TONE_MAP},format=yuv420p" if tone_map else ",format=yuv420p"
+    scale += f",{tone_map},format=yuv420p" if tone_map else ",format=yuv420p"
     args += ["-map", "0:v:0", "-map", "0:a:0?", "-vf", scale, "-sn", "-dn", *(BT709_TAGS if tone_map else ())]
     keyframes = f"expr:gte(t,n_forced*{KEYFRAME_EVERY_S})"
     if options.codec == "h264":
@@ -290,7 +297,8 @@ class ProxyStore:
             if self.exists(path):
                 return path
             try:
-                tone_map = self.playability(video_id, source).hdr and can_tone_map()
+                judged = self.playability(video_id, source)
+                tone_map = tone_map_filter(judged.primaries, judged.matrix) if judged.hdr and can_tone_map() else ""
                 self._make(path, source, start_s, end_s, tone_map=tone_map)
             except ProxyUnavailable as exc:
                 self._record_failure(video_id, str(exc))
@@ -298,9 +306,7 @@ class ProxyStore:
             self._clear_failure(video_id)
             return path
 
-    def _make(
-        self, path: str, source: str, start_s: float | None, end_s: float | None, *, tone_map: bool = False
-    ) -> None:
+    def _make(self, path: str, source: str, start_s: float | None, end_s: float | None, *, tone_map: str = "") -> None:
         suffix = self.options.suffix
         local_out = isinstance(self.fs, pafs.LocalFileSystem)
         if local_out:

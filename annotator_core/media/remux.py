@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from annotator_core.errors import ConfigError
-from annotator_core.media.hdr import BT709_TAGS, TONE_MAP
+from annotator_core.media.hdr import BT709_TAGS, tone_map_filter
 from annotator_core.media.probe import (
     DEFAULT_PROBE_TIMEOUT_S,
     NeedsTranscode,
@@ -169,7 +169,7 @@ def transcoded(path: str, need: NeedsTranscode) -> Iterator[Copy]:
     factor = f"min(1\\,{TRANSCODE_SHORT_SIDE}/min(iw\\,ih))"
     scale = f"scale=w=trunc(iw*{factor}/2)*2:h=trunc(ih*{factor}/2)*2"
     if need.tone_map:  # scaled first: the tone map runs in float, on a quarter of a 1080p frame's pixels
-        scale += f",{TONE_MAP}"
+        scale += f",{tone_map_filter(need.header.primaries, need.header.matrix)}"
     stream = need.header.largest_stream
     picked = "0:V:0" if stream is None else f"0:v:{stream}"  # V: not a cover picture
     with tempfile.TemporaryDirectory(prefix="va-transcode-") as folder:

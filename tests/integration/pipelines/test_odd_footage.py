@@ -474,13 +474,14 @@ def test_a_codec_the_decoder_misreads_is_ingested_from_a_transcoded_copy(
         assert np.abs(seen.astype(int) - thumb.astype(int)).mean() < 12, (shot["start_frame"], middle)
 
 
-@pytest.mark.parametrize("transfer", ["smpte2084", "arib-std-b67"])
+@pytest.mark.parametrize(("transfer", "tags"), [("smpte2084", True), ("arib-std-b67", True), ("smpte2084", False)])
 def test_hdr_footage_is_tone_mapped_not_shown_dark_and_flat(
-    sample_videos_dir: Path, tmp_path: Path, transfer: str
+    sample_videos_dir: Path, tmp_path: Path, transfer: str, tags: bool
 ) -> None:
     """An HDR10 (PQ) or HLG title was decoded as if it were SDR: every thumbnail and encoder frame dark and flat
     (mean absolute difference ~45 of 255 from the picture it was made from). Made here from an SDR clip, so that
-    clip is the truth: SDR white as 100 nits, 10-bit BT.2020, tagged as HDR footage is."""
+    clip is the truth: SDR white as 100 nits, 10-bit BT.2020, tagged as HDR footage is. Without its primaries and
+    matrix tagged (only the transfer), the tone map refused it: BT.2100's are assumed."""
     if not (has_encoder("libx265") and can_tone_map()):
         pytest.skip("the local ffmpeg lacks libx265 or the zscale and tonemap filters")
     sdr = _make(["-i", str(sample_videos_dir / "bikes.mp4"), "-t", "2", "-c:v", "libx264", "-crf", "10"],
@@ -492,6 +493,9 @@ def test_hdr_footage_is_tone_mapped_not_shown_dark_and_flat(
     params = f"colorprim=bt2020:transfer={transfer}:colormatrix=bt2020nc:log-level=error"
     path = _make(["-i", str(sdr), "-vf", to_hdr, "-c:v", "libx265", "-x265-params", params, "-tag:v", "hvc1"],
                  tmp_path / "hdr.mp4")  # fmt: skip
+    if not tags:  # the primaries and matrix set to "unspecified" (2) in the stream itself
+        unspecified = "hevc_metadata=colour_primaries=2:matrix_coefficients=2"
+        path = _make(["-i", str(path), "-c", "copy", "-bsf:v", unspecified], tmp_path / "untagged.mkv")
     video, shots = _decode(path)
     _, sdr_shots = _decode(sdr)
     assert "error" not in video and (video["width"], video["height"]) == (640, 272), video
