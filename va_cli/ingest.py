@@ -154,9 +154,9 @@ def _check_media_tools(*, dry_run: bool) -> None:
         )
     if shutil.which("ffmpeg") is None and not dry_run:
         click.secho(
-            "warning: ffmpeg is not installed. MPEG-TS, AV1, HDR, GIF and QuickTime Animation files, and files with "
-            "several video streams, need it and will fail; they are tried again on the next run once it is "
-            "(apt-get install ffmpeg).",
+            "warning: ffmpeg is not installed. MPEG-TS, AV1, GIF and QuickTime Animation files, and files with "
+            "several video streams, need it and will fail; they are tried again on the next run once it is. HDR "
+            "titles are decoded without their tone map, dark (apt-get install ffmpeg).",
             fg="yellow",
             err=True,
         )

@@ -146,4 +146,4 @@ def test_ingest_stops_without_ffprobe_and_warns_without_ffmpeg(sample_videos_dir
     (tools / "ffprobe").symlink_to(shutil.which("ffprobe"))
     result = CliRunner().invoke(cli, ["ingest", str(folder)], env=env, catch_exceptions=False)
     assert result.exit_code == 0 and "ingested 1 video(s)" in result.output, result.output
-    assert "warning: ffmpeg is not installed. MPEG-TS, AV1, HDR" in result.stderr
+    assert "warning: ffmpeg is not installed. MPEG-TS, AV1, GIF" in result.stderr
