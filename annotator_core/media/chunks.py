@@ -27,10 +27,9 @@ import decord
 import numpy as np
 
 from annotator_core.errors import first_line
-from annotator_core.media.decode import TRUNCATION_TOLERANCE, DecodeStats, Frames, add_stretch
+from annotator_core.media.decode import TRUNCATION_TOLERANCE, DecodeStats, Frames, add_stretch, cut_detector
 from annotator_core.media.probe import VideoInfo, VideoRefused
 from annotator_core.media.sampling import OpenShot, SampleOptions, ShotSample, decode_size, sample_shot
-from annotator_core.media.shots import CutDetector
 
 WARMUP_SECONDS = 2.0  # detector warm-up before a chunk's first owned frame (at least WARMUP_MIN_SHOTS shots)
 WARMUP_MIN_SHOTS = 4  # ... and at least this many minimum-length shots, so a suppressed cut cannot differ
@@ -174,9 +173,7 @@ def iter_chunk(path: str, info: VideoInfo, options: SampleOptions, chunk: Chunk)
             frames.start_at(index)
     except (RuntimeError, decord.DECORDError) as exc:
         raise VideoRefused(f"not a video the decoder can read ({first_line(exc, limit=200)})") from None
-    detector = CutDetector(
-        options.detector, fps=info.fps, source_width=info.width, seconds=info.seconds, slowest_fps=info.slowest_fps()
-    )
+    detector = cut_detector(info, options)
     end = chunk.end if chunk.end is not None else info.n_frames * 2 + 1_000_000  # the last chunk: to the end
     stop = end + detector.lag + options.detector.shortest_shot(info.fps) + 2 if chunk.end is not None else end
     recent: deque[tuple[int, np.ndarray]] = deque(maxlen=detector.lag + 2)

@@ -107,7 +107,7 @@ class Frames:
         return self
 
     def __next__(self) -> tuple[int, np.ndarray]:
-        if self.index >= self.info.n_frames:  # the decoder's own count, or fewer (probe.edited_frame_count)
+        if self.index >= self.info.n_frames:  # the decoder's own count, or fewer (frame_times.edited_frame_count)
             raise StopIteration
         while True:
             if self.held:
@@ -202,6 +202,13 @@ def lost_note(lost: list[tuple[int, int]], info: VideoInfo) -> str:
     )
 
 
+def cut_detector(info: VideoInfo, options: SampleOptions) -> CutDetector:
+    """The shot detector for this title: its rate, width and frame times, and its slowest rate for the window."""
+    return CutDetector(
+        options.detector, fps=info.fps, source_width=info.width, seconds=info.seconds, slowest_fps=info.slowest_fps()
+    )
+
+
 def decode_shots(path: str, info: VideoInfo, options: SampleOptions, stats: DecodeStats) -> Iterator[ShotSample]:
     """One sequential decode of ``path``: yields each shot as soon as its end is known.
 
@@ -214,9 +221,7 @@ def decode_shots(path: str, info: VideoInfo, options: SampleOptions, stats: Deco
         frames = Frames(lambda: decord.VideoReader(path, num_threads=1, width=width, height=height), info)
     except (RuntimeError, decord.DECORDError) as exc:
         raise VideoRefused(f"not a video the decoder can read ({first_line(exc, limit=200)})") from None
-    detector = CutDetector(
-        options.detector, fps=info.fps, source_width=info.width, seconds=info.seconds, slowest_fps=info.slowest_fps()
-    )
+    detector = cut_detector(info, options)
     recent: deque[tuple[int, np.ndarray]] = deque(maxlen=detector.lag + 2)
     shot = OpenShot(0)
 

@@ -33,10 +33,6 @@ def can_tone_map() -> bool:
     return all(name in names for name in TONE_MAP_FILTERS)
 
 
-TONE_MAP_HINT = (
-    "e.g. ffmpeg -i IN -vf zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=mobius,"
-    "zscale=t=bt709:m=bt709:r=tv,format=yuv420p -c:v libx264 -crf 18 OUT.mp4"
-)
 # HDR to SDR BT.709: the signal to linear light (100 nits as 1.0), the BT.2020 primaries to BT.709, and Möbius's
 # curve, which leaves the SDR range nearly as it is and rolls off the highlights above it (Hable's darkens the
 # whole picture: on a PQ clip made from an SDR one, mean absolute difference from the SDR frames 6 with Möbius,
@@ -55,6 +51,8 @@ def tone_map_filter(primaries: str = "", matrix: str = "") -> str:
     return f"setparams={':'.join(unset)},{TONE_MAP}" if unset else TONE_MAP
 
 
+# What a caller that decodes an HDR file as it is is told to run first.
+TONE_MAP_HINT = f"e.g. ffmpeg -i IN -vf {TONE_MAP},format=yuv420p -c:v libx264 -crf 18 OUT.mp4"
 # The tone map's output is BT.709 YUV, tagged so: the decoder converts by the tag (BT.601 where there is none, which
 # is what ffmpeg converts RGB sources such as QuickTime Animation with, so those copies carry no tag).
 BT709_TAGS = ("-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709")
